@@ -1,0 +1,65 @@
+use std::fmt;
+
+/// Why an input was rejected. `Display` names the offending row or video, so the
+/// Python layer can raise it as a `ValueError` verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputError {
+    /// A box with some (not all) values NaN, or any infinite value.
+    NonFinite { which: &'static str, row: usize },
+    /// A box with x1 < x0 or y1 < y0.
+    Inverted { which: &'static str, row: usize },
+    /// Two arrays that must have the same length do not.
+    LengthMismatch {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
+    /// Offsets that are not 0 ... T and non-decreasing.
+    BadOffsets { index: usize, detail: String },
+    /// A relation name that is none of left/right/top/bottom (L/R/T/B).
+    BadRelation { video: Option<usize>, value: String },
+    /// A parameter out of range (e.g. m = 0).
+    BadParameter { name: &'static str, detail: String },
+    /// An array whose shape is not the documented one.
+    BadShape { what: &'static str, detail: String },
+    /// An error inside video `video` of a batch.
+    InVideo {
+        video: usize,
+        source: Box<InputError>,
+    },
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputError::NonFinite { which, row } => write!(
+                f,
+                "{which} box at row {row} has NaN or inf values (only an all-NaN row means 'not detected')"
+            ),
+            InputError::Inverted { which, row } => {
+                write!(f, "{which} box at row {row} has x1 < x0 or y1 < y0")
+            }
+            InputError::LengthMismatch { what, expected, got } => {
+                write!(f, "{what}: expected length {expected}, got {got}")
+            }
+            InputError::BadOffsets { index, detail } => {
+                write!(f, "offsets[{index}]: {detail}")
+            }
+            InputError::BadRelation { video, value } => match video {
+                Some(v) => write!(
+                    f,
+                    "video {v}: unknown relation {value:?} (expected left/right/top/bottom or L/R/T/B)"
+                ),
+                None => write!(
+                    f,
+                    "unknown relation {value:?} (expected left/right/top/bottom or L/R/T/B)"
+                ),
+            },
+            InputError::BadParameter { name, detail } => write!(f, "{name}: {detail}"),
+            InputError::BadShape { what, detail } => write!(f, "{what}: {detail}"),
+            InputError::InVideo { video, source } => write!(f, "video {video}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
