@@ -1,0 +1,59 @@
+"""Scoring and validity thresholds shared by every stage.
+
+The official values (Wan back end) reproduce the SpatialAlign paper's scripts; the
+toy world has short clips and declares its own scaled preset, registered here so
+that ``track``, ``score-batch`` and training all read the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from spatialalign.errors import SpatialAlignError
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """DSR-Score parameters and the detection-level video validity rules."""
+
+    m: int = 3
+    """Kept frames averaged at each end of a video for r_init / r_final."""
+    min_frames: int = 20
+    """A video with fewer kept frames is invalid."""
+    box_threshold: float = 0.4
+    """GroundingDINO box score threshold."""
+    text_threshold: float = 0.3
+    """GroundingDINO text score threshold."""
+    max_redundant: int = 16
+    """Reject a video with more redundant frames than this."""
+    min_valid: int = 20
+    """Reject a video with fewer valid frames than this."""
+    min_run: int = 4
+    """Reject a video with no run of at least this many consecutive valid frames."""
+    tau_train: float = 0.7
+    """DSR at or above which a valid sample is a winner when building pairs."""
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+
+OFFICIAL = ScoringConfig()
+
+# The toy world's clips are short (see spatialalign.toy); its thresholds are the
+# official ones scaled to its frame count. The toy package owns these numbers.
+TOY = ScoringConfig(m=2, min_frames=6, max_redundant=3, min_valid=6, min_run=3)
+
+PRESETS: dict[str, ScoringConfig] = {"official": OFFICIAL, "wan": OFFICIAL, "toy": TOY}
+
+
+def scoring_config(name: str = "official", **overrides: float | int) -> ScoringConfig:
+    """Returns a named preset (``official``/``wan``/``toy``) with optional overrides."""
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise SpatialAlignError(
+            f"unknown scoring preset {name!r} (choose from {', '.join(PRESETS)})"
+        ) from None
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(base, **overrides)
