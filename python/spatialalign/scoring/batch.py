@@ -1,0 +1,468 @@
+"""Batch DSR scoring of a run directory: tracks + manifest + prompts -> scores.
+
+Reads ``samples/manifest.parquet`` (sample -> prompt), the prompts, ``tracks.parquet``
+(long format, one row per sample, frame and label; an absent row means "not
+detected") and, when present, ``detections.parquet`` (detection-level rejections).
+The tracks are turned into one dense ``[T, 4]`` animal array and one object array
+(frames of a sample in time order, NaN rows where a label is missing) with fully
+vectorised numpy, and scored by a single :func:`dsr_geom.dsr_batch` call, so a
+million frames cost well under a second.
+
+Every manifest sample gets one row in ``scores.parquet``. Its ``reason`` is
+
+* the detection stage's reason when ``detections.parquet`` rejects it (a row whose
+  ``status`` is not ``valid``/``ok``/``accepted``; with a null status, a non-empty
+  ``reason``),
+* ``no_tracks`` when it has neither tracks nor a detections row,
+* ``too_few_frames`` when fewer than ``min_frames`` frames are kept,
+* ``""`` when the sample is valid.
+
+Invalid samples keep NaN scores and count in the Correctness denominator.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dsr_geom
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from spatialalign.config import OFFICIAL, ScoringConfig
+from spatialalign.errors import SpatialAlignError
+from spatialalign.io import atomic_path, read_parquet, write_json, write_parquet
+from spatialalign.schemas import SCORES, validate_table
+
+LABELS = ("animal", "object")
+ACCEPTED_STATUSES = frozenset({"valid", "ok", "accepted"})
+MANIFEST_PATH = Path("samples") / "manifest.parquet"
+SCORES_NAME = "scores.parquet"
+SUMMARY_NAME = "summary.json"
+CURVE_NAME = "correctness.png"
+PLOTS_DIR = "plots"
+
+# tracks.parquet is loaded row group by row group; show a bar past this many rows
+_PROGRESS_MIN_ROWS = 200_000
+_BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """What scoring needs from a prompt: its relation letters."""
+
+    prompt_id: str
+    initial: str
+    final: str
+
+    @property
+    def dsr_type(self) -> str:
+        return self.initial + self.final
+
+
+@dataclass
+class Tracks:
+    """Dense per-sample boxes: rows ``offsets[i]:offsets[i+1]`` belong to sample ``i``.
+
+    ``frames`` holds each row's frame index (sorted within a sample); ``animal`` and
+    ``obj`` are ``[T, 4]`` xyxy with an all-NaN row where that label is absent.
+    """
+
+    frames: np.ndarray
+    animal: np.ndarray
+    obj: np.ndarray
+    offsets: np.ndarray
+    n_rows: np.ndarray  # tracks rows per sample (0: the sample has no tracks)
+    n_unknown_rows: int = 0  # rows whose sample_id is not in the manifest (ignored)
+
+    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+        return self.frames[s], self.animal[s], self.obj[s]
+
+
+@dataclass
+class ScoreResult:
+    """Everything :func:`score_run` computed and where it wrote it."""
+
+    scores: pa.Table
+    summary: dict[str, Any]
+    paths: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_videos(self) -> int:
+        return self.scores.num_rows
+
+    @property
+    def n_valid(self) -> int:
+        return int(pc.sum(self.scores.column("valid")).as_py() or 0)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def read_manifest(path: str | os.PathLike[str]) -> pa.Table:
+    """Reads the manifest columns scoring needs (sample_id, prompt_id, seed)."""
+    table = read_parquet(path, "manifest")
+    table = validate_table(table, "manifest", path, columns=["sample_id", "prompt_id", "seed"])
+    table = table.select(["sample_id", "prompt_id", "seed"])
+    _refuse_duplicates(table.column("sample_id"), path, "sample_id")
+    return table
+
+
+def read_prompt_infos(path: str | os.PathLike[str]) -> dict[str, PromptInfo]:
+    """prompt_id -> relation letters, read with :func:`spatialalign.prompts.read_prompts`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpatialAlignError(f"prompts file not found: {path}")
+    prompts = _read_prompts(path)
+    infos: dict[str, PromptInfo] = {}
+    for p in prompts:
+        if not p.prompt_id:
+            raise SpatialAlignError(f"{path}: a prompt has no prompt_id")
+        if p.prompt_id in infos:
+            raise SpatialAlignError(f"{path}: duplicate prompt_id {p.prompt_id!r}")
+        infos[p.prompt_id] = PromptInfo(p.prompt_id, p.initial, p.final)
+    return infos
+
+
+def _read_prompts(path: Path) -> list[Any]:
+    try:
+        from spatialalign.prompts import read_prompts  # the prompts stage's reader
+    except ImportError:  # pragma: no cover - until the prompts stage lands
+        return _read_prompts_parquet(path)
+    try:
+        return read_prompts(path)
+    except (ValueError, OSError, pa.ArrowException) as e:
+        if isinstance(e, SpatialAlignError):
+            raise
+        raise SpatialAlignError(f"cannot read prompts {path}: {e}") from e
+
+
+def _read_prompts_parquet(path: Path) -> list[Any]:
+    """Minimal Parquet reader used only while ``spatialalign.prompts.read_prompts`` is absent."""
+    from spatialalign.prompts.model import DSRPrompt
+
+    table = validate_table(
+        read_parquet(path, "prompts"),
+        "prompts",
+        path,
+        columns=["prompt_id", "animal", "object", "initial", "final"],
+    )
+    try:
+        return [
+            DSRPrompt(
+                animal=r["animal"],
+                object=r["object"],
+                initial=r["initial"],
+                final=r["final"],
+                prompt_id=r["prompt_id"],
+            )
+            for r in table.select(["prompt_id", "animal", "object", "initial", "final"]).to_pylist()
+        ]
+    except ValueError as e:
+        raise SpatialAlignError(f"{path}: {e}") from e
+
+
+def read_tracks(
+    path: str | os.PathLike[str], sample_ids: pa.Array, *, progress: bool | None = None
+) -> Tracks:
+    """Loads ``tracks.parquet`` into dense per-sample arrays ordered like ``sample_ids``.
+
+    Vectorised end to end (no per-row Python). Raises :class:`SpatialAlignError` on
+    a missing/corrupt file, unknown labels, duplicate (sample, frame, label) rows,
+    partly missing or inverted boxes, or negative frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpatialAlignError(f"tracks file not found: {path}")
+    needed = ["sample_id", "frame", "label", *_BOX_COLUMNS]
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError) as e:
+        raise SpatialAlignError(f"cannot read tracks {path}: {e}") from e
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise SpatialAlignError(
+            f"{path}: not a valid tracks table: missing column(s) {', '.join(missing)}"
+        )
+
+    total = pf.metadata.num_rows
+    show = total >= _PROGRESS_MIN_ROWS if progress is None else progress
+    parts_sample, parts_frame, parts_label, parts_box = [], [], [], []
+    with tqdm(total=total, unit="row", desc="loading tracks", disable=not show) as bar:
+        for g in range(pf.num_row_groups):
+            try:
+                chunk = pf.read_row_group(g, columns=needed)
+            except (pa.ArrowException, OSError) as e:
+                raise SpatialAlignError(f"cannot read tracks {path}: {e}") from e
+            chunk = validate_table(chunk, "tracks", path, columns=needed)
+            parts_sample.append(
+                pc.index_in(chunk.column("sample_id"), value_set=sample_ids)
+                .fill_null(-1)
+                .to_numpy()
+            )
+            labels = chunk.column("label")
+            code = pc.index_in(labels, value_set=pa.array(LABELS))
+            if code.null_count:
+                bad = pc.unique(pc.filter(labels, pc.is_null(code))).to_pylist()[:5]
+                raise SpatialAlignError(
+                    f"{path}: unknown label(s) {', '.join(map(repr, bad))} "
+                    f"(expected 'animal' or 'object')"
+                )
+            parts_label.append(code.to_numpy().astype(np.int8))
+            parts_frame.append(chunk.column("frame").to_numpy())
+            parts_box.append(np.stack([chunk.column(c).to_numpy() for c in _BOX_COLUMNS], axis=1))
+            bar.update(chunk.num_rows)
+
+    n_samples = len(sample_ids)
+    if not parts_sample:
+        sample = np.zeros(0, np.int64)
+        frame = np.zeros(0, np.int64)
+        label = np.zeros(0, np.int8)
+        boxes = np.zeros((0, 4))
+    else:
+        sample = np.concatenate(parts_sample).astype(np.int64, copy=False)
+        frame = np.concatenate(parts_frame).astype(np.int64, copy=False)
+        label = np.concatenate(parts_label)
+        boxes = np.concatenate(parts_box)
+    return _densify(path, sample, frame, label, boxes, sample_ids, n_samples)
+
+
+def _densify(
+    path: Path,
+    sample: np.ndarray,
+    frame: np.ndarray,
+    label: np.ndarray,
+    boxes: np.ndarray,
+    sample_ids: pa.Array,
+    n_samples: int,
+) -> Tracks:
+    def where(i: int) -> str:
+        return f"sample {sample_ids[int(sample[i])].as_py()!r} frame {int(frame[i])}"
+
+    known = sample >= 0
+    n_unknown = int((~known).sum())
+    if n_unknown:
+        sample, frame, label, boxes = sample[known], frame[known], label[known], boxes[known]
+    # all-NaN box rows mean "not detected": same as an absent row
+    finite = np.isfinite(boxes)
+    absent = ~finite.any(axis=1) & np.isnan(boxes).all(axis=1)
+    if absent.any():
+        keep = ~absent
+        sample, frame, label, boxes = sample[keep], frame[keep], label[keep], boxes[keep]
+        finite = finite[keep]
+    bad = ~finite.all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SpatialAlignError(f"{path}: non-finite box coordinates at {where(i)}")
+    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SpatialAlignError(f"{path}: inverted box (x1 < x0 or y1 < y0) at {where(i)}")
+    if (frame < 0).any():
+        i = int(np.argmax(frame < 0))
+        raise SpatialAlignError(f"{path}: negative frame index at {where(i)}")
+
+    order = np.lexsort((label, frame, sample))
+    sample, frame, label, boxes = sample[order], frame[order], label[order], boxes[order]
+    new_row = np.ones(len(sample), dtype=bool)
+    if len(sample) > 1:
+        same_frame = (sample[1:] == sample[:-1]) & (frame[1:] == frame[:-1])
+        new_row[1:] = ~same_frame
+        dup = same_frame & (label[1:] == label[:-1])
+        if dup.any():
+            i = int(np.argmax(dup))
+            raise SpatialAlignError(
+                f"{path}: more than one {LABELS[int(label[i])]!r} row at {where(i)}"
+            )
+    row = np.cumsum(new_row) - 1
+    n = int(new_row.sum())
+    animal = np.full((n, 4), np.nan)
+    obj = np.full((n, 4), np.nan)
+    is_animal = label == 0
+    animal[row[is_animal]] = boxes[is_animal]
+    obj[row[~is_animal]] = boxes[~is_animal]
+    counts = np.bincount(sample[new_row], minlength=n_samples)
+    offsets = np.zeros(n_samples + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return Tracks(
+        frames=frame[new_row],
+        animal=animal,
+        obj=obj,
+        offsets=offsets,
+        n_rows=np.bincount(sample, minlength=n_samples),
+        n_unknown_rows=n_unknown,
+    )
+
+
+def read_rejections(path: str | os.PathLike[str], sample_ids: pa.Array) -> tuple[np.ndarray, list]:
+    """From ``detections.parquet``: (has_row[V] bool, reason[V] with None when accepted)."""
+    table = read_parquet(path, "detections")
+    table = validate_table(table, "detections", path, columns=["sample_id", "status", "reason"])
+    _refuse_duplicates(table.column("sample_id"), path, "sample_id")
+    idx = pc.index_in(table.column("sample_id"), value_set=sample_ids).fill_null(-1).to_numpy()
+    status = pc.utf8_lower(pc.utf8_trim_whitespace(table.column("status")))
+    reason = pc.utf8_trim_whitespace(table.column("reason")).fill_null("")
+    accepted = pc.if_else(
+        pc.is_null(status),
+        pc.equal(reason, ""),
+        pc.is_in(status, value_set=pa.array(sorted(ACCEPTED_STATUSES))),
+    ).to_numpy(zero_copy_only=False)
+    label = pc.if_else(pc.equal(reason, ""), status.fill_null("rejected"), reason).to_pylist()
+
+    n = len(sample_ids)
+    has_row = np.zeros(n, dtype=bool)
+    reasons: list[str | None] = [None] * n
+    for j in np.flatnonzero(idx >= 0):  # one entry per detections row, not per frame
+        i = int(idx[j])
+        has_row[i] = True
+        if not accepted[j]:
+            reasons[i] = label[j]
+    return has_row, reasons
+
+
+def _refuse_duplicates(column: pa.ChunkedArray, path: str | os.PathLike[str], name: str) -> None:
+    counts = pc.value_counts(column)
+    dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        shown = ", ".join(repr(v) for v in dup.to_pylist()[:5])
+        raise SpatialAlignError(f"{path}: duplicate {name} value(s) {shown}")
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class LoadedRun:
+    """A run directory's scoring inputs, validated and aligned on the manifest order."""
+
+    manifest: pa.Table
+    prompts: dict[str, PromptInfo]
+    initial: list[str]
+    final: list[str]
+    tracks: Tracks
+    has_detection_row: np.ndarray
+    rejection: list[str | None]
+    warnings: list[str]
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    prompts_path: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> LoadedRun:
+    """Reads and checks every scoring input of ``run_dir``; writes nothing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SpatialAlignError(f"run directory not found: {run_dir}")
+    manifest = read_manifest(run_dir / MANIFEST_PATH)
+    if manifest.num_rows == 0:
+        raise SpatialAlignError(f"{run_dir / MANIFEST_PATH}: the manifest lists no samples")
+    prompts = read_prompt_infos(prompts_path or run_dir / "prompts.parquet")
+    prompt_ids = manifest.column("prompt_id").to_pylist()
+    unknown = sorted({p for p in prompt_ids if p not in prompts})
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+        raise SpatialAlignError(
+            f"{len(unknown)} prompt_id(s) of the manifest are not in the prompts: {shown}"
+        )
+    sample_ids = manifest.column("sample_id").combine_chunks()
+    tracks = read_tracks(run_dir / "tracks.parquet", sample_ids, progress=progress)
+    det_path = run_dir / "detections.parquet"
+    if det_path.exists():
+        has_row, rejection = read_rejections(det_path, sample_ids)
+    else:
+        has_row, rejection = np.zeros(len(sample_ids), dtype=bool), [None] * len(sample_ids)
+    warnings = []
+    if tracks.n_unknown_rows:
+        warnings.append(
+            f"ignored {tracks.n_unknown_rows} tracks row(s) of samples not in the manifest"
+        )
+    return LoadedRun(
+        manifest=manifest,
+        prompts=prompts,
+        initial=[prompts[p].initial for p in prompt_ids],
+        final=[prompts[p].final for p in prompt_ids],
+        tracks=tracks,
+        has_detection_row=has_row,
+        rejection=rejection,
+        warnings=warnings,
+    )
+
+
+def score_loaded(run: LoadedRun, config: ScoringConfig = OFFICIAL) -> pa.Table:
+    """Scores every manifest sample with one :func:`dsr_geom.dsr_batch` call."""
+    t = run.tracks
+    out = dsr_geom.dsr_batch(
+        t.animal, t.obj, t.offsets, run.initial, run.final, m=config.m, min_frames=config.min_frames
+    )
+    n = run.manifest.num_rows
+    scored = ~np.isnan(out["dsr"])
+    reasons = np.full(n, "", dtype=object)
+    reasons[~scored] = "too_few_frames"
+    reasons[(t.n_rows == 0) & ~run.has_detection_row] = "no_tracks"
+    rejected = np.array([r is not None for r in run.rejection], dtype=bool)
+    if rejected.any():
+        reasons[rejected] = [r for r in run.rejection if r is not None]
+    valid = scored & ~rejected
+    columns: dict[str, Any] = {
+        "sample_id": run.manifest.column("sample_id"),
+        "prompt_id": run.manifest.column("prompt_id"),
+        "seed": run.manifest.column("seed"),
+        "valid": pa.array(valid),
+        "reason": pa.array(reasons.tolist(), pa.string()),
+    }
+    for name in ("dsr", "r_init", "r_final", "g_init", "g_final"):
+        columns[name] = pa.array(np.where(valid, out[name], np.nan))
+    columns["n_kept"] = pa.array(out["n_kept"].astype(np.int64))
+    return pa.table(columns, schema=SCORES)
+
+
+def score_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    prompts_path: str | os.PathLike[str] | None = None,
+    config: ScoringConfig = OFFICIAL,
+    out_dir: str | os.PathLike[str] | None = None,
+    plots: bool = False,
+    progress: bool | None = None,
+) -> ScoreResult:
+    """Scores a run directory and writes scores.parquet, summary.json and correctness.png.
+
+    Everything is read, checked, scored and rendered in memory before the first
+    output is written (each write atomic), so bad input leaves no outputs behind.
+    ``out_dir`` defaults to ``run_dir``; ``plots`` adds per-video SSR curves under
+    ``out_dir/plots/``.
+    """
+    from spatialalign.scoring.plots import correctness_figure_png, write_ssr_plots
+    from spatialalign.scoring.summary import build_summary
+
+    run = load_run(run_dir, prompts_path=prompts_path, progress=progress)
+    scores = score_loaded(run, config)
+    dsr_types = [i + f for i, f in zip(run.initial, run.final, strict=True)]
+    summary = build_summary(scores, dsr_types, config)
+    png = correctness_figure_png(summary)
+
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    paths = {
+        "scores": write_parquet(scores, out / SCORES_NAME),
+        "summary": write_json(summary, out / SUMMARY_NAME),
+        "correctness": _write_bytes(png, out / CURVE_NAME),
+    }
+    if plots:
+        paths["plots"] = write_ssr_plots(out / PLOTS_DIR, run, scores, config, progress=progress)
+    return ScoreResult(scores=scores, summary=summary, paths=paths, warnings=run.warnings)
+
+
+def _write_bytes(data: bytes, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path

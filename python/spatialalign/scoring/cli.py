@@ -1,0 +1,63 @@
+"""``spatialalign score-batch DIR``: DSR-Score every video of a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spatialalign.config import PRESETS, scoring_config
+from spatialalign.scoring.batch import score_run
+from spatialalign.scoring.summary import format_summary, one_line
+
+
+@click.command("score-batch")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--prompts",
+    "prompts_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Prompts file (Parquet/CSV/JSONL, official CSV too). Default: DIR/prompts.parquet.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="official",
+    show_default=True,
+    help="Scoring thresholds preset.",
+)
+@click.option("--m", type=click.IntRange(min=1), default=None, help="Override: frames averaged.")
+@click.option(
+    "--min-frames", type=click.IntRange(min=1), default=None, help="Override: min kept frames."
+)
+@click.option("--plots", is_flag=True, help="Also draw per-video SSR curves into OUT/plots/.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output directory. Default: DIR.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the one-line summary.")
+def score_batch(
+    run_dir: Path,
+    prompts_path: Path | None,
+    preset: str,
+    m: int | None,
+    min_frames: int | None,
+    plots: bool,
+    out_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """Score DIR's tracks.parquet: writes scores.parquet, summary.json, correctness.png."""
+    config = scoring_config(preset, m=m, min_frames=min_frames)
+    result = score_run(
+        run_dir, prompts_path=prompts_path, config=config, out_dir=out_dir, plots=plots
+    )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not quiet:
+        click.echo(format_summary(result.summary))
+        click.echo("wrote " + ", ".join(str(p) for p in result.paths.values()))
+    click.echo(one_line(result.summary))
