@@ -2,7 +2,8 @@
 
 use rayon::prelude::*;
 
-use crate::ssr::{check_box, check_pair_len, frame_geometry, kept_extent, row, BoxState};
+use crate::ssr::{check_pair_len, kept_frame};
+use crate::FrameGeometry;
 use crate::{InputError, Relation};
 
 /// Scoring parameters: `m` frames averaged at each end, `min_frames` kept frames
@@ -59,36 +60,14 @@ impl VideoScore {
     }
 }
 
-/// Whether frame `i` is kept, after validating both of its boxes.
-#[inline]
-fn kept<T: Copy + Into<f64>>(
-    animal: &[T],
-    obj: &[T],
-    i: usize,
-    base: usize,
-) -> Result<bool, InputError> {
-    let a = row(animal, i);
-    let o = row(obj, i);
-    let sa = check_box(a, "animal", base + i)?;
-    let so = check_box(o, "object", base + i)?;
-    Ok(sa == BoxState::Present && so == BoxState::Present && kept_extent(a, o).is_some())
-}
-
-/// Mean of `f` over `idx` in order (sequential sum, as numpy does for short arrays).
-#[inline]
-fn mean_over(idx: &[usize], f: impl Fn(usize) -> f64) -> f64 {
-    let mut s = 0.0;
-    for &i in idx {
-        s += f(i);
-    }
-    s / idx.len() as f64
-}
-
 /// Scores one video. `animal`/`obj` are flat `[N*4]` boxes of its frames in time
 /// order; `base` is only used to name rows in errors (their index in a batch).
 ///
-/// Only the first and last `m` kept frames enter the score, so every row is
-/// validated but geometry is computed for at most `2m` frames.
+/// One forward pass validates every row, counts the kept frames and accumulates the
+/// first `m` of them; a short backward scan then finds where the last `m` kept frames
+/// start, and they are summed forwards. Geometry is computed for at most `2m + 1`
+/// frames and nothing is allocated. Sums run in time order, like numpy's `mean` of
+/// the official scorer, so results agree with it to the last bit.
 pub fn dsr_video_at<T: Copy + Into<f64>>(
     animal: &[T],
     obj: &[T],
@@ -100,41 +79,51 @@ pub fn dsr_video_at<T: Copy + Into<f64>>(
     params.check()?;
     let n = check_pair_len(animal, obj)?;
     let m = params.m;
-    let mut head: Vec<usize> = Vec::with_capacity(m);
     let mut n_kept = 0usize;
     let mut last = 0usize;
+    let mut head_sum = 0.0f64;
+    let mut first: Option<FrameGeometry> = None;
     for i in 0..n {
-        if kept(animal, obj, i, base)? {
-            if head.len() < m {
-                head.push(i);
+        if let Some(k) = kept_frame(animal, obj, i, base)? {
+            if n_kept < m {
+                let g = k.geometry();
+                head_sum += g.ssr(initial);
+                if n_kept == 0 {
+                    first = Some(g);
+                }
             }
             n_kept += 1;
             last = i;
         }
     }
-    if n_kept == 0 || n_kept < params.min_frames {
-        return Ok(VideoScore::invalid(n_kept));
-    }
-    // the last min(m, K) kept frames, in time order
-    let k_tail = m.min(n_kept);
-    let mut tail: Vec<usize> = Vec::with_capacity(k_tail);
-    for i in (0..=last).rev() {
-        if tail.len() == k_tail {
-            break;
+    let first = match first {
+        Some(g) if n_kept >= params.min_frames => g,
+        _ => return Ok(VideoScore::invalid(n_kept)),
+    };
+    let k = m.min(n_kept);
+    // the last k kept frames start at row `start` (rows were validated above)
+    let mut start = last;
+    let mut found = 0usize;
+    let mut i = last + 1;
+    while found < k && i > 0 {
+        i -= 1;
+        if kept_frame(animal, obj, i, base)?.is_some() {
+            found += 1;
+            start = i;
         }
-        // rows were validated in the forward pass
-        if kept(animal, obj, i, base)? {
-            tail.push(i);
+    }
+    let mut tail_sum = 0.0f64;
+    let mut end: Option<FrameGeometry> = None;
+    for i in start..=last {
+        if let Some(kf) = kept_frame(animal, obj, i, base)? {
+            let g = kf.geometry();
+            tail_sum += g.ssr(final_);
+            end = Some(g);
         }
     }
-    tail.reverse();
-
-    let geom =
-        |i: usize| frame_geometry(row(animal, i), row(obj, i)).expect("kept frames have geometry");
-    let r_init = mean_over(&head, |i| geom(i).ssr(initial));
-    let r_final = mean_over(&tail, |i| geom(i).ssr(final_));
-    let first = geom(head[0]);
-    let end = geom(last);
+    let end = end.unwrap_or(first); // unreachable: row `last` is kept
+    let r_init = head_sum / k as f64;
+    let r_final = tail_sum / k as f64;
     let g_init = 0.5 * (first.ssr(initial) - end.ssr(initial));
     let g_final = 0.5 * (end.ssr(final_) - first.ssr(final_));
     let dsr = (r_init + g_init + r_final + g_final) / 8.0 + 0.5;
@@ -174,7 +163,7 @@ pub struct BatchScores {
 fn check_offsets(offsets: &[i64], n_rows: usize, n_videos: usize) -> Result<(), InputError> {
     if offsets.len() != n_videos + 1 {
         return Err(InputError::LengthMismatch {
-            what: "offsets (must have one more entry than there are videos)".into(),
+            what: "offsets (need one entry more than there are videos, i.e. relations)".into(),
             expected: n_videos + 1,
             got: offsets.len(),
         });

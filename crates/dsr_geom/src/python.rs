@@ -27,7 +27,9 @@ impl<'py, T: numpy::Element + Copy> Flat<'py, T> {
                 shape[0], shape[1]
             )));
         }
-        if arr.as_slice().is_ok() {
+        // `as_slice` also accepts Fortran-ordered arrays, whose memory order is not
+        // row-major: borrow only C-contiguous data, copy everything else in logical order.
+        if arr.is_c_contiguous() && arr.as_slice().is_ok() {
             Ok(Flat::Array(arr))
         } else {
             Ok(Flat::Owned(arr.as_array().iter().copied().collect()))
@@ -103,8 +105,50 @@ fn relations(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Relation>> {
         .collect()
 }
 
-fn params(m: usize, min_frames: usize) -> DsrParams {
-    DsrParams { m, min_frames }
+/// Scoring parameters from Python ints; negative values are a `ValueError` (not the
+/// `OverflowError` an unsigned argument would give).
+fn params(m: i64, min_frames: i64) -> PyResult<DsrParams> {
+    let m = usize::try_from(m)
+        .map_err(|_| PyValueError::new_err(format!("m must be at least 1, got {m}")))?;
+    let min_frames = usize::try_from(min_frames)
+        .map_err(|_| PyValueError::new_err(format!("min_frames must be >= 0, got {min_frames}")))?;
+    Ok(DsrParams { m, min_frames })
+}
+
+/// `offsets` as int64 values: an integer array or sequence of length V+1.
+fn offsets_vec(offsets: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
+    if let Ok(a) = offsets.extract::<PyReadonlyArray1<'_, i64>>() {
+        return Ok(a.as_array().iter().copied().collect());
+    }
+    let bad = || PyValueError::new_err("offsets must be a 1-D integer array of length V+1");
+    let np = offsets.py().import("numpy")?;
+    let arr = np.call_method1("asarray", (offsets,)).map_err(|_| bad())?;
+    let kind: String = arr.getattr("dtype")?.getattr("kind")?.extract()?;
+    let ndim: usize = arr.getattr("ndim")?.extract()?;
+    if ndim != 1 || !(kind == "i" || kind == "u") {
+        return Err(bad());
+    }
+    let arr = arr
+        .call_method("astype", ("int64",), None)
+        .map_err(|_| bad())?;
+    let a = arr
+        .extract::<PyReadonlyArray1<'_, i64>>()
+        .map_err(|_| bad())?;
+    Ok(a.as_array().iter().copied().collect())
+}
+
+/// A 1-D float array (any float/int dtype, or a sequence) as `f64` values.
+fn floats_vec(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
+    if let Ok(a) = obj.extract::<PyReadonlyArray1<'_, f64>>() {
+        return Ok(a.as_array().iter().copied().collect());
+    }
+    let np = obj.py().import("numpy")?;
+    let kwargs = PyDict::new(obj.py());
+    kwargs.set_item("dtype", "float64")?;
+    np.call_method("asarray", (obj,), Some(&kwargs))
+        .and_then(|a| Ok(a.extract::<PyReadonlyArray1<'_, f64>>()?))
+        .map(|a| a.as_array().iter().copied().collect())
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a 1-D array of numbers")))
 }
 
 /// SSR score of `relation` for every frame; NaN where the frame is not kept.
@@ -139,11 +183,11 @@ fn dsr_score<'py>(
     obj: &Bound<'py, PyAny>,
     initial: &str,
     r#final: &str,
-    m: usize,
-    min_frames: usize,
+    m: i64,
+    min_frames: i64,
 ) -> PyResult<Option<f64>> {
     let (i, f) = (relation(initial, None)?, relation(r#final, None)?);
-    let p = params(m, min_frames);
+    let p = params(m, min_frames)?;
     let s = match box_pair(animal, obj)? {
         BoxPair::F32(a, o) => crate::dsr_video(a.slice(), o.slice(), i, f, p),
         BoxPair::F64(a, o) => crate::dsr_video(a.slice(), o.slice(), i, f, p),
@@ -164,23 +208,11 @@ fn dsr_batch<'py>(
     offsets: &Bound<'py, PyAny>,
     initial: &Bound<'py, PyAny>,
     r#final: &Bound<'py, PyAny>,
-    m: usize,
-    min_frames: usize,
+    m: i64,
+    min_frames: i64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let offsets: PyReadonlyArray1<'py, i64> = match offsets.extract() {
-        Ok(a) => a,
-        Err(_) => {
-            let np = py.import("numpy")?;
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("dtype", "int64")?;
-            np.call_method("asarray", (offsets,), Some(&kwargs))
-                .and_then(|a| Ok(a.extract::<PyReadonlyArray1<'py, i64>>()?))
-                .map_err(|_| {
-                    PyValueError::new_err("offsets must be a 1-D integer array of length V+1")
-                })?
-        }
-    };
-    let offs: Vec<i64> = offsets.as_array().iter().copied().collect();
+    let p = params(m, min_frames)?;
+    let offs = offsets_vec(offsets)?;
     let mut ini = relations(initial, "initial")?;
     let mut fin = relations(r#final, "final")?;
     let n_videos = offs.len().saturating_sub(1);
@@ -190,7 +222,6 @@ fn dsr_batch<'py>(
     if r#final.cast::<PyString>().is_ok() {
         fin = vec![fin[0]; n_videos];
     }
-    let p = params(m, min_frames);
     let out = match box_pair(animal, obj)? {
         BoxPair::F32(a, o) => {
             let (a, o) = (a.slice(), o.slice());
@@ -218,10 +249,14 @@ fn dsr_batch<'py>(
 #[pyo3(signature = (dsr, thresholds = None))]
 fn correctness_curve<'py>(
     py: Python<'py>,
-    dsr: Vec<f64>,
-    thresholds: Option<Vec<f64>>,
+    dsr: &Bound<'py, PyAny>,
+    thresholds: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let th = thresholds.unwrap_or_else(|| crate::OFFICIAL_THRESHOLDS.to_vec());
+    let dsr = floats_vec(dsr, "dsr")?;
+    let th = match thresholds {
+        Some(t) => floats_vec(t, "thresholds")?,
+        None => crate::OFFICIAL_THRESHOLDS.to_vec(),
+    };
     let out = py
         .detach(|| crate::correctness_curve(&dsr, &th))
         .map_err(value_error)?;

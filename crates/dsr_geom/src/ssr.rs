@@ -69,11 +69,22 @@ pub(crate) fn kept_extent(a: [f64; 4], o: [f64; 4]) -> Option<(f64, f64)> {
 /// official scorer so that results agree to the last bit where possible.
 #[inline]
 pub fn frame_geometry(a: [f64; 4], o: [f64; 4]) -> Option<FrameGeometry> {
+    let (w_mean, h_mean) = kept_extent(a, o)?;
+    Some(geometry_with_extent(a, o, w_mean, h_mean))
+}
+
+/// Geometry of a kept frame whose mean width/height [`kept_extent`] already returned.
+#[inline(always)]
+pub(crate) fn geometry_with_extent(
+    a: [f64; 4],
+    o: [f64; 4],
+    w_mean: f64,
+    h_mean: f64,
+) -> FrameGeometry {
     let a_cx = 0.5 * (a[0] + a[2]);
     let a_cy = 0.5 * (a[1] + a[3]);
     let o_cx = 0.5 * (o[0] + o[2]);
     let o_cy = 0.5 * (o[1] + o[3]);
-    let (w_mean, h_mean) = kept_extent(a, o)?;
     let vx = a_cx - o_cx;
     let vy = a_cy - o_cy;
     let norm = (vx * vx + vy * vy).sqrt();
@@ -82,12 +93,12 @@ pub fn frame_geometry(a: [f64; 4], o: [f64; 4]) -> Option<FrameGeometry> {
     } else {
         (vx / norm, vy / norm)
     };
-    Some(FrameGeometry {
+    FrameGeometry {
         cos_x,
         cos_y,
         d_x: (vx / w_mean).abs().clamp(0.0, 1.0),
         d_y: (vy / h_mean).abs().clamp(0.0, 1.0),
-    })
+    }
 }
 
 /// Reads row `i` of a flat `[N*4]` box buffer as `f64`.
@@ -97,8 +108,72 @@ pub(crate) fn row<T: Copy + Into<f64>>(flat: &[T], i: usize) -> [f64; 4] {
     [r[0].into(), r[1].into(), r[2].into(), r[3].into()]
 }
 
+/// Validates both boxes of frame `i`; returns the two boxes and their mean width and
+/// height when the frame is kept, `None` when it is not (a box missing or a zero
+/// width/mean extent). `base` is added to `i` in error messages (the row's index
+/// in a batch). Errors are reported as [`check_box`] would, animal box first.
+#[inline(always)]
+pub(crate) fn kept_frame<T: Copy + Into<f64>>(
+    animal: &[T],
+    obj: &[T],
+    i: usize,
+    base: usize,
+) -> Result<Option<KeptFrame>, InputError> {
+    let a = row(animal, i);
+    let o = row(obj, i);
+    // fast path: eight finite values (the common case) need no classification
+    let finite = (a[0] - a[0])
+        + (a[1] - a[1])
+        + (a[2] - a[2])
+        + (a[3] - a[3])
+        + (o[0] - o[0])
+        + (o[1] - o[1])
+        + (o[2] - o[2])
+        + (o[3] - o[3])
+        == 0.0;
+    if finite {
+        if a[2] < a[0] || a[3] < a[1] {
+            return Err(InputError::Inverted {
+                which: "animal",
+                row: base + i,
+            });
+        }
+        if o[2] < o[0] || o[3] < o[1] {
+            return Err(InputError::Inverted {
+                which: "object",
+                row: base + i,
+            });
+        }
+        return Ok(kept_extent(a, o).map(|(w_mean, h_mean)| KeptFrame {
+            a,
+            o,
+            w_mean,
+            h_mean,
+        }));
+    }
+    // some value is NaN or inf: either a missing box or an error
+    check_box(a, "animal", base + i)?;
+    check_box(o, "object", base + i)?;
+    Ok(None)
+}
+
+/// A kept frame: both boxes and their mean width and height (both non-zero).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeptFrame {
+    pub a: [f64; 4],
+    pub o: [f64; 4],
+    pub w_mean: f64,
+    pub h_mean: f64,
+}
+
+impl KeptFrame {
+    #[inline(always)]
+    pub fn geometry(&self) -> FrameGeometry {
+        geometry_with_extent(self.a, self.o, self.w_mean, self.h_mean)
+    }
+}
+
 /// Validates both boxes of frame `i` and returns its geometry if the frame is kept.
-/// `base` is added to `i` in error messages (the row's index in a batch).
 #[inline]
 pub(crate) fn frame_at<T: Copy + Into<f64>>(
     animal: &[T],
@@ -106,14 +181,7 @@ pub(crate) fn frame_at<T: Copy + Into<f64>>(
     i: usize,
     base: usize,
 ) -> Result<Option<FrameGeometry>, InputError> {
-    let a = row(animal, i);
-    let o = row(obj, i);
-    let sa = check_box(a, "animal", base + i)?;
-    let so = check_box(o, "object", base + i)?;
-    if sa == BoxState::Missing || so == BoxState::Missing {
-        return Ok(None);
-    }
-    Ok(frame_geometry(a, o))
+    Ok(kept_frame(animal, obj, i, base)?.map(|k| k.geometry()))
 }
 
 /// Checks that two flat box buffers describe the same number of `[x0,y0,x1,y1]` rows.
