@@ -1,5 +1,6 @@
 """DSR prompts: the data model, the grammar, prompt files and the DSR-Dataset generator."""
 
+from spatialalign.prompts.generate import DatasetConfig, generate, generate_dataset
 from spatialalign.prompts.grammar import (
     FORMS,
     format_prompt,
@@ -11,14 +12,47 @@ from spatialalign.prompts.grammar import (
 from spatialalign.prompts.io import (
     OFFICIAL_COLUMNS,
     PROMPT_COLUMNS,
+    PROMPTS_FILE,
     prompts_table,
     read_prompts,
     write_official_csv,
     write_prompts,
+    write_run_prompts,
 )
 from spatialalign.prompts.model import RELATIONS, DSRPrompt
+from spatialalign.prompts.vocab import (
+    ANIMAL_VERBS,
+    ANIMALS,
+    BOTTOM_TYPES,
+    DSR_TYPES,
+    INDOOR_OBJECTS,
+    INDOOR_SCENES,
+    OBJECTS,
+    OUTDOOR_OBJECTS,
+    OUTDOOR_SCENES,
+    SCENES,
+    VERBS,
+    dsr_types,
+)
 
 __all__ = [
+    "ANIMALS",
+    "ANIMAL_VERBS",
+    "BOTTOM_TYPES",
+    "DSR_TYPES",
+    "INDOOR_OBJECTS",
+    "INDOOR_SCENES",
+    "OBJECTS",
+    "OUTDOOR_OBJECTS",
+    "OUTDOOR_SCENES",
+    "PROMPTS_FILE",
+    "SCENES",
+    "VERBS",
+    "DatasetConfig",
+    "dsr_types",
+    "generate",
+    "generate_dataset",
+    "write_run_prompts",
     "FORMS",
     "OFFICIAL_COLUMNS",
     "PROMPT_COLUMNS",

@@ -9,10 +9,11 @@ prompts drifted apart is refused instead of silently scored against the wrong re
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ OFFICIAL_COLUMNS: tuple[str, ...] = (
     "object",
     "prompt",
 )
+PROMPTS_FILE = "prompts.parquet"
+OFFICIAL_CSV_FILE = "prompts_official.csv"
 PROMPT_SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
 
 _TEXT_FIELDS = ("scene", "animal", "object", "verb")
@@ -267,10 +270,8 @@ def write_prompts(prompts: Sequence[DSRPrompt], path: str | os.PathLike[str]) ->
 _LEADING_GROUP = re.compile(r"^(\d+)_")
 
 
-def write_official_csv(
-    prompts: Sequence[DSRPrompt], path: str | os.PathLike[str], *, with_split: bool = True
-) -> Path:
-    """Writes the official SpatialAlign CSV format atomically.
+def official_csv_text(prompts: Sequence[DSRPrompt], *, with_split: bool = True) -> str:
+    """The official SpatialAlign CSV format of ``prompts``, as text.
 
     ``group`` is the number an id like ``1043_TL`` starts with, else the 1-based row.
     ``with_split`` appends a ``split`` column after the official ones (readers that look
@@ -280,25 +281,78 @@ def write_official_csv(
     if not prompts:
         raise SpatialAlignError("no prompts to write")
     ids = _resolved_ids(prompts)
-    header = list(OFFICIAL_COLUMNS) + (["split"] if with_split else [])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(OFFICIAL_COLUMNS) + (["split"] if with_split else []))
+    for i, (pid, p) in enumerate(zip(ids, prompts, strict=True)):
+        m = _LEADING_GROUP.match(pid)
+        row = [
+            m.group(1) if m else str(i + 1),
+            p.dsr_type,
+            pid,
+            p.scene,
+            initial_phrase(p.initial),
+            final_phrase(p.final),
+            p.animal,
+            p.object,
+            _prompt_text(p),
+        ]
+        if with_split:
+            row.append(p.split)
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_official_csv(
+    prompts: Sequence[DSRPrompt], path: str | os.PathLike[str], *, with_split: bool = True
+) -> Path:
+    """Writes :func:`official_csv_text` atomically."""
+    text = official_csv_text(prompts, with_split=with_split)
     with atomic_path(path) as tmp:
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            for i, (pid, p) in enumerate(zip(ids, prompts, strict=True)):
-                m = _LEADING_GROUP.match(pid)
-                row = [
-                    m.group(1) if m else str(i + 1),
-                    p.dsr_type,
-                    pid,
-                    p.scene,
-                    initial_phrase(p.initial),
-                    final_phrase(p.final),
-                    p.animal,
-                    p.object,
-                    _prompt_text(p),
-                ]
-                if with_split:
-                    row.append(p.split)
-                writer.writerow(row)
+        tmp.write_bytes(text.encode("utf-8"))
     return Path(path)
+
+
+def _up_to_date(path: Path, content: Callable[[], bool], force: bool) -> bool:
+    """True when ``path`` already holds what we would write; refuses to clobber other content."""
+    if not path.exists() or force:
+        return False
+    try:
+        if content():
+            return True
+    except (SpatialAlignError, OSError, pa.ArrowException):
+        pass
+    raise SpatialAlignError(f"{path} exists with different content; pass --force to overwrite it")
+
+
+def write_run_prompts(
+    run_dir: str | os.PathLike[str],
+    prompts: Sequence[DSRPrompt],
+    *,
+    official_csv: bool = False,
+    force: bool = False,
+) -> dict[str, str]:
+    """Writes ``RUN_DIR/prompts.parquet`` (and ``prompts_official.csv``) unless identical.
+
+    Returns ``{file name: "written" | "unchanged"}``. A file that exists with other
+    content is an error unless ``force``, since later stages key their work on it.
+    """
+    run_dir = Path(run_dir)
+    table = prompts_table(prompts)
+    status: dict[str, str] = {}
+    parquet = run_dir / PROMPTS_FILE
+    if _up_to_date(parquet, lambda: read_parquet(parquet).equals(table), force):
+        status[PROMPTS_FILE] = "unchanged"
+    else:
+        write_parquet(table, parquet)
+        status[PROMPTS_FILE] = "written"
+    if official_csv:
+        text = official_csv_text(prompts)
+        path = run_dir / OFFICIAL_CSV_FILE
+        if _up_to_date(path, lambda: path.read_bytes() == text.encode("utf-8"), force):
+            status[OFFICIAL_CSV_FILE] = "unchanged"
+        else:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(text.encode("utf-8"))
+            status[OFFICIAL_CSV_FILE] = "written"
+    return status
