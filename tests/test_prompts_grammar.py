@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import (
     DSRPrompt,
@@ -191,3 +193,39 @@ def test_format_articles_and_unknown_form() -> None:
     )
     with pytest.raises(SpatialAlignError, match="form"):
         format_prompt(p, form="sideways")
+
+
+# --- property test: format -> parse is the identity on arbitrary names and scenes ----------
+
+_KEYWORDS = {
+    "a", "an", "the", "is", "on", "at", "to", "onto", "from", "then", "and", "of", "side",
+    "left", "right", "top", "bottom", "above", "below", "beneath", "under", "underneath",
+}  # fmt: skip
+_word = st.from_regex(r"[a-z][a-z'-]{0,7}", fullmatch=True).filter(
+    lambda w: w not in _KEYWORDS and not w.endswith("ly")
+)
+_words = st.lists(_word, min_size=1, max_size=3).map(" ".join)
+# scenes: any printable text, commas, periods and relation words included
+_scene = st.text(alphabet="abcdefghij ABC,.'-leftopbm", max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    animal=_words,
+    obj=_words,
+    verb=_words,
+    scene=_scene,
+    initial=st.sampled_from("LRTB"),
+    final=st.sampled_from("LRTB"),
+    form=st.sampled_from(["then", "from-to"]),
+)
+def test_round_trip_property(
+    animal: str, obj: str, verb: str, scene: str, initial: str, final: str, form: str
+) -> None:
+    if form == "from-to":
+        verb = verb.split()[0]  # the from-to form has one-word verbs
+    scene = " ".join(scene.split())
+    p = DSRPrompt(animal, obj, initial, final, scene=scene, verb=verb)
+    text = format_prompt(p, form=form)
+    q = parse_prompt(text)
+    assert q == DSRPrompt(**{**p.to_dict(), "text": text})

@@ -13,6 +13,7 @@ from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import (
     PROMPT_COLUMNS,
     DSRPrompt,
+    is_official_csv,
     prompts_table,
     read_prompts,
     write_official_csv,
@@ -47,6 +48,12 @@ def test_official_csv_loads_and_agrees_with_its_columns() -> None:
 def test_official_csv_round_trips_byte_for_byte(tmp_path: Path) -> None:
     out = write_official_csv(read_prompts(OFFICIAL), tmp_path / "o.csv", with_split=False)
     assert out.read_bytes() == OFFICIAL.read_bytes()
+    assert is_official_csv(OFFICIAL) and is_official_csv(out)
+    ours = tmp_path / "ours.csv"
+    ours.write_text(",".join(PROMPT_COLUMNS) + "\n")
+    assert not is_official_csv(ours)
+    with pytest.raises(SpatialAlignError, match="not found"):
+        is_official_csv(tmp_path / "missing.csv")
 
 
 def test_parquet_round_trip_and_columns(tmp_path: Path) -> None:

@@ -45,8 +45,10 @@ _WORD_REL = r"(?:the\s+)?(?P<{g}>left|right|top|bottom)(?:\s+side)?\s+of"
 _PREP_REL = r"(?P<{g}p>above|below|beneath|underneath|under)"
 _ART = r"(?:an?|the)"
 _NAME = r"[^,.]+?"  # animal / object: any words without commas or periods
-# the from-to verb: one word, with an optional "-ly" adverb before or after it
-_FT_VERB = r"(?:[^\s,.]+ly\s+)?[^\s,.]+(?:\s+[^\s,.]+ly)?"
+# the from-to verb: one word, with an optional "-ly" adverb before or after it; words in
+# "fly" ("butterfly") and a few "-ly" nouns are not adverbs, so "a monarch butterfly flutters"
+_ADVERB = r"(?!(?:[^\s,.]*fly|lily|jelly|belly|family|holly|bully)\b)[^\s,.]+ly"
+_FT_VERB = rf"(?:{_ADVERB}\s+)?[^\s,.]+(?:\s+{_ADVERB})?"
 
 
 def _rel(group: str, lead: str) -> str:

@@ -227,8 +227,13 @@ def read_prompts(path: str | os.PathLike[str]) -> list[DSRPrompt]:
 
 def is_official_csv(path: str | os.PathLike[str]) -> bool:
     """Whether a CSV file has the official SpatialAlign columns (``initial_SR`` ...)."""
-    with Path(path).open(newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+    except FileNotFoundError as e:
+        raise SpatialAlignError(f"prompts file not found: {path}") from e
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SpatialAlignError(f"cannot read {path}: {e}") from e
     return {"type", "initial_SR", "final_SR", "prompt"} <= set(header)
 
 
