@@ -121,6 +121,8 @@ def test_multiword_animal_in_from_to_form() -> None:
         ),
         ("a cat is on the left of a box and then the cat jumps beneath the box.", "L", "B"),
         ("a cat runs from above a box to the right of the box.", "T", "R"),
+        ("a cat is left of a box. Then the cat jumps right of the box", "L", "R"),
+        ("a cat runs from left of a box to below the box", "L", "B"),
     ],
 )
 def test_relation_phrasings(text: str, initial: str, final: str) -> None:

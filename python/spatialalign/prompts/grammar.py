@@ -8,8 +8,9 @@ optional, article ``a``/``an``/``the`` on the first mention):
 * ``from-to``: "{scene}, a {animal} {verb} from the {rel} of a {object} to the {rel} of
   the {object}."
 
-A relation is written "the left/right/top/bottom of" (the ``the`` and a trailing ``side``
-are optional: "on top of", "to the left side of"), or with one of the unambiguous
+A relation is written "[on|to|from] the left/right/top/bottom of" (the leading preposition,
+the ``the`` and a trailing ``side`` are optional: "on top of", "left of", "to the left side
+of"), or with one of the unambiguous
 prepositions ``above`` (top) and ``below``/``beneath``/``under``/``underneath`` (bottom).
 Words such as "over", "beside" or "next to" are rejected: they do not name one relation.
 The second mention of the animal and the object must repeat the first one, which is what
@@ -52,10 +53,10 @@ _FT_VERB = rf"(?:{_ADVERB}\s+)?[^\s,.]+(?:\s+{_ADVERB})?"
 
 
 def _rel(group: str, lead: str) -> str:
-    """A relation phrase, optionally led by ``lead`` ("on", "to", "from")."""
+    """A relation phrase, optionally led by one of ``lead`` ("on|to", "from", ...)."""
     word = _WORD_REL.format(g=group)
     prep = _PREP_REL.format(g=group)
-    return rf"(?:(?:{lead})\s+{word}|(?:(?:{lead})\s+)?{prep})"
+    return rf"(?:(?:{lead})\s+)?(?:{word}|{prep})"
 
 
 _HEAD = rf"^(?:(?P<scene>.*?)\s*,\s*)?{_ART}\s+(?P<animal>{_NAME})\s+"
@@ -63,7 +64,7 @@ _HEAD = rf"^(?:(?P<scene>.*?)\s*,\s*)?{_ART}\s+(?P<animal>{_NAME})\s+"
 _THEN_RE = re.compile(
     _HEAD
     + rf"is\s+{_rel('init', 'on|at|to')}\s+{_ART}\s+(?P<object>{_NAME})"
-    + r"\s*,?\s*(?:and\s+)?then\s+the\s+(?P=animal)\s+(?P<verb>[^,.]+?)\s+"
+    + r"\s*[,;.]?\s*(?:and\s+)?then\s+the\s+(?P=animal)\s+(?P<verb>[^,.]+?)\s+"
     + rf"{_rel('final', 'to|onto|on')}\s+the\s+(?P=object)\s*\.?$",
     re.IGNORECASE,
 )
