@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from spatialalign.config import OFFICIAL, ScoringConfig
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path, read_parquet, write_json, write_parquet
+from spatialalign.prompts import DSRPrompt, read_prompts
 from spatialalign.schemas import SCORES, validate_table
 
 LABELS = ("animal", "object")
@@ -131,42 +132,13 @@ def read_prompt_infos(path: str | os.PathLike[str]) -> dict[str, PromptInfo]:
     return infos
 
 
-def _read_prompts(path: Path) -> list[Any]:
-    try:
-        from spatialalign.prompts import read_prompts  # the prompts stage's reader
-    except ImportError:  # pragma: no cover - until the prompts stage lands
-        return _read_prompts_parquet(path)
+def _read_prompts(path: Path) -> list[DSRPrompt]:
     try:
         return read_prompts(path)
+    except SpatialAlignError:
+        raise
     except (ValueError, OSError, pa.ArrowException) as e:
-        if isinstance(e, SpatialAlignError):
-            raise
         raise SpatialAlignError(f"cannot read prompts {path}: {e}") from e
-
-
-def _read_prompts_parquet(path: Path) -> list[Any]:
-    """Minimal Parquet reader used only while ``spatialalign.prompts.read_prompts`` is absent."""
-    from spatialalign.prompts.model import DSRPrompt
-
-    table = validate_table(
-        read_parquet(path, "prompts"),
-        "prompts",
-        path,
-        columns=["prompt_id", "animal", "object", "initial", "final"],
-    )
-    try:
-        return [
-            DSRPrompt(
-                animal=r["animal"],
-                object=r["object"],
-                initial=r["initial"],
-                final=r["final"],
-                prompt_id=r["prompt_id"],
-            )
-            for r in table.select(["prompt_id", "animal", "object", "initial", "final"]).to_pylist()
-        ]
-    except ValueError as e:
-        raise SpatialAlignError(f"{path}: {e}") from e
 
 
 def read_tracks(
