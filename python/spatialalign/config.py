@@ -40,8 +40,13 @@ class ScoringConfig:
 
 OFFICIAL = ScoringConfig()
 
-# The toy world's clips are short (see spatialalign.toy); its thresholds are the
-# official ones scaled to its frame count. The toy package owns these numbers.
+# The toy world's clips are short (spatialalign.toy.ToyWorldConfig: 9 frames); its
+# thresholds are the official ones scaled to that frame count. The toy package owns
+# these numbers. m=2: the renderer rests the animal for >= 2 frames at each end (of 9,
+# as m=3 is of 81 frames: only the ends, never the motion). min_frames = min_valid = 6:
+# two thirds of the frames must be kept / valid (stricter than the official 20/81, since
+# the ends alone are 4 of 9 frames). min_run=3: a third of the clip tracked steadily.
+# max_redundant=3: the most a clip with 6 valid frames can have.
 TOY = ScoringConfig(m=2, min_frames=6, max_redundant=3, min_valid=6, min_run=3)
 
 PRESETS: dict[str, ScoringConfig] = {"official": OFFICIAL, "wan": OFFICIAL, "toy": TOY}
