@@ -59,9 +59,7 @@ def classify_frame(labels: Sequence[str], class_names: Sequence[str]) -> str:
     return VALID if sorted(labels) == sorted(class_names) else REDUNDANT
 
 
-def classify_frames(
-    detections: Sequence[FrameDetections], class_names: Sequence[str]
-) -> list[str]:
+def classify_frames(detections: Sequence[FrameDetections], class_names: Sequence[str]) -> list[str]:
     """Frame statuses of a whole video, in frame order."""
     if len(class_names) != 2:
         raise ValueError(f"expected two class names (animal, object), got {list(class_names)}")

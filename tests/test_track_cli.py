@@ -1,0 +1,207 @@
+"""``spatialalign track`` end to end on toy videos: tables, validity, DSR vs ground truth,
+corrupt videos, resuming, sharding over two processes, the CLI and the detector registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dsr_geom
+import numpy as np
+import pyarrow as pa
+import pytest
+from spatialalign.cli import main
+from spatialalign.config import scoring_config
+from spatialalign.detection.pipeline import PARTS_DIR, track_run
+from spatialalign.detection.registry import make_detector
+from spatialalign.detection.tracker import tracker_config
+from spatialalign.errors import SpatialAlignError
+from spatialalign.io import read_parquet, write_parquet
+from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.schemas import DETECTIONS, MANIFEST, TRACKS
+from spatialalign.toy.world import render_clip
+from spatialalign.video import write_video
+
+OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
+TOY = scoring_config("toy")
+N_PROMPTS = 16
+
+
+def _row(sid: str, prompt_id: str, seed: int, path: Path) -> dict:
+    return {
+        "sample_id": sid, "prompt_id": prompt_id, "seed": seed, "model": "toy",
+        "adapter": "", "path": str(path), "num_frames": 9, "fps": 8.0,
+        "height": 16, "width": 16,
+    }
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A run dir: toy clips of real prompts, one noise video, one corrupt mp4, one missing."""
+    run = tmp_path_factory.mktemp("toyrun")
+    prompts = read_prompts(OFFICIAL_CSV)[::120 // N_PROMPTS][:N_PROMPTS]
+    write_prompts(prompts, run / "prompts.parquet")
+    rows, truth = [], {}
+    for i, p in enumerate(prompts):
+        seed = 100 + i
+        clip = render_clip(p, seed)
+        sid = f"{p.prompt_id}_seed{seed}"
+        path = run / "samples" / f"{sid}.mp4"
+        write_video(path, clip.frames, fps=8)
+        rows.append(_row(sid, p.prompt_id, seed, path))
+        truth[sid] = (clip, p)
+    p0 = prompts[0]
+    # a video of noise: the colour detector finds no scene -> too few valid frames
+    noise = np.random.default_rng(0).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    write_video(run / "samples" / "noise.mp4", noise, fps=8)
+    rows.append(_row("noise", p0.prompt_id, 1, run / "samples" / "noise.mp4"))
+    corrupt = run / "samples" / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    rows.append(_row("corrupt", p0.prompt_id, 2, corrupt))
+    rows.append(_row("missing", p0.prompt_id, 3, run / "samples" / "gone.mp4"))
+    write_parquet(pa.Table.from_pylist(rows, MANIFEST), run / "samples" / "manifest.parquet")
+    return run, truth, [r["sample_id"] for r in rows]
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def _boxes(tracks: list[dict], sid: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    out = {"animal": np.full((n, 4), np.nan), "object": np.full((n, 4), np.nan)}
+    for r in tracks:
+        if r["sample_id"] == sid:
+            out[r["label"]][r["frame"]] = [r["x0"], r["y0"], r["x1"], r["y1"]]
+    return out["animal"], out["object"]
+
+
+def _check_tables(run: Path, truth: dict, order: list[str]) -> None:
+    dets = read_parquet(run / "detections.parquet")
+    tracks = read_parquet(run / "tracks.parquet")
+    assert dets.schema.equals(DETECTIONS) and tracks.schema.equals(TRACKS)
+    det = {r["sample_id"]: r for r in dets.to_pylist()}
+    assert list(det) == order  # every manifest sample, in manifest order
+    for sid in ("corrupt", "missing"):
+        assert (det[sid]["status"], det[sid]["reason"]) == ("rejected", "unreadable_video")
+    assert (det["noise"]["status"], det["noise"]["reason"]) == ("rejected", "too_few_frames")
+    assert det["noise"]["n_miss"] == 9
+
+    rows = tracks.to_pylist()
+    with_tracks = {r["sample_id"] for r in rows}
+    valid = {s for s, r in det.items() if r["status"] == "valid"}
+    assert with_tracks == valid  # rejected videos have no rows
+    assert len(valid) >= 0.9 * len(truth)
+    close = 0
+    for sid in valid:
+        clip, p = truth[sid]
+        assert det[sid]["reason"] == ""
+        assert det[sid]["n_valid"] + det[sid]["n_miss"] + det[sid]["n_redundant"] == 9
+        want = dsr_geom.dsr_score(
+            clip.animal_boxes, clip.object_boxes, p.initial, p.final,
+            m=TOY.m, min_frames=TOY.min_frames,
+        )
+        animal, obj = _boxes(rows, sid, len(clip.frames))
+        got = dsr_geom.dsr_score(animal, obj, p.initial, p.final, m=TOY.m,
+                                 min_frames=TOY.min_frames)
+        close += got is not None and want is not None and abs(got - want) <= 0.05
+    assert close >= 0.9 * len(valid)
+
+
+def test_track_run_end_to_end_and_resume(toy_run, tmp_path):
+    src, truth, order = toy_run
+    run = _copy(src, tmp_path)
+    det = make_detector("toy")
+    summary = track_run(run, det, TOY, tracker_config("toy"), progress=False)
+    assert summary.merged and summary.n_tracked == len(order) and summary.n_done_before == 0
+    assert summary.counts["unreadable_video"] == 2 and summary.counts["too_few_frames"] == 1
+    assert "valid" in summary.line() and str(run / "tracks.parquet") in summary.line()
+    _check_tables(run, truth, order)
+    first = read_parquet(run / "tracks.parquet")
+
+    # a rerun skips every finished sample and rewrites identical tables
+    again = track_run(run, det, TOY, tracker_config("toy"), progress=False)
+    assert again.n_tracked == 0 and again.n_done_before == len(order) and again.merged
+    assert read_parquet(run / "tracks.parquet").equals(first)
+    # losing one sample's part redoes only that sample
+    parts = next((run / PARTS_DIR).iterdir())
+    (parts / f"{order[3]}.det.parquet").unlink()
+    assert track_run(run, det, TOY, tracker_config("toy"), progress=False).n_tracked == 1
+    assert read_parquet(run / "tracks.parquet").equals(first)
+    # other thresholds are other settings: nothing is reused
+    strict = scoring_config("toy", min_valid=10)  # more than the 9 frames of a toy clip
+    redo = track_run(run, det, strict, tracker_config("toy"), progress=False)
+    assert redo.n_tracked == len(order)
+    assert redo.counts["too_few_frames"] == len(order) - 2
+    assert read_parquet(run / "tracks.parquet").num_rows == 0
+    # --overwrite redoes everything with the same settings
+    assert track_run(run, det, strict, tracker_config("toy"), overwrite=True,
+                     progress=False).n_tracked == len(order)
+
+
+def test_track_cli_and_errors(toy_run, tmp_path, capsys):
+    src, truth, order = toy_run
+    run = _copy(src, tmp_path)
+    main(["track", str(run), "--detector", "toy"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("track: ")
+    assert "unreadable_video 2" in out[0] and "too_few_frames 1" in out[0]
+    _check_tables(run, truth, order)
+
+    def fails(*args: str) -> str:
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        assert e.value.code != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        return err
+
+    assert "run directory not found" in fails("track", str(tmp_path / "nope"))
+    assert "--model-dir is required" in fails("track", str(run), "--detector", "gdino-torch")
+    assert "not found" in fails("track", str(run), "--detector", "gdino-onnx",
+                                "--onnx-dir", str(tmp_path / "no_onnx"))
+    assert "takes no --sam" in fails("track", str(run), "--sam", str(tmp_path))
+    (run / "prompts.parquet").unlink()
+    assert "prompts file not found" in fails("track", str(run))
+    write_prompts(read_prompts(OFFICIAL_CSV)[1:2], run / "prompts.parquet")
+    assert "not in" in fails("track", str(run))
+
+
+def test_registry_errors(tmp_path):
+    assert make_detector("toy").name == "toy"
+    with pytest.raises(SpatialAlignError, match="unknown detector"):
+        make_detector("yolo")
+    with pytest.raises(SpatialAlignError, match="not found"):
+        make_detector("gdino-torch", model_dir=tmp_path / "absent")
+    with pytest.raises(SpatialAlignError, match="thresholds"):
+        make_detector("gdino-torch", model_dir=tmp_path, box_threshold=1.5)
+
+
+def test_two_ranks_shard_and_rank0_merges(toy_run, tmp_path):
+    src, truth, order = toy_run
+    run = _copy(src, tmp_path)
+    procs = []
+    for rank in (1, 0):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "spatialalign.cli", "track", str(run), "--detector", "toy",
+             "--merge-timeout", "120"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    line1, line0 = (o[0].strip() for o in outs)
+    half = len(order) // 2
+    assert line1.startswith(f"track: rank 1/2: {half} video(s) tracked") and "rank 0 merges" in line1
+    assert line0.startswith(f"track: rank 0/2: {len(order) - half} video(s) tracked")
+    assert str(run / "tracks.parquet") in line0
+    _check_tables(run, truth, order)
+    # the merged tables equal a single-process run's
+    single = _copy(src, tmp_path / "single")
+    track_run(single, make_detector("toy"), TOY, tracker_config("toy"), progress=False)
+    for name in ("tracks.parquet", "detections.parquet"):
+        assert read_parquet(run / name).equals(read_parquet(single / name))
