@@ -271,3 +271,25 @@ def test_larger_config_keeps_guarantees():
         assert clip.frames.shape == (17, 32, 32, 3)
         d = _dsr(clip, p)
         assert d >= (0.9 if p.dsr_type in OPPOSITE else 0.845)
+
+
+def test_clip_grid_png(tmp_path):
+    import matplotlib.image
+    from spatialalign.toy import clip_grid, save_clip_grid
+
+    clips = render_batch(_prompts(["LR", "TL"], 1), [0, 1])
+    videos = [c.frames for c in clips]
+    img = clip_grid(videos, scale=3, pad=2)
+    assert img.shape == (2 * (48 + 2) + 2, 9 * (48 + 2) + 2, 3)
+    # frame 4 of row 1, pixel (5, 7) upscaled 3x
+    y, x = 2 + 50 + 5 * 3, 2 + 4 * 50 + 7 * 3
+    np.testing.assert_array_equal(img[y, x], videos[1][4, 5, 7])
+    boxed = clip_grid(videos, scale=3, boxes=[(c.animal_boxes, c.object_boxes) for c in clips])
+    ax0, ay0 = (clips[0].animal_boxes[0, :2] * 3).astype(int)
+    np.testing.assert_array_equal(boxed[2 + ay0, 2 + ax0], [255, 255, 255])
+    path = save_clip_grid(tmp_path / "grid.png", videos, scale=3)
+    back = matplotlib.image.imread(path)
+    assert back.shape[:2] == img.shape[:2]
+    np.testing.assert_allclose(back[..., :3] * 255, img, atol=0.5)
+    with pytest.raises(ValueError):
+        clip_grid([])
