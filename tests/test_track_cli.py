@@ -205,3 +205,39 @@ def test_two_ranks_shard_and_rank0_merges(toy_run, tmp_path):
     track_run(single, make_detector("toy"), TOY, tracker_config("toy"), progress=False)
     for name in ("tracks.parquet", "detections.parquet"):
         assert read_parquet(run / name).equals(read_parquet(single / name))
+
+
+def test_background_decoding_is_bounded_and_in_order(toy_run, monkeypatch):
+    import threading
+    import time
+
+    from spatialalign.detection import pipeline
+
+    src, _, order = toy_run
+    samples = pipeline._read_samples(src, None)
+    reads: list[tuple[str, str]] = []
+    real_read = pipeline.read_video
+
+    def counting_read(path):
+        reads.append((Path(path).name, threading.current_thread().name))
+        return real_read(path)
+
+    monkeypatch.setattr(pipeline, "read_video", counting_read)
+    stop = threading.Event()
+    gen = pipeline._decoded(samples, 2, stop)
+    first = next(gen)
+    time.sleep(0.5)  # a slow detector: the decoder runs ahead, but only a bounded amount
+    assert 2 <= len(reads) <= 2 + 2
+    assert {name for _, name in reads} == {"track-decode"}
+    got = [first] + list(gen)
+    assert [s.sample_id for s, _, _ in got] == order
+    errors = {s.sample_id: e for s, _, e in got if e is not None}
+    assert set(errors) == {"corrupt", "missing"}
+    assert all(f.shape == (9, 16, 16, 3) for s, f, e in got if e is None)
+    # closing early stops the decoder thread
+    stop2 = threading.Event()
+    gen2 = pipeline._decoded(samples, 1, stop2)
+    next(gen2)
+    gen2.close()
+    assert stop2.is_set()
+    assert not any(t.name == "track-decode" and t.is_alive() for t in threading.enumerate())
