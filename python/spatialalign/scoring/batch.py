@@ -242,8 +242,9 @@ def _densify(
         i = int(np.argmax(frame < 0))
         raise SpatialAlignError(f"{path}: negative frame index at {where(i)}")
 
-    order = np.lexsort((label, frame, sample))
-    sample, frame, label, boxes = sample[order], frame[order], label[order], boxes[order]
+    order = _sort_order(sample, frame, label)
+    if order is not None:
+        sample, frame, label, boxes = sample[order], frame[order], label[order], boxes[order]
     new_row = np.ones(len(sample), dtype=bool)
     if len(sample) > 1:
         same_frame = (sample[1:] == sample[:-1]) & (frame[1:] == frame[:-1])
@@ -272,6 +273,19 @@ def _densify(
         n_rows=np.bincount(sample, minlength=n_samples),
         n_unknown_rows=n_unknown,
     )
+
+
+def _sort_order(sample: np.ndarray, frame: np.ndarray, label: np.ndarray) -> np.ndarray | None:
+    """Row order by (sample, frame, label); None when the rows are already in that order."""
+    if len(sample) == 0:
+        return None
+    span = int(frame.max()) + 1
+    if (int(sample.max()) + 1) * span * 2 < 2**62:
+        key = (sample * span + frame) * 2 + label  # one int64 key: a single argsort
+        if np.all(key[1:] >= key[:-1]):
+            return None
+        return np.argsort(key, kind="stable")
+    return np.lexsort((label, frame, sample))  # pragma: no cover - absurd frame indices
 
 
 def read_rejections(path: str | os.PathLike[str], sample_ids: pa.Array) -> tuple[np.ndarray, list]:
