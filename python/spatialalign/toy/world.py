@@ -109,6 +109,8 @@ class _Layout:
     ox: int
     oy: int
     gap: int
+    scale: int
+    """Sprite pixels per base pixel (frames larger than 16 px draw bigger sprites)."""
 
 
 def _route(initial: str, final: str, verb: str, rng: np.random.Generator) -> str | None:
@@ -122,9 +124,14 @@ def _route(initial: str, final: str, verb: str, rng: np.random.Generator) -> str
     return "L" if rng.random() < 0.5 else "R"
 
 
+def _scale(cfg: ToyWorldConfig) -> int:
+    return max(1, min(cfg.height, cfg.width) // 16)
+
+
 def _layout(needed: set[str], ast, ost, cfg: ToyWorldConfig, rng: np.random.Generator) -> _Layout:
     """Samples sprite sizes, the gap and an object position with room for every needed side."""
     H, W = cfg.height, cfg.width
+    k = _scale(cfg)
     for attempt in range(40):
         shrink = attempt >= 20  # fall back to the smallest sizes of each class
         wa = ast.widths[0] if shrink else int(rng.integers(ast.widths[0], ast.widths[1] + 1))
@@ -134,6 +141,7 @@ def _layout(needed: set[str], ast, ost, cfg: ToyWorldConfig, rng: np.random.Gene
         gap = 1 if shrink else int(rng.integers(1, 3))
         if attempt >= 30:  # last resort: sizes that fit three across a 16-px frame
             wa, ha, wo, ho = min(wa, 4), min(ha, 4), min(wo, 5), min(ho, 5)
+        wa, ha, wo, ho, gap = wa * k, ha * k, wo * k, ho * k, gap * k
         x_lo = wa + gap if "L" in needed else 0
         x_hi = W - wo - (wa + gap if "R" in needed else 0)
         y_lo = ha + gap if "T" in needed else 0
@@ -145,7 +153,7 @@ def _layout(needed: set[str], ast, ost, cfg: ToyWorldConfig, rng: np.random.Gene
         y_lo2, y_hi2 = (y_lo + 1, y_hi - 1) if y_hi - y_lo >= 4 else (y_lo, y_hi)
         ox = int(rng.integers(x_lo2, x_hi2 + 1))
         oy = int(rng.integers(y_lo2, y_hi2 + 1))
-        return _Layout(wa, ha, wo, ho, ox, oy, gap)
+        return _Layout(wa, ha, wo, ho, ox, oy, gap, k)
     raise ValueError(f"frame {W}x{H} too small for sides {sorted(needed)} with these sprites")
 
 
@@ -162,9 +170,9 @@ def _rest_position(
     ocy = lay.oy + lay.ho / 2
     if rel in "LR":
         room = lay.ox - lay.gap - lay.wa if rel == "L" else W - (lay.ox + lay.wo + lay.gap + lay.wa)
-        extra = int(rng.integers(0, min(room, 3) + 1))
+        extra = int(rng.integers(0, min(room, 3 * lay.scale) + 1))
         x = lay.ox - lay.gap - lay.wa - extra if rel == "L" else lay.ox + lay.wo + lay.gap + extra
-        cross = int(rng.integers(-1, 2))
+        cross = int(rng.integers(-lay.scale, lay.scale + 1))
         if away == "T":
             cross = abs(cross)
         elif away == "B":
@@ -172,9 +180,9 @@ def _rest_position(
         y = int(np.clip(round(ocy - lay.ha / 2 + cross), 0, H - lay.ha))
         return np.array([x, y], dtype=np.float64)
     room = lay.oy - lay.gap - lay.ha if rel == "T" else H - (lay.oy + lay.ho + lay.gap + lay.ha)
-    extra = int(rng.integers(0, min(room, 2) + 1))
+    extra = int(rng.integers(0, min(room, 2 * lay.scale) + 1))
     y = lay.oy - lay.gap - lay.ha - extra if rel == "T" else lay.oy + lay.ho + lay.gap + extra
-    cross = int(rng.integers(-1, 2))
+    cross = int(rng.integers(-lay.scale, lay.scale + 1))
     if away == "L":
         cross = abs(cross)
     elif away == "R":
@@ -262,6 +270,7 @@ def _trajectory(
     f = np.arange(F, dtype=np.float64)
     u = np.clip((f - t0) / max(t1 - t0, 1), 0.0, 1.0)
     pos = _along(pts, _ease(u, easing))
+    bounce *= lay.scale
     if bounce:
         moving = (u > 0) & (u < 1)
         hops = max(1, round((t1 - t0) / 3))
@@ -301,8 +310,9 @@ def render_clip(prompt: DSRPrompt, seed: int, config: ToyWorldConfig = ToyWorldC
     F, H, W = config.num_frames, config.height, config.width
     bg = scene_background(prompt.scene, H, W)
     bg = bg + int(rng.integers(-4, 5))  # per-seed lighting
-    amask = sprite_mask(ast.shape, lay.wa, lay.ha)
-    omask = sprite_mask(ost.shape, lay.wo, lay.ho)
+    block = np.ones((lay.scale, lay.scale), dtype=bool)
+    amask = np.kron(sprite_mask(ast.shape, lay.wa // lay.scale, lay.ha // lay.scale), block)
+    omask = np.kron(sprite_mask(ost.shape, lay.wo // lay.scale, lay.ho // lay.scale), block)
     frames = np.empty((F, H, W, 3), dtype=np.uint8)
     base = np.clip(bg, 0, 255).astype(np.uint8)
     base[lay.oy : lay.oy + lay.ho, lay.ox : lay.ox + lay.wo][omask] = ost.color
