@@ -267,6 +267,29 @@ def test_components_match_reference_and_bottom_relation(tmp_path) -> None:
     assert result.summary["config"]["m"] == 2
 
 
+def test_detections_status_and_reason_rules(tmp_path) -> None:
+    """status decides; a null status falls back to the reason; empty reason -> status."""
+    rng = np.random.default_rng(8)
+    p = DSRPrompt(animal="fox", object="stump", initial="L", final="R", prompt_id="p0")
+    videos = {f"s{i}": ("p0", i, *random_video(rng, 60)) for i in range(5)}
+    detections = {
+        "s0": ("Valid ", ""),  # case and spaces do not matter
+        "s1": ("rejected", ""),  # no reason given: the status is the reason
+        "s2": (None, "unreadable_video"),
+        "s3": (None, ""),  # neither: accepted
+        "s4": ("rejected", "redundant"),
+    }
+    write_run(tmp_path, [p], videos, detections=detections)
+    rows = {r["sample_id"]: r for r in score_run(tmp_path, progress=False).scores.to_pylist()}
+    expected = {"s0": "", "s1": "rejected", "s2": "unreadable_video", "s3": "", "s4": "redundant"}
+    for sid, reason in expected.items():
+        if reason == "" and rows[sid]["n_kept"] < 20:
+            reason = "too_few_frames"
+        assert rows[sid]["reason"] == reason, sid
+        assert rows[sid]["valid"] == (reason == ""), sid
+        assert math.isnan(rows[sid]["dsr"]) != rows[sid]["valid"], sid
+
+
 # ---------------------------------------------------------------------------- tracks
 
 

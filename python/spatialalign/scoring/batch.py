@@ -5,8 +5,8 @@ Reads ``samples/manifest.parquet`` (sample -> prompt), the prompts, ``tracks.par
 detected") and, when present, ``detections.parquet`` (detection-level rejections).
 The tracks are turned into one dense ``[T, 4]`` animal array and one object array
 (frames of a sample in time order, NaN rows where a label is missing) with fully
-vectorised numpy, and scored by a single :func:`dsr_geom.dsr_batch` call, so a
-million frames cost well under a second.
+vectorised numpy, and scored by a single :func:`dsr_geom.dsr_batch` call: a million
+frames take about a second end to end (``scripts/bench_score_batch.py``).
 
 Every manifest sample gets one row in ``scores.parquet``. Its ``reason`` is
 

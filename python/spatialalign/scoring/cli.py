@@ -12,7 +12,7 @@ from spatialalign.scoring.summary import format_summary, one_line
 
 
 @click.command("score-batch")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
 @click.option(
     "--prompts",
     "prompts_path",
