@@ -1,0 +1,335 @@
+"""Sampling back ends: turn (prompt, seed) batches into uint8 videos.
+
+``toy`` wraps :class:`spatialalign.toy.pipeline.ToyPipeline` (the shipped toy T2V model);
+``wan`` wraps diffusers' ``WanPipeline`` loaded from a local directory. Both can carry a
+LoRA adapter in diffusers format (``pytorch_lora_weights.safetensors``, what ``train``
+writes). A back end is a small object with the video geometry and one method,
+:meth:`Backend.generate`; the sampler does not care which model is behind it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from spatialalign.errors import SpatialAlignError
+
+MODELS: tuple[str, ...] = ("toy", "wan")
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+ADAPTER_NAME = "spatialalign"
+
+# The negative prompt of the official SpatialAlign inference script (Wan's English one).
+WAN_NEGATIVE_PROMPT = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, "
+    "images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, "
+    "incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, "
+    "misshapen limbs, fused fingers, still picture, messy background, three legs, many people "
+    "in the background, walking backwards"
+)
+
+
+class Backend(Protocol):
+    """What the sampler needs from a model."""
+
+    model: str
+    """Short model name recorded in the manifest (``toy``, ``wan``)."""
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+    lossless: bool
+    """Write lossless RGB video (toy: colours are what its detector reads) or yuv420p."""
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        """Videos for ``prompts[i]`` with seed ``seeds[i]``: uint8 ``[B, F, H, W, 3]``."""
+        ...
+
+
+@dataclass
+class BackendConfig:
+    """How to build a back end (the CLI's model options). ``None`` means the model's default."""
+
+    model: str = "toy"
+    model_path: str | None = None
+    """toy: a directory of toy weights (default: the shipped ones); wan: the diffusers
+    WanPipeline directory (required)."""
+    adapter: str | None = None
+    """A LoRA: a ``.safetensors`` file or a directory holding ``pytorch_lora_weights.safetensors``."""
+    steps: int | None = None
+    """Denoising steps (toy 20, wan 50)."""
+    guidance: float | None = None
+    """Classifier-free guidance scale (toy 3.0, wan diffusers' default 5.0)."""
+    num_frames: int | None = None
+    """wan only (default 81; must be 4k+1)."""
+    height: int | None = None
+    """wan only (default 480; a multiple of 16)."""
+    width: int | None = None
+    """wan only (default 832; a multiple of 16)."""
+    fps: float | None = None
+    """wan only (default 16); the toy model has its own."""
+    negative_prompt: str | None = None
+    """wan only (default: the official SpatialAlign negative prompt)."""
+    max_sequence_length: int = 512
+    """wan only: text tokens (Wan's default 512)."""
+    device: str | None = None
+    """Default: ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
+    dtype: str | None = None
+    """wan transformer/text encoder dtype: float32, bfloat16, float16 (default bf16 on CUDA,
+    fp32 on CPU); the VAE always runs in float32."""
+
+
+def resolve_adapter(adapter: str | os.PathLike[str]) -> Path:
+    """The LoRA weight file of ``adapter`` (a file, or a directory with the diffusers file)."""
+    path = Path(adapter).expanduser()
+    if path.is_dir():
+        path = path / LORA_WEIGHT_NAME
+    if not path.is_file():
+        raise SpatialAlignError(f"LoRA adapter not found: {path}")
+    if path.suffix != ".safetensors":
+        raise SpatialAlignError(f"LoRA adapter must be a .safetensors file, got {path}")
+    return path.resolve()
+
+
+def _lora_prefix(path: Path) -> str | None:
+    """``"transformer"`` when the LoRA keys carry diffusers' pipeline prefix, else None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # safetensors raises its own error types
+        raise SpatialAlignError(f"cannot read LoRA adapter {path}: {e}") from e
+    if not any("lora" in k for k in keys):
+        raise SpatialAlignError(f"{path} holds no LoRA weights (no lora_A/lora_B keys)")
+    return "transformer" if any(k.startswith("transformer.") for k in keys) else None
+
+
+def load_lora_into_transformer(transformer: Any, adapter: str | os.PathLike[str]) -> Path:
+    """Loads a diffusers-format LoRA into a diffusers transformer; returns the weight file.
+
+    Raises :class:`SpatialAlignError` when the file has no LoRA or none of its layers
+    match the transformer's modules.
+    """
+    path = resolve_adapter(adapter)
+    prefix = _lora_prefix(path)
+    try:
+        transformer.load_lora_adapter(
+            str(path.parent),
+            weight_name=path.name,
+            prefix=prefix,
+            adapter_name=ADAPTER_NAME,
+            local_files_only=True,
+        )
+    except (ValueError, KeyError, RuntimeError, OSError) as e:
+        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
+    if ADAPTER_NAME not in getattr(transformer, "peft_config", {}):
+        raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
+    return path
+
+
+def default_device(local_rank: int = 0) -> str:
+    """``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return "cpu"
+
+
+class ToyBackend:
+    """The toy T2V model (see :mod:`spatialalign.toy`)."""
+
+    model = "toy"
+    lossless = True
+
+    def __init__(self, pipeline: Any, *, steps: int = 20, guidance: float = 3.0) -> None:
+        self.pipeline = pipeline
+        self.steps = steps
+        self.guidance = guidance
+        self.num_frames = int(pipeline.num_frames)
+        self.height = int(pipeline.height)
+        self.width = int(pipeline.width)
+        self.fps = float(pipeline.fps)
+
+    @classmethod
+    def from_config(cls, config: BackendConfig, *, device: str) -> ToyBackend:
+        for name in ("num_frames", "height", "width", "fps"):
+            if getattr(config, name) is not None:
+                raise SpatialAlignError(
+                    f"--{name.replace('_', '-')} applies to --model wan only; "
+                    "the toy model has a fixed clip size"
+                )
+        from spatialalign.toy.pipeline import ToyPipeline
+
+        if config.model_path is not None and not Path(config.model_path).exists():
+            raise SpatialAlignError(f"toy model path not found: {config.model_path}")
+        pipeline = ToyPipeline.from_pretrained(config.model_path, device=device)
+        if config.adapter:
+            load_lora_into_transformer(pipeline.transformer, config.adapter)
+        return cls(
+            pipeline,
+            steps=20 if config.steps is None else config.steps,
+            guidance=3.0 if config.guidance is None else config.guidance,
+        )
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        videos = self.pipeline(
+            list(prompts),
+            list(seeds),
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance,
+        )
+        return np.asarray(videos)
+
+
+class WanBackend:
+    """diffusers ``WanPipeline`` (Wan2.1-T2V-1.3B or any checkpoint in that format)."""
+
+    model = "wan"
+    lossless = False
+
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        num_frames: int = 81,
+        height: int = 480,
+        width: int = 832,
+        steps: int = 50,
+        guidance: float | None = None,
+        fps: float = 16.0,
+        negative_prompt: str = WAN_NEGATIVE_PROMPT,
+        max_sequence_length: int = 512,
+    ) -> None:
+        if num_frames % 4 != 1:
+            raise SpatialAlignError(
+                f"Wan needs num_frames of the form 4k+1 (e.g. 81), got {num_frames}"
+            )
+        if height % 16 or width % 16:
+            raise SpatialAlignError(
+                f"Wan needs height and width divisible by 16, got {height}x{width}"
+            )
+        self.pipe = pipe
+        self.num_frames, self.height, self.width = num_frames, height, width
+        self.steps = steps
+        self.guidance = guidance
+        self.fps = float(fps)
+        self.negative_prompt = negative_prompt
+        self.max_sequence_length = max_sequence_length
+
+    @classmethod
+    def from_config(cls, config: BackendConfig, *, device: str) -> WanBackend:
+        pipe = load_wan_pipeline(config.model_path, device=device, dtype=config.dtype)
+        if config.adapter:
+            path = resolve_adapter(config.adapter)
+            try:
+                pipe.load_lora_weights(
+                    str(path.parent),
+                    weight_name=path.name,
+                    adapter_name=ADAPTER_NAME,
+                    local_files_only=True,
+                )
+            except (ValueError, KeyError, RuntimeError, OSError) as e:
+                raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
+            if ADAPTER_NAME not in getattr(pipe.transformer, "peft_config", {}):
+                raise SpatialAlignError(
+                    f"LoRA adapter {path} matches no layer of the Wan transformer"
+                )
+        kwargs: dict[str, Any] = {
+            "num_frames": config.num_frames,
+            "height": config.height,
+            "width": config.width,
+            "steps": config.steps,
+            "guidance": config.guidance,
+            "fps": config.fps,
+            "negative_prompt": config.negative_prompt,
+        }
+        return cls(
+            pipe,
+            max_sequence_length=config.max_sequence_length,
+            **{k: v for k, v in kwargs.items() if v is not None},
+        )
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        import torch
+
+        # one CPU generator per video: a sample depends on its own seed only
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        kwargs: dict[str, Any] = {}
+        if self.guidance is not None:
+            kwargs["guidance_scale"] = self.guidance
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=list(prompts),
+                negative_prompt=[self.negative_prompt] * len(prompts),
+                height=self.height,
+                width=self.width,
+                num_frames=self.num_frames,
+                num_inference_steps=self.steps,
+                generator=generators,
+                output_type="np",
+                max_sequence_length=self.max_sequence_length,
+                **kwargs,
+            )
+        frames = np.asarray(out.frames, dtype=np.float32)
+        return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load_wan_pipeline(
+    model_path: str | os.PathLike[str] | None, *, device: str = "cpu", dtype: str | None = None
+) -> Any:
+    """Loads a diffusers ``WanPipeline`` from a local directory, never downloading.
+
+    Any missing directory, config or weight file becomes one :class:`SpatialAlignError`.
+    """
+    if model_path is None:
+        raise SpatialAlignError(
+            "--model wan needs --model-path DIR (a local diffusers WanPipeline directory, "
+            "e.g. Wan2.1-T2V-1.3B-Diffusers)"
+        )
+    path = Path(model_path).expanduser()
+    if not path.is_dir():
+        raise SpatialAlignError(f"Wan model directory not found: {path}")
+    if not (path / "model_index.json").is_file():
+        raise SpatialAlignError(
+            f"{path} is not a diffusers pipeline directory (no model_index.json)"
+        )
+    if dtype is None:
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in _DTYPES:
+        raise SpatialAlignError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
+
+    import torch
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    torch_dtype = getattr(torch, dtype)
+    try:
+        vae = AutoencoderKLWan.from_pretrained(
+            path, subfolder="vae", torch_dtype=torch.float32, local_files_only=True
+        )
+        pipe = WanPipeline.from_pretrained(
+            path, vae=vae, torch_dtype=torch_dtype, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SpatialAlignError(f"cannot load WanPipeline from {path}: {reason}") from e
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def load_backend(config: BackendConfig, *, local_rank: int = 0) -> Backend:
+    """Builds the back end ``config.model`` names."""
+    if config.model not in MODELS:
+        raise SpatialAlignError(f"unknown model {config.model!r} (choose from {', '.join(MODELS)})")
+    device = config.device or default_device(local_rank)
+    if config.model == "toy":
+        return ToyBackend.from_config(config, device=device)
+    return WanBackend.from_config(config, device=device)

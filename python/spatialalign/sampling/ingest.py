@@ -1,0 +1,244 @@
+"""``spatialalign ingest``: bring videos from any other model into a run directory.
+
+Videos named the official way, ``{prompt_id}_F81_seed{NN}.mp4``, give their prompt and
+seed directly; any other ``{prompt_id}*.mp4`` is matched to the longest prompt id its
+name starts with (followed by a non-alphanumeric character or nothing) and numbered
+after that prompt's official seeds, in name order. The manifest references the files
+where they are (``--copy`` copies them into ``RUN_DIR/samples/`` instead), with
+``model="external"`` and sizes probed by PyAV.
+
+Decisions, so scores stay honest:
+
+* a video whose name matches no prompt id is an error listing the names (they cannot be
+  scored); ``--ignore-unknown`` leaves them out instead and reports how many;
+* an unreadable video is *kept* in the manifest with null frame count/fps/size and
+  reported: ``track`` then rejects it as ``unreadable_video`` and it counts as an invalid
+  video in Correctness, as a broken generation should.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.io import atomic_path
+from spatialalign.prompts.model import DSRPrompt
+from spatialalign.sampling.manifest import (
+    Row,
+    manifest_lock,
+    manifest_path,
+    merge_rows,
+    read_rows,
+    samples_dir,
+    write_rows,
+)
+from spatialalign.sampling.naming import VIDEO_SUFFIX, parse_video_name
+from spatialalign.sampling.probe import VideoReadError, probe_video
+
+EXTERNAL_MODEL = "external"
+
+
+@dataclass(frozen=True)
+class MatchedVideo:
+    """A video file and the prompt and seed it belongs to."""
+
+    path: Path
+    prompt_id: str
+    seed: int
+    sample_id: str
+
+
+@dataclass
+class IngestResult:
+    """What ``ingest`` recorded."""
+
+    videos: int
+    prompts: int
+    unreadable: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    manifest: Path = Path()
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """The verb's one-line summary."""
+        extra = ""
+        if self.unreadable:
+            extra += f", {len(self.unreadable)} unreadable (kept; track rejects them)"
+        if self.unknown:
+            extra += f", {len(self.unknown)} with no matching prompt left out"
+        return (
+            f"ingest: {self.videos} video(s) of {self.prompts} prompt(s){extra}; "
+            f"{self.seconds:.1f} s -> {self.manifest}"
+        )
+
+
+def _list(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def find_videos(videos_dir: str | os.PathLike[str]) -> list[Path]:
+    """The ``.mp4`` files directly inside ``videos_dir``, sorted by name."""
+    videos_dir = Path(videos_dir)
+    if not videos_dir.is_dir():
+        raise SpatialAlignError(f"videos directory not found: {videos_dir}")
+    return sorted(
+        p
+        for p in videos_dir.iterdir()
+        if p.is_file() and p.name.lower().endswith(VIDEO_SUFFIX) and not p.name.startswith(".")
+    )
+
+
+def _prefix_match(stem: str, ids_longest_first: Sequence[str]) -> str | None:
+    for pid in ids_longest_first:
+        if stem == pid or (stem.startswith(pid) and not stem[len(pid)].isalnum()):
+            return pid
+    return None
+
+
+def match_videos(
+    files: Sequence[Path], prompt_ids: Sequence[str]
+) -> tuple[list[MatchedVideo], list[str]]:
+    """Assigns each file a prompt and seed; returns (matched, names of unmatched files)."""
+    known = set(prompt_ids)
+    by_length = sorted(known, key=len, reverse=True)
+    official: list[MatchedVideo] = []
+    fallback: dict[str, list[Path]] = defaultdict(list)
+    unknown: list[str] = []
+    stems: dict[str, str] = {}
+    for path in files:
+        stem = path.name[: -len(VIDEO_SUFFIX)]
+        if stem in stems:
+            raise SpatialAlignError(
+                f"two videos share the sample id {stem!r}: {stems[stem]} and {path.name}"
+            )
+        stems[stem] = path.name
+        parsed = parse_video_name(path.name)
+        if parsed is not None and parsed.prompt_id in known:
+            official.append(MatchedVideo(path, parsed.prompt_id, parsed.seed, stem))
+            continue
+        pid = _prefix_match(stem, by_length)
+        if pid is None:
+            unknown.append(path.name)
+        else:
+            fallback[pid].append(path)
+    taken: dict[str, set[int]] = defaultdict(set)
+    for m in official:
+        taken[m.prompt_id].add(m.seed)
+    matched = list(official)
+    for pid, paths in fallback.items():
+        seed = 0
+        for path in sorted(paths):
+            while seed in taken[pid]:
+                seed += 1
+            taken[pid].add(seed)
+            matched.append(MatchedVideo(path, pid, seed, path.name[: -len(VIDEO_SUFFIX)]))
+    matched.sort(key=lambda m: (m.prompt_id, m.seed, m.sample_id))
+    return matched, unknown
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """Copies ``src`` to ``dst`` atomically unless an identical-size copy is there."""
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+        return dst
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst
+
+
+def _ensure_prompts_file(run_dir: Path, prompts: Sequence[DSRPrompt], used: set[str]) -> None:
+    """Writes ``RUN_DIR/prompts.parquet`` if absent; else checks it knows every used prompt."""
+    from spatialalign.prompts import read_prompts, write_prompts
+
+    target = run_dir / "prompts.parquet"
+    if not target.exists():
+        write_prompts(list(prompts), target)
+        return
+    have = {p.prompt_id for p in read_prompts(target)}
+    missing = sorted(used - have)
+    if missing:
+        raise SpatialAlignError(
+            f"{target} lacks {len(missing)} prompt id(s) of these videos: {_list(missing)}; "
+            "ingest into another --run-dir or remove that file"
+        )
+
+
+def ingest_videos(
+    videos_dir: str | os.PathLike[str],
+    prompts: Sequence[DSRPrompt],
+    run_dir: str | os.PathLike[str] | None = None,
+    *,
+    copy: bool = False,
+    ignore_unknown: bool = False,
+    model: str = EXTERNAL_MODEL,
+    progress: bool = True,
+) -> IngestResult:
+    """Writes ``RUN_DIR/samples/manifest.parquet`` for the videos in ``videos_dir``.
+
+    ``run_dir`` defaults to ``videos_dir``. Existing manifest rows of other samples are
+    kept; rerunning is idempotent.
+    """
+    start = time.perf_counter()
+    videos_dir = Path(videos_dir).resolve()
+    run = Path(run_dir).resolve() if run_dir is not None else videos_dir
+    files = find_videos(videos_dir)
+    if not files:
+        raise SpatialAlignError(f"no .mp4 videos in {videos_dir}")
+    ids = [p.prompt_id for p in prompts]
+    if not ids or any(not i for i in ids):
+        raise SpatialAlignError("every prompt needs a prompt_id to match videos against")
+    matched, unknown = match_videos(files, ids)
+    if unknown and not ignore_unknown:
+        raise SpatialAlignError(
+            f"{len(unknown)} video(s) in {videos_dir} match no prompt id: {_list(unknown)} "
+            "(--ignore-unknown leaves them out)"
+        )
+    if not matched:
+        raise SpatialAlignError(f"no video in {videos_dir} matches a prompt id")
+    _ensure_prompts_file(run, prompts, {m.prompt_id for m in matched})
+
+    rows: list[Row] = []
+    unreadable: list[str] = []
+    for m in tqdm(matched, unit="video", desc="ingest", disable=not progress):
+        path = _copy(m.path, samples_dir(run) / m.path.name) if copy else m.path
+        row: Row = {
+            "sample_id": m.sample_id,
+            "prompt_id": m.prompt_id,
+            "seed": m.seed,
+            "model": model,
+            "adapter": "",
+            "path": str(path),
+            "num_frames": None,
+            "fps": None,
+            "height": None,
+            "width": None,
+        }
+        try:
+            info = probe_video(path)
+        except VideoReadError:
+            unreadable.append(m.path.name)
+        else:
+            row.update(
+                num_frames=info.num_frames, fps=info.fps, height=info.height, width=info.width
+            )
+        rows.append(row)
+
+    target = manifest_path(run)
+    with manifest_lock(run):
+        write_rows(merge_rows(read_rows(target), rows), target)
+    return IngestResult(
+        videos=len(rows),
+        prompts=len({m.prompt_id for m in matched}),
+        unreadable=unreadable,
+        unknown=unknown,
+        manifest=target,
+        seconds=time.perf_counter() - start,
+    )

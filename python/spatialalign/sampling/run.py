@@ -1,0 +1,59 @@
+"""The ``sample`` verb end to end: read prompts, find my rank, load the model, sample, merge."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.sampling.backends import BackendConfig, load_backend, resolve_adapter
+from spatialalign.sampling.distributed import dist_context
+from spatialalign.sampling.sampler import SampleResult, sample_videos, select_prompts
+
+PROMPTS_NAME = "prompts.parquet"
+
+
+def run_sample(
+    run_dir: str | os.PathLike[str],
+    config: BackendConfig,
+    *,
+    prompts_file: str | os.PathLike[str] | None = None,
+    split: str = "all",
+    seeds: int = 5,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> SampleResult:
+    """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model.
+
+    A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
+    is absent, so later stages find the prompts of the run.
+    """
+    from spatialalign.prompts import read_prompts, write_prompts
+
+    run_dir = Path(run_dir)
+    source = Path(prompts_file) if prompts_file is not None else run_dir / PROMPTS_NAME
+    if not source.is_file():
+        hint = "" if prompts_file is not None else " (run `spatialalign prompts` or pass --prompts)"
+        raise SpatialAlignError(f"prompts file not found: {source}{hint}")
+    prompts = read_prompts(source)
+    chosen = select_prompts(prompts, split)
+    adapter = str(resolve_adapter(config.adapter)) if config.adapter else ""
+
+    ctx = dist_context()
+    try:
+        target = run_dir / PROMPTS_NAME
+        if ctx.is_main and not target.exists():
+            write_prompts(prompts, target)
+        backend = load_backend(config, local_rank=ctx.local_rank)
+        return sample_videos(
+            run_dir,
+            backend,
+            chosen,
+            seeds=seeds,
+            batch_size=batch_size,
+            adapter=adapter,
+            dist=ctx,
+            progress=progress,
+        )
+    finally:
+        ctx.close()

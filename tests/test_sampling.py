@@ -1,0 +1,337 @@
+"""`spatialalign sample` with the toy back end: files, manifest, determinism, resume, sharding.
+
+Uses a tiny randomly initialised toy model (``ToyPipeline.random``) with 2 denoising
+steps, so every test runs in about a second; the official 120 test prompts supply ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from spatialalign.cli import main
+from spatialalign.errors import SpatialAlignError
+from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
+from spatialalign.sampling.backends import ToyBackend
+from spatialalign.sampling.distributed import DistContext
+from spatialalign.sampling.manifest import (
+    MANIFEST_COLUMNS,
+    manifest_path,
+    part_files,
+    read_manifest,
+)
+from spatialalign.sampling.naming import parse_video_name, sample_id, video_filename
+from spatialalign.sampling.probe import probe_video
+from spatialalign.sampling.sampler import plan_samples, sample_videos, select_prompts
+from spatialalign.schemas import MANIFEST
+from spatialalign.toy.pipeline import ToyPipeline
+from spatialalign.video import read_video
+
+OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def prompts() -> list[DSRPrompt]:
+    return read_prompts(OFFICIAL_CSV)[:3]
+
+
+@pytest.fixture(scope="module")
+def toy() -> ToyPipeline:
+    return ToyPipeline.random(seed=0)
+
+
+class CountingBackend(ToyBackend):
+    """The toy back end, counting generate calls and optionally failing on call N."""
+
+    def __init__(self, pipeline: ToyPipeline, fail_on_call: int | None = None) -> None:
+        super().__init__(pipeline, steps=STEPS, guidance=3.0)
+        self.calls: list[list[int]] = []
+        self.texts: list[str] = []
+        self.fail_on_call = fail_on_call
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        self.calls.append(list(seeds))
+        self.texts += prompts
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise KeyboardInterrupt("simulated kill")
+        return super().generate(prompts, seeds)
+
+
+def _videos(run_dir: Path) -> dict[str, np.ndarray]:
+    return {p.stem: read_video(p) for p in sorted((run_dir / "samples").glob("*.mp4"))}
+
+
+# --- names -------------------------------------------------------------------------------
+
+
+def test_names_follow_the_official_inference_script():
+    # official inference.py: f"{prompt_id}_F{num_frames:02d}_seed{seed:02d}.mp4"
+    assert video_filename("1043_TL", 81, 3) == "1043_TL_F81_seed03.mp4"
+    assert sample_id("1043_TL", 9, 12) == "1043_TL_F09_seed12"
+    parsed = parse_video_name("testLRFBT_LR_0_F81_seed04.mp4")
+    assert (parsed.prompt_id, parsed.num_frames, parsed.seed) == ("testLRFBT_LR_0", 81, 4)
+    assert parse_video_name("1043_TL.mp4") is None
+    assert parse_video_name("1043_TL_F81_seedXY.mp4") is None
+
+
+def test_plan_is_prompt_major_over_seeds(prompts, tmp_path):
+    specs = plan_samples(prompts, 2, 9, tmp_path)
+    assert [(s.prompt_id, s.seed) for s in specs] == [
+        (p.prompt_id, k) for p in prompts for k in range(2)
+    ]
+    assert all(s.path.parent == tmp_path.resolve() for s in specs)
+    with pytest.raises(SpatialAlignError, match="--seeds"):
+        plan_samples(prompts, 0, 9, tmp_path)
+
+
+def test_split_selection(prompts):
+    tagged = [
+        DSRPrompt(**{**p.to_dict(), "split": s})
+        for p, s in zip(prompts, ["train", "test", "test"], strict=True)
+    ]
+    assert [p.prompt_id for p in select_prompts(tagged, "test")] == [
+        prompts[1].prompt_id,
+        prompts[2].prompt_id,
+    ]
+    assert len(select_prompts(tagged, "all")) == 3
+    with pytest.raises(SpatialAlignError, match="no prompts in split 'train'"):
+        select_prompts(prompts, "train")  # the official CSV carries no split
+
+
+# --- generation --------------------------------------------------------------------------
+
+
+def test_sample_writes_official_names_lossless_videos_and_manifest(prompts, toy, tmp_path):
+    backend = CountingBackend(toy)
+    result = sample_videos(tmp_path, backend, prompts, seeds=2, batch_size=4, progress=False)
+    assert (result.total, result.generated, result.skipped) == (6, 6, 0)
+    assert [len(c) for c in backend.calls] == [4, 2]  # batched
+
+    table = read_manifest(tmp_path)
+    assert table.column_names == list(MANIFEST_COLUMNS)
+    assert pq.read_schema(manifest_path(tmp_path)).equals(MANIFEST, check_metadata=False)
+    rows = {r["sample_id"]: r for r in table.to_pylist()}
+    expected = {f"{p.prompt_id}_F09_seed{k:02d}" for p in prompts for k in range(2)}
+    assert set(rows) == expected
+    for p in prompts:
+        for k in range(2):
+            row = rows[f"{p.prompt_id}_F09_seed{k:02d}"]
+            assert (row["prompt_id"], row["seed"], row["model"], row["adapter"]) == (
+                p.prompt_id,
+                k,
+                "toy",
+                "",
+            )
+            path = Path(row["path"])
+            assert path.is_absolute() and path.name == f"{p.prompt_id}_F09_seed{k:02d}.mp4"
+            frames = read_video(path)
+            assert (row["num_frames"], row["height"], row["width"]) == frames.shape[:3]
+            assert row["fps"] == toy.fps
+            # the file holds exactly what the model draws for this prompt and seed
+            direct = toy([p.text], [k], num_inference_steps=STEPS, guidance_scale=3.0)[0]
+            np.testing.assert_array_equal(frames, direct)
+    assert "generated 6 video(s)" in result.summary()
+
+
+def test_same_command_gives_the_same_files(prompts, toy, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    sample_videos(a, CountingBackend(toy), prompts, seeds=2, batch_size=3, progress=False)
+    sample_videos(b, CountingBackend(toy), prompts, seeds=2, batch_size=3, progress=False)
+    va, vb = _videos(a), _videos(b)
+    assert va.keys() == vb.keys() and len(va) == 6
+    for k in va:
+        np.testing.assert_array_equal(va[k], vb[k])
+    # seeds matter: two seeds of one prompt differ
+    pid = prompts[0].prompt_id
+    assert not np.array_equal(va[f"{pid}_F09_seed00"], va[f"{pid}_F09_seed01"])
+
+
+def test_resume_after_interrupt_generates_only_the_rest(prompts, toy, tmp_path):
+    run = tmp_path / "run"
+    interrupted = CountingBackend(toy, fail_on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        sample_videos(run, interrupted, prompts, seeds=2, batch_size=2, progress=False)
+    first = interrupted.calls[0]
+    assert len(list((run / "samples").glob("*.mp4"))) == 2
+    assert not list((run / "samples").glob(".*.tmp"))
+    assert read_manifest(run).num_rows == 2  # merged on the way out
+
+    resumed = CountingBackend(toy)
+    result = sample_videos(run, resumed, prompts, seeds=2, batch_size=2, progress=False)
+    assert (result.generated, result.skipped) == (4, 2)
+    assert sum(len(c) for c in resumed.calls) == 4 and first == [0, 1]
+    assert read_manifest(run).num_rows == 6 and not part_files(run)
+
+    clean = tmp_path / "clean"
+    sample_videos(clean, CountingBackend(toy), prompts, seeds=2, batch_size=2, progress=False)
+    vr, vc = _videos(run), _videos(clean)
+    assert vr.keys() == vc.keys()
+    for k in vr:
+        np.testing.assert_array_equal(vr[k], vc[k])
+
+    again = CountingBackend(toy)
+    result = sample_videos(run, again, prompts, seeds=2, batch_size=2, progress=False)
+    assert again.calls == [] and (result.generated, result.skipped) == (0, 6)
+
+
+def test_rebuilds_manifest_from_videos_and_regenerates_corrupt_ones(prompts, toy, tmp_path):
+    sample_videos(tmp_path, CountingBackend(toy), prompts, seeds=2, batch_size=6, progress=False)
+    samples = tmp_path / "samples"
+    # a kill between writing a video and its manifest row; a corrupt file; a stale temp file
+    manifest_path(tmp_path).unlink()
+    broken = samples / f"{prompts[1].prompt_id}_F09_seed01.mp4"
+    good = read_video(broken)
+    broken.write_bytes(b"not an mp4")
+    (samples / ".x.mp4.abcd.tmp").write_bytes(b"partial")
+
+    backend = CountingBackend(toy)
+    result = sample_videos(tmp_path, backend, prompts, seeds=2, batch_size=6, progress=False)
+    assert backend.calls == [[1]] and (result.generated, result.skipped) == (1, 5)
+    np.testing.assert_array_equal(read_video(broken), good)
+    table = read_manifest(tmp_path)
+    assert table.num_rows == 6
+    assert set(table.column("num_frames").to_pylist()) == {9}
+    assert not (samples / ".x.mp4.abcd.tmp").exists()
+
+
+def test_more_seeds_later_keeps_earlier_rows(prompts, toy, tmp_path):
+    sample_videos(tmp_path, CountingBackend(toy), prompts[:1], seeds=1, progress=False)
+    backend = CountingBackend(toy)
+    sample_videos(tmp_path, backend, prompts[:2], seeds=3, progress=False)
+    assert sum(len(c) for c in backend.calls) == 5
+    assert read_manifest(tmp_path).num_rows == 6
+
+
+def test_refuses_to_mix_another_models_videos(prompts, toy, tmp_path):
+    sample_videos(tmp_path, CountingBackend(toy), prompts, seeds=1, progress=False)
+    with pytest.raises(SpatialAlignError, match="already records 3 of these samples"):
+        sample_videos(
+            tmp_path, CountingBackend(toy), prompts, seeds=1, adapter="/x/lora.safetensors"
+        )
+
+
+def test_two_ranks_without_a_process_group_split_the_work(prompts, toy, tmp_path):
+    b0, b1 = CountingBackend(toy), CountingBackend(toy)
+    r0 = sample_videos(
+        tmp_path, b0, prompts, seeds=2, batch_size=2, dist=DistContext(0, 2), progress=False
+    )
+    assert read_manifest(tmp_path).num_rows == 3  # rank 0 merged its own share
+    r1 = sample_videos(
+        tmp_path, b1, prompts, seeds=2, batch_size=2, dist=DistContext(1, 2), progress=False
+    )
+    assert (r0.generated, r1.generated) == (3, 3)
+    specs = plan_samples(prompts, 2, 9, tmp_path / "samples")
+    done0 = sorted(zip(b0.texts, (s for c in b0.calls for s in c), strict=True))
+    assert done0 == sorted((s.prompt, s.seed) for s in specs[0::2])  # every 2nd sample
+    assert read_manifest(tmp_path).num_rows == 6 and not part_files(tmp_path)
+
+
+# --- LoRA and CLI -------------------------------------------------------------------------
+
+
+def _save_random_lora(transformer, path: Path, *, prefixed: bool = True) -> Path:
+    """A LoRA on the SpatialAlign targets with random (non-zero) weights, diffusers format."""
+    import torch
+    from diffusers import WanPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    targets = ["condition_embedder.text_embedder.linear_1", "attn2.to_k", "attn2.to_v"]
+    transformer.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False)
+    )
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    layers = get_peft_model_state_dict(transformer)
+    path.mkdir(parents=True, exist_ok=True)
+    if prefixed:
+        WanPipeline.save_lora_weights(path, transformer_lora_layers=layers)
+        return path / "pytorch_lora_weights.safetensors"
+    save_file({k: v.contiguous() for k, v in layers.items()}, str(path / "lora.safetensors"))
+    return path / "lora.safetensors"
+
+
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_toy_lora_adapter_changes_samples_and_is_recorded(prompts, tmp_path, prefixed):
+    from spatialalign.sampling.backends import BackendConfig, load_backend
+
+    model_dir = ToyPipeline.random(seed=1).save_pretrained(tmp_path / "toy")
+    adapted = ToyPipeline.from_pretrained(model_dir)
+    lora = _save_random_lora(adapted.transformer, tmp_path / "lora", prefixed=prefixed)
+    adapter_arg = str(lora.parent) if prefixed else str(lora)
+
+    cfg = dict(model="toy", model_path=str(model_dir), steps=STEPS, device="cpu")
+    base = load_backend(BackendConfig(**cfg))
+    with_lora = load_backend(BackendConfig(**cfg, adapter=adapter_arg))
+    text, seed = [prompts[0].text], [0]
+    out_lora = with_lora.generate(text, seed)
+    want = adapted(text, seed, num_inference_steps=STEPS, guidance_scale=3.0)
+    np.testing.assert_array_equal(out_lora, want)
+    assert not np.array_equal(out_lora, base.generate(text, seed))
+
+    result = sample_videos(
+        tmp_path / "run", with_lora, prompts[:1], seeds=1, adapter=str(lora), progress=False
+    )
+    assert result.generated == 1
+    assert read_manifest(tmp_path / "run").column("adapter").to_pylist() == [str(lora)]
+
+
+def test_bad_adapter_is_one_clear_error(tmp_path):
+    from spatialalign.sampling.backends import BackendConfig, load_backend
+
+    model_dir = ToyPipeline.random(seed=1).save_pretrained(tmp_path / "toy")
+    cfg = dict(model="toy", model_path=str(model_dir), device="cpu")
+    with pytest.raises(SpatialAlignError, match="LoRA adapter not found"):
+        load_backend(BackendConfig(**cfg, adapter=str(tmp_path / "nope")))
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(SpatialAlignError, match="no LoRA weights"):
+        load_backend(BackendConfig(**cfg, adapter=str(tmp_path / "plain.safetensors")))
+
+
+def test_cli_sample_toy(prompts, tmp_path, capsys):
+    model_dir = ToyPipeline.random(seed=0).save_pretrained(tmp_path / "toy")
+    run = tmp_path / "run"
+    tagged = [DSRPrompt(**{**p.to_dict(), "split": "test"}) for p in prompts]
+    write_prompts(tagged, tmp_path / "prompts.parquet")
+    args = ["sample", str(run), "--model-path", str(model_dir), "--steps", "2"]
+    args += ["--prompts", str(tmp_path / "prompts.parquet"), "--split", "test", "--seeds", "2"]
+    main(args)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("sample: generated 6 video(s), skipped 0")
+    assert read_manifest(run).num_rows == 6
+    assert (run / "prompts.parquet").is_file()  # later stages find the run's prompts
+    assert [p.prompt_id for p in read_prompts(run / "prompts.parquet")] == [
+        p.prompt_id for p in prompts
+    ]
+    info = probe_video(run / "samples" / video_filename(prompts[0].prompt_id, 9, 1))
+    assert (info.num_frames, info.height, info.width) == (9, 16, 16)
+
+    main(args)  # rerun: nothing to do
+    assert "generated 0 video(s), skipped 6" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "wan"], "needs --model-path"),
+        (["--model", "wan", "--model-path", "/nonexistent/wan"], "not found"),
+        (["--num-frames", "17"], "--model wan only"),
+        (["--prompts", "/nonexistent/p.csv"], "prompts file not found"),
+    ],
+)
+def test_cli_sample_errors_are_one_line(tmp_path, capsys, extra, message):
+    write_prompts(read_prompts(OFFICIAL_CSV)[:1], tmp_path / "prompts.parquet")
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", str(tmp_path), *extra])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
