@@ -289,7 +289,7 @@ def _trajectory(
         if _overlaps(*out[i], lay) or not _in_frame(*out[i], lay, cfg):
             out[i] = path[i]
         if _overlaps(*out[i], lay) or not _in_frame(*out[i], lay, cfg):
-            raise AssertionError(f"toy path hits the object at frame {i}")  # pragma: no cover
+            raise RuntimeError(f"toy path hits the object at frame {i}")  # pragma: no cover
     return out
 
 
