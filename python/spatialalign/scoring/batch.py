@@ -48,8 +48,9 @@ SUMMARY_NAME = "summary.json"
 CURVE_NAME = "correctness.png"
 PLOTS_DIR = "plots"
 
-# tracks.parquet is loaded row group by row group; show a bar past this many rows
-_PROGRESS_MIN_ROWS = 200_000
+# tracks.parquet is loaded in batches of this many rows; a bar shows past _PROGRESS_MIN_ROWS
+_BATCH_ROWS = 262_144
+_PROGRESS_MIN_ROWS = 500_000
 _BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 
 
@@ -169,12 +170,15 @@ def read_tracks(
     show = total >= _PROGRESS_MIN_ROWS if progress is None else progress
     parts_sample, parts_frame, parts_label, parts_box = [], [], [], []
     with tqdm(total=total, unit="row", desc="loading tracks", disable=not show) as bar:
-        for g in range(pf.num_row_groups):
+        batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=needed)
+        while True:
             try:
-                chunk = pf.read_row_group(g, columns=needed)
+                batch = next(batches, None)
             except (pa.ArrowException, OSError) as e:
                 raise SpatialAlignError(f"cannot read tracks {path}: {e}") from e
-            chunk = validate_table(chunk, "tracks", path, columns=needed)
+            if batch is None:
+                break
+            chunk = validate_table(pa.Table.from_batches([batch]), "tracks", path, columns=needed)
             parts_sample.append(
                 pc.index_in(chunk.column("sample_id"), value_set=sample_ids)
                 .fill_null(-1)
