@@ -306,16 +306,18 @@ def load_wan_pipeline(
     if dtype not in _DTYPES:
         raise SpatialAlignError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
 
+    # diffusers >= 0.42 names the argument ``dtype`` (``torch_dtype`` is deprecated there)
+    import diffusers.utils.deprecation_utils as deprecation
     import torch
     from diffusers import AutoencoderKLWan, WanPipeline
 
-    torch_dtype = getattr(torch, dtype)
+    key = "dtype" if hasattr(deprecation, "_resolve_dtype") else "torch_dtype"
     try:
         vae = AutoencoderKLWan.from_pretrained(
-            path, subfolder="vae", torch_dtype=torch.float32, local_files_only=True
+            path, subfolder="vae", local_files_only=True, **{key: torch.float32}
         )
         pipe = WanPipeline.from_pretrained(
-            path, vae=vae, torch_dtype=torch_dtype, local_files_only=True
+            path, vae=vae, local_files_only=True, **{key: getattr(torch, dtype)}
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,228 @@
+"""The ``wan`` back end on a tiny randomly initialised diffusers ``WanPipeline``.
+
+The pipeline is built from configs (tiny ``WanTransformer3DModel``, ``AutoencoderKLWan``,
+``UMT5EncoderModel``) with a word-level tokenizer constructed locally, saved with
+``save_pretrained`` and loaded back through the CLI's loader: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from spatialalign.cli import main
+from spatialalign.errors import SpatialAlignError
+from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.sampling.backends import (
+    BackendConfig,
+    WanBackend,
+    load_backend,
+    load_wan_pipeline,
+)
+from spatialalign.sampling.manifest import read_manifest
+from spatialalign.sampling.sampler import sample_videos
+from spatialalign.video import read_video
+
+OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
+GEOMETRY = dict(num_frames=5, height=16, width=16, steps=2)
+
+
+def _tiny_tokenizer(prompts):
+    """A word-level T5-style tokenizer (``</s>`` appended, ``<pad>`` = 0) over the prompts."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({w for p in prompts for w in p.text.lower().replace(",", " ").split()})
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def build_tiny_wan(path: Path, prompts) -> Path:
+    import torch
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = _tiny_tokenizer(prompts)
+    torch.manual_seed(0)
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+        )
+    )
+    vae = AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return read_prompts(OFFICIAL_CSV)[:2]
+
+
+@pytest.fixture(scope="module")
+def wan_dir(tmp_path_factory, prompts) -> Path:
+    return build_tiny_wan(tmp_path_factory.mktemp("wan") / "tiny-wan", prompts)
+
+
+@pytest.fixture(scope="module")
+def wan_pipe(wan_dir):
+    return load_wan_pipeline(wan_dir)
+
+
+def test_wan_backend_samples_yuv420p_videos_with_manifest(wan_pipe, prompts, tmp_path):
+    backend = WanBackend(wan_pipe, **GEOMETRY, max_sequence_length=32)
+    result = sample_videos(tmp_path, backend, prompts, seeds=2, batch_size=3, progress=False)
+    assert (result.generated, result.total) == (4, 4)
+    rows = read_manifest(tmp_path).to_pylist()
+    assert {r["model"] for r in rows} == {"wan"}
+    assert sorted(r["sample_id"] for r in rows) == sorted(
+        f"{p.prompt_id}_F05_seed{k:02d}" for p in prompts for k in range(2)
+    )
+    for r in rows:
+        assert (r["num_frames"], r["height"], r["width"], r["fps"]) == (5, 16, 16, 16.0)
+        with av.open(r["path"]) as c:
+            assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    # the file is the pipeline's own output for that prompt and seed, as yuv420p H.264
+    import torch
+    from spatialalign.video import write_video
+
+    r = next(x for x in rows if x["seed"] == 1 and x["prompt_id"] == prompts[1].prompt_id)
+    out = wan_pipe(
+        prompt=prompts[1].text,
+        negative_prompt=backend.negative_prompt,
+        generator=torch.Generator().manual_seed(1),
+        num_inference_steps=2,
+        num_frames=5,
+        height=16,
+        width=16,
+        output_type="np",
+        max_sequence_length=32,
+    ).frames[0]
+    direct = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+    reference = write_video(tmp_path / "reference.mp4", direct, fps=16, lossless=False)
+    video = read_video(r["path"]).astype(int)
+    assert np.abs(video - read_video(reference)).max() <= 1
+    other = next(x for x in rows if x["seed"] == 0 and x["prompt_id"] == prompts[1].prompt_id)
+    assert np.abs(read_video(other["path"]).astype(int) - read_video(reference)).max() > 8
+
+
+def test_wan_batching_does_not_change_a_sample(wan_pipe, prompts):
+    backend = WanBackend(wan_pipe, **GEOMETRY, max_sequence_length=32)
+    both = backend.generate([p.text for p in prompts], [0, 3])
+    alone = backend.generate([prompts[1].text], [3])
+    assert np.abs(both[1].astype(int) - alone[0]).max() <= 1
+    assert not np.array_equal(both[0], both[1])
+
+
+def test_wan_lora_through_load_lora_weights(wan_dir, prompts, tmp_path):
+    import torch
+    from diffusers import WanPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = load_wan_pipeline(wan_dir)
+    pipe.transformer.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            target_modules=["attn2.to_k", "attn2.to_v"],
+            init_lora_weights=False,
+        )
+    )
+    with torch.no_grad():
+        for name, p in pipe.transformer.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=1.0)
+    WanPipeline.save_lora_weights(
+        tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(pipe.transformer)
+    )
+    cfg = dict(model="wan", model_path=str(wan_dir), device="cpu", max_sequence_length=32)
+    cfg.update(GEOMETRY)
+    base = load_backend(BackendConfig(**cfg))
+    lora = load_backend(BackendConfig(**cfg, adapter=str(tmp_path / "lora")))
+    text = [prompts[0].text]
+    want = WanBackend(pipe, **GEOMETRY, max_sequence_length=32).generate(text, [0])
+    got = lora.generate(text, [0])
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, base.generate(text, [0]))
+
+
+def test_wan_cli_end_to_end(wan_dir, prompts, tmp_path, capsys):
+    write_prompts(prompts, tmp_path / "prompts.parquet")
+    args = ["sample", str(tmp_path), "--model", "wan", "--model-path", str(wan_dir)]
+    args += ["--num-frames", "5", "--height", "16", "--width", "16", "--steps", "2"]
+    args += ["--seeds", "1", "--fps", "8", "--device", "cpu"]
+    main(args)
+    assert (
+        capsys.readouterr().out.strip().splitlines()[-1].startswith("sample: generated 2 video(s)")
+    )
+    rows = read_manifest(tmp_path).to_pylist()
+    assert [(r["num_frames"], r["fps"]) for r in rows] == [(5, 8.0), (5, 8.0)]
+
+
+def test_wan_load_errors(wan_dir, tmp_path):
+    with pytest.raises(SpatialAlignError, match="needs --model-path"):
+        load_wan_pipeline(None)
+    with pytest.raises(SpatialAlignError, match="not found"):
+        load_wan_pipeline(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SpatialAlignError, match="no model_index.json"):
+        load_wan_pipeline(tmp_path / "empty")
+    # a copy of the model without the transformer weights
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(wan_dir, broken)
+    (broken / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(SpatialAlignError, match="cannot load WanPipeline"):
+        load_wan_pipeline(broken)
+    with pytest.raises(SpatialAlignError, match="4k\\+1"):
+        load_backend(BackendConfig(model="wan", model_path=str(wan_dir), num_frames=8))
