@@ -241,3 +241,15 @@ def test_background_decoding_is_bounded_and_in_order(toy_run, monkeypatch):
     gen2.close()
     assert stop2.is_set()
     assert not any(t.name == "track-decode" and t.is_alive() for t in threading.enumerate())
+
+
+def test_empty_manifest_gives_empty_tables(toy_run, tmp_path):
+    src, _, _ = toy_run
+    run = tmp_path / "empty"
+    (run / "samples").mkdir(parents=True)
+    shutil.copy(src / "prompts.parquet", run / "prompts.parquet")
+    write_parquet(MANIFEST.empty_table(), run / "samples" / "manifest.parquet")
+    summary = track_run(run, make_detector("toy"), TOY, progress=False)
+    assert summary.merged and summary.n_tracked == 0
+    assert read_parquet(run / "tracks.parquet").schema.equals(TRACKS)
+    assert read_parquet(run / "detections.parquet").num_rows == 0

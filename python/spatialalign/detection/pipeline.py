@@ -290,8 +290,12 @@ def merge_parts(run_dir: Path, parts: Path, samples: Sequence[_Sample]) -> Count
         tracks.append(
             validate_table(read_parquet(tracks_part, "track part"), "tracks", tracks_part)
         )
-    det_table = pa.concat_tables([t.select(DETECTIONS.names).cast(DETECTIONS) for t in dets])
-    track_table = pa.concat_tables([t.select(TRACKS.names).cast(TRACKS) for t in tracks])
+    det_table = pa.concat_tables(
+        [DETECTIONS.empty_table()] + [t.select(DETECTIONS.names).cast(DETECTIONS) for t in dets]
+    )
+    track_table = pa.concat_tables(
+        [TRACKS.empty_table()] + [t.select(TRACKS.names).cast(TRACKS) for t in tracks]
+    )
     write_parquet(track_table, run_dir / TRACKS_NAME)
     write_parquet(det_table, run_dir / DETECTIONS_NAME)
     return Counter(
