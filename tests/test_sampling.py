@@ -326,6 +326,9 @@ def test_cli_sample_toy(prompts, tmp_path, capsys):
         (["--model", "wan", "--model-path", "/nonexistent/wan"], "not found"),
         (["--num-frames", "17"], "--model wan only"),
         (["--prompts", "/nonexistent/p.csv"], "prompts file not found"),
+        # RUN_DIR/prompts.parquet (1 prompt) must know every prompt sampled from elsewhere
+        (["--prompts", str(OFFICIAL_CSV)], "lacks 119 prompt id(s)"),
+        (["--split", "train"], "no prompts in split 'train'"),
     ],
 )
 def test_cli_sample_errors_are_one_line(tmp_path, capsys, extra, message):

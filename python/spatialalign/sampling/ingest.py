@@ -42,6 +42,7 @@ from spatialalign.sampling.manifest import (
 )
 from spatialalign.sampling.naming import VIDEO_SUFFIX, parse_video_name
 from spatialalign.sampling.probe import VideoReadError, probe_video
+from spatialalign.sampling.run_prompts import ensure_run_prompts
 
 EXTERNAL_MODEL = "external"
 
@@ -154,23 +155,6 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _ensure_prompts_file(run_dir: Path, prompts: Sequence[DSRPrompt], used: set[str]) -> None:
-    """Writes ``RUN_DIR/prompts.parquet`` if absent; else checks it knows every used prompt."""
-    from spatialalign.prompts import read_prompts, write_prompts
-
-    target = run_dir / "prompts.parquet"
-    if not target.exists():
-        write_prompts(list(prompts), target)
-        return
-    have = {p.prompt_id for p in read_prompts(target)}
-    missing = sorted(used - have)
-    if missing:
-        raise SpatialAlignError(
-            f"{target} lacks {len(missing)} prompt id(s) of these videos: {_list(missing)}; "
-            "ingest into another --run-dir or remove that file"
-        )
-
-
 def ingest_videos(
     videos_dir: str | os.PathLike[str],
     prompts: Sequence[DSRPrompt],
@@ -203,7 +187,7 @@ def ingest_videos(
         )
     if not matched:
         raise SpatialAlignError(f"no video in {videos_dir} matches a prompt id")
-    _ensure_prompts_file(run, prompts, {m.prompt_id for m in matched})
+    ensure_run_prompts(run, prompts, {m.prompt_id for m in matched})
 
     rows: list[Row] = []
     unreadable: list[str] = []

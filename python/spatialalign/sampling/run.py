@@ -8,9 +8,8 @@ from pathlib import Path
 from spatialalign.errors import SpatialAlignError
 from spatialalign.sampling.backends import BackendConfig, load_backend, resolve_adapter
 from spatialalign.sampling.distributed import dist_context
+from spatialalign.sampling.run_prompts import PROMPTS_NAME, ensure_run_prompts
 from spatialalign.sampling.sampler import SampleResult, sample_videos, select_prompts
-
-PROMPTS_NAME = "prompts.parquet"
 
 
 def run_sample(
@@ -26,9 +25,10 @@ def run_sample(
     """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model.
 
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
-    is absent, so later stages find the prompts of the run.
+    is absent, so later stages find the prompts of the run; an existing one must know
+    every sampled prompt id.
     """
-    from spatialalign.prompts import read_prompts, write_prompts
+    from spatialalign.prompts import read_prompts
 
     run_dir = Path(run_dir)
     source = Path(prompts_file) if prompts_file is not None else run_dir / PROMPTS_NAME
@@ -41,9 +41,8 @@ def run_sample(
 
     ctx = dist_context()
     try:
-        target = run_dir / PROMPTS_NAME
-        if ctx.is_main and not target.exists():
-            write_prompts(prompts, target)
+        # every rank checks an existing file; only rank 0 writes a missing one
+        ensure_run_prompts(run_dir, prompts, (p.prompt_id for p in chosen), write=ctx.is_main)
         backend = load_backend(config, local_rank=ctx.local_rank)
         return sample_videos(
             run_dir,
