@@ -45,6 +45,15 @@ bench: build
 	cargo bench -p dsr_geom --bench dsr_batch
 	$(VENV)/bin/pytest tests/benchmarks --benchmark-enable -q -p no:randomly
 
+# coverage-guided fuzzing of dsr_batch (cargo-fuzz, libFuzzer; needs a nightly
+# toolchain, or falls back to RUSTC_BOOTSTRAP=1 on stable). Opt-in; FUZZ_SECONDS=600.
+FUZZ_SECONDS ?= 600
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd crates/dsr_geom/fuzz && \
+	if rustup run nightly rustc --version >/dev/null 2>&1; then TC=+nightly; else TC=; export RUSTC_BOOTSTRAP=1; fi; \
+	cargo $$TC fuzz run dsr_batch -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+
 lint: $(STAMP)
 	cargo fmt --all -- --check
 	$(VENV)/bin/ruff check python tests

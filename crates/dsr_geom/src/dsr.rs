@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::ssr::{check_pair_len, kept_frame};
+use crate::ssr::{check_pair_len, frame_error, frame_geometry, frame_state, kept_frame, row};
 use crate::FrameGeometry;
 use crate::{InputError, Relation};
 
@@ -84,17 +84,27 @@ pub fn dsr_video_at<T: Copy + Into<f64>>(
     let mut head_sum = 0.0f64;
     let mut first: Option<FrameGeometry> = None;
     for i in 0..n {
-        if let Some(k) = kept_frame(animal, obj, i, base)? {
-            if n_kept < m {
-                let g = k.geometry();
-                head_sum += g.ssr(initial);
-                if n_kept == 0 {
-                    first = Some(g);
-                }
-            }
-            n_kept += 1;
-            last = i;
+        let (a, o) = (row(animal, i), row(obj, i));
+        let (kept, bad) = frame_state(a, o);
+        if bad {
+            return Err(frame_error(a, o, base + i));
         }
+        if kept & (n_kept < m) {
+            // one of the first m kept frames (rare after the start: well predicted)
+            let g = frame_geometry(a, o).unwrap_or(FrameGeometry {
+                cos_x: 0.0,
+                cos_y: 0.0,
+                d_x: 0.0,
+                d_y: 0.0,
+            });
+            head_sum += g.ssr(initial);
+            if n_kept == 0 {
+                first = Some(g);
+            }
+        }
+        // branch-free bookkeeping: missing rows are not predictable
+        n_kept += kept as usize;
+        last = if kept { i } else { last };
     }
     let first = match first {
         Some(g) if n_kept >= params.min_frames => g,

@@ -95,14 +95,14 @@ fn relations(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<Relation>> {
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(vec![relation(s.to_str()?, None)?]);
     }
-    let items: Vec<String> = obj.extract().map_err(|_| {
-        PyValueError::new_err(format!("{name} must be a sequence of relation names"))
-    })?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(v, s)| relation(s, Some(v)))
-        .collect()
+    let bad = || PyValueError::new_err(format!("{name} must be a sequence of relation names"));
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    for (v, item) in obj.try_iter().map_err(|_| bad())?.enumerate() {
+        let item = item?;
+        let s = item.cast::<PyString>().map_err(|_| bad())?;
+        out.push(relation(&s.to_cow()?, Some(v))?);
+    }
+    Ok(out)
 }
 
 /// Scoring parameters from Python ints; negative values are a `ValueError` (not the

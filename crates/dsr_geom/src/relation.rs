@@ -13,15 +13,21 @@ pub enum Relation {
 impl Relation {
     /// Parses `left/right/top/bottom` (any case) or the letters `L/R/T/B`.
     pub fn parse(s: &str) -> Result<Self, InputError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "l" | "left" => Ok(Relation::Left),
-            "r" | "right" => Ok(Relation::Right),
-            "t" | "top" => Ok(Relation::Top),
-            "b" | "bottom" => Ok(Relation::Bottom),
-            _ => Err(InputError::BadRelation {
+        let t = s.trim();
+        let is = |a: &str, b: &str| t.eq_ignore_ascii_case(a) || t.eq_ignore_ascii_case(b);
+        if is("l", "left") {
+            Ok(Relation::Left)
+        } else if is("r", "right") {
+            Ok(Relation::Right)
+        } else if is("t", "top") {
+            Ok(Relation::Top)
+        } else if is("b", "bottom") {
+            Ok(Relation::Bottom)
+        } else {
+            Err(InputError::BadRelation {
                 video: None,
                 value: s.to_string(),
-            }),
+            })
         }
     }
 

@@ -88,10 +88,15 @@ pub(crate) fn geometry_with_extent(
     let vx = a_cx - o_cx;
     let vy = a_cy - o_cy;
     let norm = (vx * vx + vy * vy).sqrt();
+    if !norm.is_finite() {
+        // only for coordinates near f64::MAX, where the official formula overflows
+        return geometry_far_out(a, o);
+    }
     let (cos_x, cos_y) = if norm == 0.0 {
         (0.0, 0.0)
     } else {
-        (vx / norm, vy / norm)
+        // the clamp is a no-op except when |v|^2 is subnormal and sqrt loses precision
+        ((vx / norm).clamp(-1.0, 1.0), (vy / norm).clamp(-1.0, 1.0))
     };
     FrameGeometry {
         cos_x,
@@ -101,11 +106,88 @@ pub(crate) fn geometry_with_extent(
     }
 }
 
+/// [`geometry_with_extent`] for finite boxes whose centres, widths or `|v|^2`
+/// overflow: the same quantities at half scale, so that every SSR score stays a
+/// number in [-1, 1]. Never reached for image coordinates.
+#[cold]
+#[inline(never)]
+fn geometry_far_out(a: [f64; 4], o: [f64; 4]) -> FrameGeometry {
+    let half = |x: f64| 0.5 * x;
+    // centres, widths, heights and v, all halved (finite: no sum exceeds f64::MAX)
+    let vx = half(half(a[0]) + half(a[2])) - half(half(o[0]) + half(o[2]));
+    let vy = half(half(a[1]) + half(a[3])) - half(half(o[1]) + half(o[3]));
+    let w_mean = half(half(a[2]) - half(a[0])) + half(half(o[2]) - half(o[0]));
+    let h_mean = half(half(a[3]) - half(a[1])) + half(half(o[3]) - half(o[1]));
+    let s = vx.abs().max(vy.abs());
+    let (cos_x, cos_y) = if s == 0.0 {
+        (0.0, 0.0)
+    } else {
+        let (x, y) = (vx / s, vy / s);
+        let n = (x * x + y * y).sqrt();
+        ((x / n).clamp(-1.0, 1.0), (y / n).clamp(-1.0, 1.0))
+    };
+    let ratio = |v: f64, e: f64| {
+        if e == 0.0 {
+            1.0 // the extent underflowed at half scale: |v| dwarfs it
+        } else {
+            (v / e).abs().clamp(0.0, 1.0)
+        }
+    };
+    FrameGeometry {
+        cos_x,
+        cos_y,
+        d_x: ratio(vx, w_mean),
+        d_y: ratio(vy, h_mean),
+    }
+}
+
 /// Reads row `i` of a flat `[N*4]` box buffer as `f64`.
 #[inline]
 pub(crate) fn row<T: Copy + Into<f64>>(flat: &[T], i: usize) -> [f64; 4] {
     let r = &flat[4 * i..4 * i + 4];
     [r[0].into(), r[1].into(), r[2].into(), r[3].into()]
+}
+
+/// Branch-free classification of a frame for the scan over all rows: `(kept, bad)`.
+/// `bad` means some box is neither all-NaN nor four finite values with x0 <= x1 and
+/// y0 <= y1 (call [`frame_error`] for the exact error); `kept` means both boxes are
+/// present and the widths and mean extents are non-zero (DESIGN.md, "Scoring").
+#[inline(always)]
+pub(crate) fn frame_state(a: [f64; 4], o: [f64; 4]) -> (bool, bool) {
+    // x - x is 0 for finite x and NaN for NaN or inf
+    let finite =
+        |b: [f64; 4]| ((b[0] - b[0]) + (b[1] - b[1]) + (b[2] - b[2]) + (b[3] - b[3])) == 0.0;
+    let missing = |b: [f64; 4]| b[0].is_nan() & b[1].is_nan() & b[2].is_nan() & b[3].is_nan();
+    let (fa, fo) = (finite(a), finite(o));
+    let inv_a = (a[2] < a[0]) | (a[3] < a[1]);
+    let inv_o = (o[2] < o[0]) | (o[3] < o[1]);
+    let ok = (missing(a) | (fa & !inv_a)) & (missing(o) | (fo & !inv_o));
+    let w_a = a[2] - a[0];
+    let w_o = o[2] - o[0];
+    let w_mean = 0.5 * (w_a + w_o);
+    let h_mean = 0.5 * ((a[3] - a[1]) + (o[3] - o[1]));
+    let kept = fa & fo & (w_a != 0.0) & (w_o != 0.0) & (w_mean != 0.0) & (h_mean != 0.0);
+    (kept, !ok)
+}
+
+/// The error of a frame that [`frame_state`] calls bad (animal box reported first).
+#[cold]
+#[inline(never)]
+pub(crate) fn frame_error(a: [f64; 4], o: [f64; 4], row: usize) -> InputError {
+    match check_box(a, "animal", row).and_then(|_| check_box(o, "object", row)) {
+        Err(e) => e,
+        Ok(_) => unreachable_state(row),
+    }
+}
+
+/// Not reachable: `frame_state` and `check_box` agree. Kept as an error rather than
+/// a panic so that nothing can unwind across the Python boundary.
+#[cold]
+fn unreachable_state(row: usize) -> InputError {
+    InputError::NonFinite {
+        which: "animal",
+        row,
+    }
 }
 
 /// Validates both boxes of frame `i`; returns the two boxes and their mean width and
@@ -121,40 +203,20 @@ pub(crate) fn kept_frame<T: Copy + Into<f64>>(
 ) -> Result<Option<KeptFrame>, InputError> {
     let a = row(animal, i);
     let o = row(obj, i);
-    // fast path: eight finite values (the common case) need no classification
-    let finite = (a[0] - a[0])
-        + (a[1] - a[1])
-        + (a[2] - a[2])
-        + (a[3] - a[3])
-        + (o[0] - o[0])
-        + (o[1] - o[1])
-        + (o[2] - o[2])
-        + (o[3] - o[3])
-        == 0.0;
-    if finite {
-        if a[2] < a[0] || a[3] < a[1] {
-            return Err(InputError::Inverted {
-                which: "animal",
-                row: base + i,
-            });
-        }
-        if o[2] < o[0] || o[3] < o[1] {
-            return Err(InputError::Inverted {
-                which: "object",
-                row: base + i,
-            });
-        }
-        return Ok(kept_extent(a, o).map(|(w_mean, h_mean)| KeptFrame {
+    let (kept, bad) = frame_state(a, o);
+    if bad {
+        return Err(frame_error(a, o, base + i));
+    }
+    Ok(kept.then(|| {
+        let w_mean = 0.5 * ((a[2] - a[0]) + (o[2] - o[0]));
+        let h_mean = 0.5 * ((a[3] - a[1]) + (o[3] - o[1]));
+        KeptFrame {
             a,
             o,
             w_mean,
             h_mean,
-        }));
-    }
-    // some value is NaN or inf: either a missing box or an error
-    check_box(a, "animal", base + i)?;
-    check_box(o, "object", base + i)?;
-    Ok(None)
+        }
+    }))
 }
 
 /// A kept frame: both boxes and their mean width and height (both non-zero).
@@ -262,6 +324,35 @@ mod tests {
         assert!(frame_geometry([0., 5., 10., 5.], [20., 5., 30., 5.]).is_none());
         // zero height on one box only is kept
         assert!(frame_geometry([0., 5., 10., 5.], [20., 0., 30., 10.]).is_some());
+    }
+
+    #[test]
+    fn extreme_coordinates_stay_in_range() {
+        let big = f64::MAX;
+        let cases = [
+            ([-big, -big, big, big], [0.0, 0.0, 1.0, 1.0]),
+            ([big / 2.0, 0.0, big, 1.0], [-big, 0.0, -big / 2.0, 1.0]),
+            (
+                [1e200, 1e200, 1.5e200, 1.5e200],
+                [-1e200, -1e200, -0.5e200, -0.5e200],
+            ),
+            ([0.0, 0.0, 1.5e-160, 1e-300], [0.0, 0.0, 5e-324, 1e-300]),
+        ];
+        for (a, o) in cases {
+            let g = frame_geometry(a, o).unwrap();
+            for rel in [
+                Relation::Left,
+                Relation::Right,
+                Relation::Top,
+                Relation::Bottom,
+            ] {
+                let r = g.ssr(rel);
+                assert!((-1.0..=1.0).contains(&r), "{a:?} {o:?} {rel:?} {r}");
+            }
+        }
+        // far to the right of the object: RIGHT is 1 even when v overflows
+        let g = frame_geometry([big / 2.0, 0.0, big, 1.0], [-big, 0.0, -big / 2.0, 1.0]).unwrap();
+        assert_eq!(g.ssr(Relation::Right), 1.0);
     }
 
     #[test]

@@ -156,8 +156,9 @@ def _frame_geometry(
     vy = a_cy - o_cy
     norm = np.sqrt(vx * vx + vy * vy)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos_x = np.where(norm == 0, 0.0, vx / norm)
-        cos_y = np.where(norm == 0, 0.0, vy / norm)
+        # the clip only matters when |v|^2 is subnormal (sqrt then loses precision)
+        cos_x = np.where(norm == 0, 0.0, np.clip(vx / norm, -1.0, 1.0))
+        cos_y = np.where(norm == 0, 0.0, np.clip(vy / norm, -1.0, 1.0))
         d_x = np.clip(np.abs(vx / w_mean), 0.0, 1.0)
         d_y = np.clip(np.abs(vy / h_mean), 0.0, 1.0)
     return kept, cos_x * d_x, cos_y * d_y
