@@ -42,6 +42,16 @@ def _existing_dir(path: str | os.PathLike[str] | None, what: str, hint: str) -> 
     return path
 
 
+def default_device() -> str:
+    """``cuda:LOCAL_RANK`` when CUDA is usable (one GPU per torchrun/accelerate rank), else cpu."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return f"cuda:{local_rank % torch.cuda.device_count()}"
+
+
 def make_detector(
     name: str,
     *,
@@ -83,7 +93,7 @@ def make_detector(
             path,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
-            device=device,
+            device=device or default_device(),
             sam=sam,
         )
     if name == "gdino-onnx":

@@ -1,0 +1,58 @@
+"""``spatialalign track --detector gdino-torch`` on a tiny random GroundingDINO saved locally.
+
+Random weights cannot find animals, so the box threshold is pushed to its ends, where
+the outcome is certain: 0.0 keeps every query's box (every frame redundant), 1.0 keeps
+none (every frame a miss).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from spatialalign.cli import main
+from spatialalign.config import scoring_config
+from spatialalign.detection.pipeline import track_run
+from spatialalign.detection.registry import make_detector
+from spatialalign.io import read_parquet, write_parquet
+from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.schemas import MANIFEST
+from spatialalign.toy.world import render_clip
+from spatialalign.video import write_video
+
+pytest.importorskip("transformers")
+
+OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
+
+
+@pytest.mark.slow
+def test_track_gdino_torch_end_to_end(tmp_path, capsys):
+    from spatialalign.detection.tiny import save_grounding_dino
+
+    model_dir = save_grounding_dino(tmp_path / "model")
+    run = tmp_path / "run"
+    prompt = read_prompts(OFFICIAL_CSV)[0]
+    write_prompts([prompt], run / "prompts.parquet")
+    path = run / "samples" / "v0.mp4"
+    write_video(path, render_clip(prompt, 0).frames, fps=8)
+    row = {"sample_id": "v0", "prompt_id": prompt.prompt_id, "seed": 0, "path": str(path)}
+    write_parquet(pa.Table.from_pylist([row], MANIFEST), run / "samples" / "manifest.parquet")
+
+    main(["track", str(run), "--detector", "gdino-torch", "--model-dir", str(model_dir),
+          "--device", "cpu", "--preset", "toy", "--box-threshold", "0.0"])  # fmt: skip
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("track: 1 video(s) tracked") and "redundant 1" in out
+    det = read_parquet(run / "detections.parquet").to_pylist()
+    assert [(d["status"], d["reason"], d["n_redundant"]) for d in det] == [
+        ("rejected", "redundant", 9)
+    ]
+    assert read_parquet(run / "tracks.parquet").num_rows == 0
+
+    # the same run at box threshold 1.0 is another setting: redone, every frame a miss
+    toy = scoring_config("toy", box_threshold=1.0)
+    detector = make_detector("gdino-torch", model_dir=model_dir, box_threshold=1.0, device="cpu")
+    summary = track_run(run, detector, toy, progress=False)
+    assert summary.n_tracked == 1 and summary.counts == {"too_few_frames": 1}
+    det = read_parquet(run / "detections.parquet").to_pylist()
+    assert [(d["reason"], d["n_miss"]) for d in det] == [("too_few_frames", 9)]
