@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "sample": "spatialalign.sampling.cli:sample",
     "ingest": "spatialalign.sampling.cli:ingest",
     "track": "spatialalign.detection.cli:track",
-    "export-onnx": "spatialalign.detection.cli:export_onnx",
+    "export-onnx": "spatialalign.detection.export_cli:export_onnx",
     "score-batch": "spatialalign.scoring.cli:score_batch",
     "toy": "spatialalign.toy.cli:toy",
 }

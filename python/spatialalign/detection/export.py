@@ -1,0 +1,505 @@
+"""Export GroundingDINO (and optionally SAM) to ONNX, verified against PyTorch on the spot.
+
+GroundingDINO graph: inputs ``pixel_values`` [B,3,H,W] float32, ``pixel_mask`` [B,H,W],
+``input_ids`` / ``attention_mask`` / ``token_type_ids`` [B,N], the phrase masks
+``text_self_attention_masks`` [B,N,N] bool and ``position_ids`` [B,N]; outputs ``logits``
+[B,Q,max_text_len] and ``pred_boxes`` [B,Q,4] (cxcywh, normalised). The image size
+(H, W) and text length N are fixed, the batch axis is dynamic. The phrase masks are
+computed outside the graph (transformers computes them from ``input_ids`` with
+cummax/isin), so the caption is never baked in.
+
+The legacy TorchScript exporter is used: ``dynamo=True`` fails on transformers' Swin
+backbone with a symbolic batch (a ``view`` of a non-contiguous window tensor), while
+the traced graph matches PyTorch to ~1e-5 at every batch size.
+
+Nothing is written unless the exported graph agrees with PyTorch (random inputs at a
+batch size other than the export batch, with different captions per sample and a
+padded image, plus a natural-looking frame through the real processor); every file is
+written atomically and the JSON sidecar, written last, marks a finished export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spatialalign.detection.gdino_common import load_model, load_processor, text_inputs
+from spatialalign.errors import SpatialAlignError
+from spatialalign.io import atomic_path, read_json, write_json
+
+GDINO_FILE = "grounding_dino.onnx"
+GDINO_SIDECAR = "grounding_dino.json"
+GDINO_PROCESSOR_DIR = "grounding_dino_processor"
+GDINO_INPUTS = (
+    "pixel_values",
+    "pixel_mask",
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "text_self_attention_masks",
+    "position_ids",
+)
+GDINO_OUTPUTS = ("logits", "pred_boxes")
+SIDECAR_FORMAT = 1
+VERIFY_CLASSES = (("cat", "stump"), ("horse", "tree"), ("brown dog", "red box"))
+
+
+@dataclass
+class ExportSettings:
+    """What the exported GroundingDINO graph is fixed to, and how strictly it is verified."""
+
+    frame_size: tuple[int, int] = (480, 832)
+    """(height, width) of the videos; the graph's image size is what the processor makes of it."""
+    image_size: tuple[int, int] | None = None
+    """(height, width) of ``pixel_values``; None = the processor's size for ``frame_size``."""
+    text_len: int = 32
+    """Padded caption length in tokens."""
+    opset: int = 17
+    export_batch: int = 2
+    verify_batch: int = 3
+    """Batch size of the random verification inputs (deliberately != export_batch)."""
+    logits_atol: float = 2e-3
+    logits_rtol: float = 1e-3
+    boxes_atol: float = 1e-3
+    box_threshold: float = 0.4
+    text_threshold: float = 0.3
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class ExportMismatch(SpatialAlignError):
+    """The ONNX graph disagrees with PyTorch; nothing was written."""
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def processed_size(processor, frame_size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of ``pixel_values`` the image processor makes of a frame of ``frame_size``."""
+    frame = np.zeros((*frame_size, 3), dtype=np.uint8)
+    pv = processor.image_processor(images=frame, return_tensors="np")["pixel_values"]
+    return int(pv.shape[-2]), int(pv.shape[-1])
+
+
+def natural_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic frame with smooth sky/ground, a few blobs and some texture."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height)[:, None]
+    x = np.linspace(0, 1, width)[None, :]
+    img = np.empty((height, width, 3), dtype=np.float32)
+    ground = y > 0.55
+    img[..., 0] = np.where(ground, 90 + 40 * y, 120 + 60 * y)
+    img[..., 1] = np.where(ground, 140 - 30 * y, 170 + 40 * y)
+    img[..., 2] = np.where(ground, 60 + 0 * x, 235 - 40 * y)
+    for _ in range(4):
+        cy, cx = rng.uniform(0.3, 0.85), rng.uniform(0.1, 0.9)
+        ry, rx = rng.uniform(0.05, 0.15), rng.uniform(0.04, 0.15)
+        blob = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 < 1
+        img[blob] = rng.uniform(20, 230, size=3)
+    img += rng.normal(0, 6, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def grounding_dino_wrapper(model):
+    """An ``nn.Module`` taking the phrase masks / position ids as inputs (see module doc)."""
+    import torch
+    from transformers.models.grounding_dino import modeling_grounding_dino as mgd
+
+    class GroundingDinoOnnx(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(
+            self,
+            pixel_values,
+            pixel_mask,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            text_self_attention_masks,
+            position_ids,
+        ):
+            original = mgd.generate_masks_with_special_tokens_and_transfer_map
+            mgd.generate_masks_with_special_tokens_and_transfer_map = lambda ids, special_tokens: (
+                text_self_attention_masks,
+                position_ids,
+            )
+            try:
+                out = self.model(
+                    pixel_values=pixel_values,
+                    pixel_mask=pixel_mask,
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    token_type_ids=token_type_ids,
+                    return_dict=True,
+                )
+            finally:
+                mgd.generate_masks_with_special_tokens_and_transfer_map = original
+            return out.logits, out.pred_boxes
+
+    # the exporter restores the wrapper's train/eval mode recursively after export: it must
+    # be created in eval mode or the model would come back with dropout on
+    return GroundingDinoOnnx().eval()
+
+
+def gdino_verification_inputs(
+    processor, settings: ExportSettings, image_size: tuple[int, int], frame: np.ndarray
+) -> list[dict[str, np.ndarray]]:
+    """Random batch (different captions, one padded image) + one processed natural frame."""
+    rng = np.random.default_rng(settings.seed + 1)
+    h, w = image_size
+    b = settings.verify_batch
+    texts = [
+        text_inputs(processor.tokenizer, VERIFY_CLASSES[i % len(VERIFY_CLASSES)], settings.text_len)
+        for i in range(b)
+    ]
+    rand = {k: np.concatenate([t[k] for t in texts]) for k in texts[0]}
+    rand["pixel_values"] = rng.normal(0, 1, size=(b, 3, h, w)).astype(np.float32)
+    mask = np.ones((b, h, w), dtype=np.int64)
+    mask[-1, :, (3 * w) // 4 :] = 0
+    mask[-1, (3 * h) // 4 :, :] = 0
+    rand["pixel_mask"] = mask
+
+    pix = processor.image_processor(images=frame, return_tensors="np")
+    pv, pm = pad_pixels(pix["pixel_values"], pix["pixel_mask"], image_size)
+    real = dict(text_inputs(processor.tokenizer, VERIFY_CLASSES[0], settings.text_len))
+    real["pixel_values"], real["pixel_mask"] = pv, pm
+    return [rand, real]
+
+
+def pad_pixels(
+    pixel_values: np.ndarray, pixel_mask: np.ndarray, image_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pads processed pixels (and their mask) bottom/right to the graph's image size."""
+    h, w = pixel_values.shape[-2:]
+    gh, gw = image_size
+    if (h, w) == (gh, gw):
+        return pixel_values.astype(np.float32), pixel_mask.astype(np.int64)
+    if h > gh or w > gw:
+        raise SpatialAlignError(
+            f"frames are processed to {h}x{w} pixels, larger than the exported graph's "
+            f"{gh}x{gw}; re-export with --frame-size matching these videos"
+        )
+    pv = np.zeros((len(pixel_values), 3, gh, gw), dtype=np.float32)
+    pm = np.zeros((len(pixel_values), gh, gw), dtype=np.int64)
+    pv[:, :, :h, :w] = pixel_values
+    pm[:, :h, :w] = pixel_mask
+    return pv, pm
+
+
+def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], settings: ExportSettings) -> dict:
+    """Max errors of (logits, boxes); ``ok`` when -inf patterns agree and errors are in tolerance."""
+    logits, boxes = (np.asarray(x, dtype=np.float64) for x in ref)
+    g_logits, g_boxes = (np.asarray(x, dtype=np.float64) for x in got)
+    finite = np.isfinite(logits)
+    same_pattern = logits.shape == g_logits.shape and np.array_equal(finite, np.isfinite(g_logits))
+    if same_pattern and finite.any():
+        err = np.abs(logits[finite] - g_logits[finite])
+        logit_err = float(err.max())
+        logit_ok = bool(
+            np.all(err <= settings.logits_atol + settings.logits_rtol * np.abs(logits[finite]))
+        )
+    else:
+        logit_err, logit_ok = float("inf"), False
+    box_err = float(np.abs(boxes - g_boxes).max()) if boxes.shape == g_boxes.shape else float("inf")
+    return {
+        "ok": bool(same_pattern and logit_ok and box_err <= settings.boxes_atol),
+        "max_abs_logits": logit_err,
+        "max_abs_boxes": box_err,
+    }
+
+
+def run_torch(module, inputs: dict[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    import torch
+
+    args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in names]
+    with torch.inference_mode():
+        out = module(*args)
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    return [o.float().numpy() for o in out]
+
+
+def run_onnx(path: Path, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return sess.run(None, {n: inputs[n] for n in names})
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """Silences the tracer's warnings about Python values (expected with fixed shapes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def torch_export(module, args: tuple, path: Path, names, outputs, dynamic_axes, opset) -> None:
+    import torch
+
+    with quiet_export():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=list(names),
+            output_names=list(outputs),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+
+
+def gdino_exported(out_dir: Path, sidecar_expect: dict) -> bool:
+    """True when ``out_dir`` already holds a finished export with the same settings."""
+    side = out_dir / GDINO_SIDECAR
+    if not (side.is_file() and (out_dir / GDINO_FILE).is_file()):
+        return False
+    have = read_json(side)
+    return all(have.get(k) == v for k, v in sidecar_expect.items())
+
+
+def export_grounding_dino(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    settings: ExportSettings | None = None,
+    *,
+    verify_frame: np.ndarray | None = None,
+    force: bool = False,
+    _tamper=None,
+) -> dict:
+    """Exports, verifies and writes GroundingDINO to ``out_dir``; returns the sidecar dict.
+
+    ``verify_frame`` (uint8 [H, W, 3]) replaces the built-in natural frame. ``_tamper``
+    (tests only) is called with the exported path before verification.
+    """
+    import torch
+
+    settings = settings or ExportSettings()
+    out = Path(out_dir)
+    processor = load_processor(model_dir)
+    image_size = tuple(settings.image_size or processed_size(processor, settings.frame_size))
+    expect = {
+        "format": SIDECAR_FORMAT,
+        "source": str(Path(model_dir).resolve()),
+        "image_size": list(image_size),
+        "text_len": settings.text_len,
+        "opset": settings.opset,
+    }
+    if not force and gdino_exported(out, expect):
+        return read_json(out / GDINO_SIDECAR) | {"skipped": True}
+    model = load_model(model_dir)
+    if settings.text_len > model.config.max_text_len:
+        raise SpatialAlignError(
+            f"--text-len {settings.text_len} exceeds the model's max_text_len "
+            f"{model.config.max_text_len}"
+        )
+    wrapper = grounding_dino_wrapper(model)
+
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    b = settings.export_batch
+    text = text_inputs(processor.tokenizer, VERIFY_CLASSES[0], settings.text_len)
+    example = {k: np.repeat(v, b, axis=0) for k, v in text.items()}
+    example["pixel_values"] = rng.normal(0, 1, size=(b, 3, *image_size)).astype(np.float32)
+    example["pixel_mask"] = np.ones((b, *image_size), dtype=np.int64)
+    args = tuple(torch.from_numpy(example[n]) for n in GDINO_INPUTS)
+    dynamic = {n: {0: "batch"} for n in (*GDINO_INPUTS, *GDINO_OUTPUTS)}
+
+    frame = verify_frame if verify_frame is not None else natural_frame(*settings.frame_size)
+    checks = gdino_verification_inputs(processor, settings, image_size, frame)
+    report = []
+    with atomic_path(out / GDINO_FILE) as tmp:
+        torch_export(wrapper, args, tmp, GDINO_INPUTS, GDINO_OUTPUTS, dynamic, settings.opset)
+        if _tamper is not None:
+            _tamper(tmp)
+        for name, inputs in zip(("random", "frame"), checks):
+            res = compare(run_torch(wrapper, inputs, GDINO_INPUTS), run_onnx(tmp, inputs), settings)
+            report.append({"check": name, "batch": int(len(inputs["input_ids"])), **res})
+            if not res["ok"]:
+                raise ExportMismatch(
+                    f"exported GroundingDINO disagrees with PyTorch on the {name} check "
+                    f"(max |d logits| {res['max_abs_logits']:.3g}, max |d boxes| "
+                    f"{res['max_abs_boxes']:.3g}); nothing written"
+                )
+        save_processor(processor, out / GDINO_PROCESSOR_DIR)
+    sidecar = {
+        **expect,
+        "onnx": GDINO_FILE,
+        "processor_dir": GDINO_PROCESSOR_DIR,
+        "frame_size": list(settings.frame_size),
+        "inputs": list(GDINO_INPUTS),
+        "outputs": list(GDINO_OUTPUTS),
+        "export_batch": settings.export_batch,
+        "max_text_len": int(model.config.max_text_len),
+        "num_queries": int(model.config.num_queries),
+        "box_threshold": settings.box_threshold,
+        "text_threshold": settings.text_threshold,
+        "tolerance": {
+            "logits_atol": settings.logits_atol,
+            "logits_rtol": settings.logits_rtol,
+            "boxes_atol": settings.boxes_atol,
+        },
+        "verification": report,
+        "versions": versions(),
+    }
+    write_json(sidecar, out / GDINO_SIDECAR)
+    return sidecar
+
+
+def save_processor(processor, dest: Path) -> None:
+    """Writes the processor (tokenizer + image processor files) to ``dest`` atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        processor.save_pretrained(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+# ----------------------------------------------------------------------------- SAM
+
+
+@dataclass
+class SamExportSettings:
+    opset: int = 17
+    masks_atol: float = 1e-3
+    """Tolerance on the low-resolution mask logits."""
+    seed: int = 0
+
+
+def export_sam(
+    sam_dir: str | Path,
+    out_dir: str | Path,
+    settings: SamExportSettings | None = None,
+    *,
+    force: bool = False,
+    _tamper=None,
+) -> dict:
+    """Exports SAM's vision encoder and box-prompt mask decoder, verified against PyTorch."""
+    import torch
+
+    from spatialalign.detection.sam import (
+        SAM_DECODER_FILE,
+        SAM_ENCODER_FILE,
+        SAM_PROCESSOR_DIR,
+        SAM_SIDECAR,
+        load_sam_model,
+        load_sam_processor,
+        sam_export_modules,
+    )
+
+    settings = settings or SamExportSettings()
+    out = Path(out_dir)
+    expect = {"format": SIDECAR_FORMAT, "source": str(Path(sam_dir).resolve()), "opset": settings.opset}
+    side = out / SAM_SIDECAR
+    if (
+        not force
+        and side.is_file()
+        and (out / SAM_ENCODER_FILE).is_file()
+        and (out / SAM_DECODER_FILE).is_file()
+    ):
+        have = read_json(side)
+        if all(have.get(k) == v for k, v in expect.items()):
+            return have | {"skipped": True}
+    processor = load_sam_processor(sam_dir)
+    model = load_sam_model(sam_dir)
+    encoder, decoder = sam_export_modules(model)
+    size = model.config.vision_config.image_size
+    rng = np.random.default_rng(settings.seed)
+    pv = rng.normal(0, 1, size=(2, 3, size, size)).astype(np.float32)
+    with torch.inference_mode():
+        emb = encoder(torch.from_numpy(pv)).numpy()
+
+    def boxes(b: int, n: int) -> np.ndarray:
+        xy0 = rng.uniform(0, size * 0.6, size=(b, n, 2))
+        wh = rng.uniform(size * 0.1, size * 0.4, size=(b, n, 2))
+        return np.concatenate([xy0, xy0 + wh], axis=-1).astype(np.float32)
+
+    report = []
+    with atomic_path(out / SAM_ENCODER_FILE) as enc_tmp, atomic_path(out / SAM_DECODER_FILE) as dec_tmp:
+        torch_export(
+            encoder,
+            (torch.from_numpy(pv),),
+            enc_tmp,
+            ["pixel_values"],
+            ["image_embeddings"],
+            {"pixel_values": {0: "batch"}, "image_embeddings": {0: "batch"}},
+            settings.opset,
+        )
+        torch_export(
+            decoder,
+            (torch.from_numpy(emb), torch.from_numpy(boxes(2, 2))),
+            dec_tmp,
+            ["image_embeddings", "input_boxes"],
+            ["pred_masks", "iou_scores"],
+            {
+                "image_embeddings": {0: "batch"},
+                "input_boxes": {0: "batch", 1: "boxes"},
+                "pred_masks": {0: "batch", 1: "boxes"},
+                "iou_scores": {0: "batch", 1: "boxes"},
+            },
+            settings.opset,
+        )
+        if _tamper is not None:
+            _tamper(enc_tmp, dec_tmp)
+        pv3 = rng.normal(0, 1, size=(3, 3, size, size)).astype(np.float32)
+        ref_emb = run_torch(encoder, {"pixel_values": pv3}, ["pixel_values"])[0]
+        got_emb = run_onnx(enc_tmp, {"pixel_values": pv3})[0]
+        err_emb = float(np.abs(ref_emb - got_emb).max())
+        report.append({"check": "encoder", "batch": 3, "max_abs": err_emb})
+        for b, n in ((1, 1), (3, 3)):
+            inputs = {"image_embeddings": ref_emb[:b], "input_boxes": boxes(b, n)}
+            ref = run_torch(decoder, inputs, ["image_embeddings", "input_boxes"])
+            got = run_onnx(dec_tmp, inputs)
+            err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got))
+            report.append({"check": "decoder", "batch": b, "boxes": n, "max_abs": err})
+        worst = max(r["max_abs"] for r in report)
+        if not np.isfinite(worst) or worst > settings.masks_atol:
+            raise ExportMismatch(
+                f"exported SAM disagrees with PyTorch (max |d| {worst:.3g} > "
+                f"{settings.masks_atol}); nothing written"
+            )
+        save_processor(processor, out / SAM_PROCESSOR_DIR)
+    sidecar = {
+        **expect,
+        "encoder": SAM_ENCODER_FILE,
+        "decoder": SAM_DECODER_FILE,
+        "processor_dir": SAM_PROCESSOR_DIR,
+        "image_size": int(size),
+        "tolerance": {"masks_atol": settings.masks_atol},
+        "verification": report,
+        "versions": versions(),
+    }
+    write_json(sidecar, side)
+    return sidecar
+
+
+def settings_dict(settings: ExportSettings) -> dict:
+    return asdict(settings)
