@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from spatialalign.prompts import read_prompts, write_prompts
 from spatialalign.sampling.backends import ToyBackend
 from spatialalign.sampling.manifest import part_files, read_manifest
@@ -27,6 +28,7 @@ from spatialalign.video import read_video
 OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 
 
+@pytest.mark.slow
 def test_two_ranks_with_a_process_group_split_and_merge(tmp_path):
     prompts = read_prompts(OFFICIAL_CSV)[:3]
     write_prompts(prompts, tmp_path / "prompts.parquet")

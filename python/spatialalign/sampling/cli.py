@@ -63,9 +63,8 @@ from spatialalign.sampling.backends import MODELS
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Videos generated together.",
+    default=None,
+    help="Videos generated together [toy 16, wan 1].",
 )
 @click.option("--num-frames", type=click.IntRange(min=1), default=None, help="wan only [81].")
 @click.option("--height", type=click.IntRange(min=16), default=None, help="wan only [480].")
@@ -95,7 +94,7 @@ def sample(
     adapter: Path | None,
     steps: int | None,
     guidance: float | None,
-    batch_size: int,
+    batch_size: int | None,
     num_frames: int | None,
     height: int | None,
     width: int | None,

@@ -19,14 +19,15 @@ def run_sample(
     prompts_file: str | os.PathLike[str] | None = None,
     split: str = "all",
     seeds: int = 5,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> SampleResult:
     """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model.
 
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
     is absent, so later stages find the prompts of the run; an existing one must know
-    every sampled prompt id.
+    every sampled prompt id. ``batch_size`` defaults to 16 for toy and 1 for wan (81
+    frames at 480x832 fill a GPU quickly).
     """
     from spatialalign.prompts import read_prompts
 
@@ -49,7 +50,7 @@ def run_sample(
             backend,
             chosen,
             seeds=seeds,
-            batch_size=batch_size,
+            batch_size=batch_size or (16 if config.model == "toy" else 1),
             adapter=adapter,
             dist=ctx,
             progress=progress,
