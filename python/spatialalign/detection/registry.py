@@ -52,6 +52,27 @@ def default_device() -> str:
     return f"cuda:{local_rank % torch.cuda.device_count()}"
 
 
+def rank_providers() -> list | None:
+    """ONNX Runtime providers on GPU ``LOCAL_RANK`` under torchrun/accelerate; None otherwise.
+
+    ``None`` leaves the choice to the back end (CUDA device 0 when usable, else CPU).
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if local_rank == 0:
+        return None
+    import torch
+
+    from spatialalign.detection.gdino_onnx import default_providers
+
+    if not torch.cuda.is_available():
+        return None
+    device_id = local_rank % torch.cuda.device_count()
+    return [
+        ("CUDAExecutionProvider", {"device_id": device_id}) if p == "CUDAExecutionProvider" else p
+        for p in default_providers()
+    ]
+
+
 def make_detector(
     name: str,
     *,
@@ -69,7 +90,9 @@ def make_detector(
     ``gdino-torch`` reads a transformers GroundingDINO checkpoint from ``model_dir``;
     ``gdino-onnx`` reads the graphs ``spatialalign export-onnx`` wrote to ``onnx_dir``
     (default ``models/onnx``); ``toy`` is the toy world's colour detector and takes no
-    model. ``sam`` (SAM box refinement) is passed to the GroundingDINO back ends as is.
+    model. ``sam`` (SAM box refinement): a local SAM checkpoint directory (gdino-torch), the
+    directory ``export-onnx --sam`` wrote (gdino-onnx), or a ready refiner. Under
+    torchrun/accelerate each rank uses GPU ``LOCAL_RANK`` unless told otherwise.
     """
     if name == "toy":
         unused = {
@@ -89,11 +112,15 @@ def make_detector(
     if name == "gdino-torch":
         path = _existing_dir(model_dir, "--model-dir", "a local GroundingDINO checkpoint directory")
         cls = _import("spatialalign.detection.gdino_torch", "GroundingDinoTorchDetector", name)
+        device = device or default_device()
+        if sam is not None:
+            resolve_sam = _import("spatialalign.detection.sam", "resolve_sam", name)
+            sam = resolve_sam(sam, onnx=False, device=device)
         return cls(
             path,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
-            device=device or default_device(),
+            device=device,
             sam=sam,
         )
     if name == "gdino-onnx":
@@ -107,7 +134,7 @@ def make_detector(
             path,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
-            providers=providers,
+            providers=providers or rank_providers(),
             batch_size=batch_size,
             sam=sam,
         )
