@@ -335,7 +335,7 @@ def export_grounding_dino(
         torch_export(wrapper, args, tmp, GDINO_INPUTS, GDINO_OUTPUTS, dynamic, settings.opset)
         if _tamper is not None:
             _tamper(tmp)
-        for name, inputs in zip(("random", "frame"), checks):
+        for name, inputs in zip(("random", "frame"), checks, strict=True):
             res = compare(run_torch(wrapper, inputs, GDINO_INPUTS), run_onnx(tmp, inputs), settings)
             report.append({"check": name, "batch": int(len(inputs["input_ids"])), **res})
             if not res["ok"]:
@@ -417,7 +417,11 @@ def export_sam(
 
     settings = settings or SamExportSettings()
     out = Path(out_dir)
-    expect = {"format": SIDECAR_FORMAT, "source": str(Path(sam_dir).resolve()), "opset": settings.opset}
+    expect = {
+        "format": SIDECAR_FORMAT,
+        "source": str(Path(sam_dir).resolve()),
+        "opset": settings.opset,
+    }
     side = out / SAM_SIDECAR
     if (
         not force
@@ -443,7 +447,10 @@ def export_sam(
         return np.concatenate([xy0, xy0 + wh], axis=-1).astype(np.float32)
 
     report = []
-    with atomic_path(out / SAM_ENCODER_FILE) as enc_tmp, atomic_path(out / SAM_DECODER_FILE) as dec_tmp:
+    with (
+        atomic_path(out / SAM_ENCODER_FILE) as enc_tmp,
+        atomic_path(out / SAM_DECODER_FILE) as dec_tmp,
+    ):
         torch_export(
             encoder,
             (torch.from_numpy(pv),),
@@ -478,7 +485,7 @@ def export_sam(
             inputs = {"image_embeddings": ref_emb[:b], "input_boxes": boxes(b, n)}
             ref = run_torch(decoder, inputs, ["image_embeddings", "input_boxes"])
             got = run_onnx(dec_tmp, inputs)
-            err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got))
+            err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got, strict=True))
             report.append({"check": "decoder", "batch": b, "boxes": n, "max_abs": err})
         worst = max(r["max_abs"] for r in report)
         if not np.isfinite(worst) or worst > settings.masks_atol:

@@ -143,7 +143,7 @@ class GroundingDinoOnnxDetector:
             target_sizes=[(height, width)] * len(frames),
         )
         out = []
-        for frame, result in zip(frames, results):
+        for frame, result in zip(frames, results, strict=True):
             det = to_frame_detections(result)
             if self.sam is not None and len(det.boxes):
                 det = FrameDetections(self.sam.refine(frame, det.boxes), det.scores, det.labels)

@@ -214,8 +214,12 @@ def save_grounding_dino(
 
 def tiny_sam_config(image_size: int = 64):
     """A SamConfig with a 2-layer ViT on 8x8 patches and a 32-wide mask decoder."""
-    from transformers import SamConfig, SamMaskDecoderConfig, SamPromptEncoderConfig
-    from transformers import SamVisionConfig
+    from transformers import (
+        SamConfig,
+        SamMaskDecoderConfig,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
 
     patch = 8
     hidden = 32
@@ -241,7 +245,9 @@ def tiny_sam_config(image_size: int = 64):
         mlp_dim=64,
         iou_head_hidden_dim=32,
     )
-    return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    return SamConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
+    )
 
 
 def save_sam(out_dir: str | Path, *, seed: int = 0, image_size: int = 64) -> Path:
