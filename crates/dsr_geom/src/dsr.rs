@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::ssr::{check_pair_len, frame_error, frame_geometry, frame_state, kept_frame, row};
+use crate::ssr::{check_pair_len, frame_geometry, frame_kept, kept_frame, row};
 use crate::FrameGeometry;
 use crate::{InputError, Relation};
 
@@ -85,26 +85,19 @@ pub fn dsr_video_at<T: Copy + Into<f64>>(
     let mut first: Option<FrameGeometry> = None;
     for i in 0..n {
         let (a, o) = (row(animal, i), row(obj, i));
-        let (kept, bad) = frame_state(a, o);
-        if bad {
-            return Err(frame_error(a, o, base + i));
-        }
-        if kept & (n_kept < m) {
-            // one of the first m kept frames (rare after the start: well predicted)
-            let g = frame_geometry(a, o).unwrap_or(FrameGeometry {
-                cos_x: 0.0,
-                cos_y: 0.0,
-                d_x: 0.0,
-                d_y: 0.0,
-            });
-            head_sum += g.ssr(initial);
-            if n_kept == 0 {
-                first = Some(g);
+        if frame_kept(a, o, base + i)? {
+            if n_kept < m {
+                // one of the first m kept frames
+                if let Some(g) = frame_geometry(a, o) {
+                    head_sum += g.ssr(initial);
+                    if n_kept == 0 {
+                        first = Some(g);
+                    }
+                }
             }
+            n_kept += 1;
+            last = i;
         }
-        // branch-free bookkeeping: missing rows are not predictable
-        n_kept += kept as usize;
-        last = if kept { i } else { last };
     }
     let first = match first {
         Some(g) if n_kept >= params.min_frames => g,
