@@ -45,6 +45,10 @@ bench: build
 	cargo bench -p dsr_geom --bench dsr_batch
 	$(VENV)/bin/pytest tests/benchmarks --benchmark-enable -q -p no:randomly
 
+# GroundingDINO: gdino-onnx (batched) vs gdino-torch (per frame), real model size, random weights
+bench-detect: build
+	$(VPY) scripts/bench_detect.py $(BENCH_DETECT_ARGS)
+
 # coverage-guided fuzzing of dsr_batch (cargo-fuzz, libFuzzer; needs a nightly
 # toolchain, or falls back to RUSTC_BOOTSTRAP=1 on stable). Opt-in; FUZZ_SECONDS=600.
 FUZZ_SECONDS ?= 600

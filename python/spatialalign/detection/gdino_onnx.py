@@ -49,14 +49,22 @@ def cuda_visible() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def make_session(path: str | Path, providers: list[str] | None = None):
-    """An InferenceSession on ``providers`` (default :func:`default_providers`)."""
+def make_session(
+    path: str | Path, providers: list[str] | None = None, *, threads: int | None = None
+):
+    """An InferenceSession on ``providers`` (default :func:`default_providers`).
+
+    ``threads`` sets onnxruntime's intra-op thread count (default: its own choice).
+    """
     import onnxruntime as ort
+    import torch  # noqa: F401  (loads the CUDA libraries onnxruntime-gpu shares with torch)
 
     if not Path(path).is_file():
         raise SpatialAlignError(f"ONNX graph not found: {path}")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
     return ort.InferenceSession(str(path), opts, providers=providers or default_providers())
 
 
@@ -74,8 +82,10 @@ class GroundingDinoOnnxDetector:
         providers: list[str] | None = None,
         batch_size: int = 8,
         sam: SamRefiner | str | None = None,
+        threads: int | None = None,
     ) -> None:
-        """``sam``: a refiner, or the directory ``export-onnx --sam`` wrote SAM to."""
+        """``sam``: a refiner, or the directory ``export-onnx --sam`` wrote SAM to;
+        ``threads``: onnxruntime intra-op threads (default: onnxruntime's choice)."""
         d = Path(onnx_dir)
         if not d.is_dir():
             raise SpatialAlignError(f"ONNX directory not found: {d}")
@@ -86,7 +96,7 @@ class GroundingDinoOnnxDetector:
         if batch_size < 1:
             raise SpatialAlignError(f"batch size must be >= 1, got {batch_size}")
         self.meta = read_json(d / GDINO_SIDECAR)
-        self.session = make_session(d / self.meta["onnx"], providers)
+        self.session = make_session(d / self.meta["onnx"], providers, threads=threads)
         self.processor = load_processor(d / self.meta["processor_dir"])
         self.image_size = tuple(self.meta["image_size"])
         self.text_len = int(self.meta["text_len"])
