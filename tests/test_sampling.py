@@ -325,6 +325,7 @@ def test_cli_sample_toy(prompts, tmp_path, capsys):
         (["--model", "wan"], "needs --model-path"),
         (["--model", "wan", "--model-path", "/nonexistent/wan"], "not found"),
         (["--num-frames", "17"], "--model wan only"),
+        (["--dtype", "bfloat16"], "--model wan only"),
         (["--prompts", "/nonexistent/p.csv"], "prompts file not found"),
         # RUN_DIR/prompts.parquet (1 prompt) must know every prompt sampled from elsewhere
         (["--prompts", str(OFFICIAL_CSV)], "lacks 119 prompt id(s)"),

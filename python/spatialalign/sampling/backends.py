@@ -157,11 +157,11 @@ class ToyBackend:
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> ToyBackend:
-        for name in ("num_frames", "height", "width", "fps"):
+        for name in ("num_frames", "height", "width", "fps", "negative_prompt", "dtype"):
             if getattr(config, name) is not None:
                 raise SpatialAlignError(
-                    f"--{name.replace('_', '-')} applies to --model wan only; "
-                    "the toy model has a fixed clip size"
+                    f"--{name.replace('_', '-')} applies to --model wan only "
+                    "(the toy model has a fixed clip size and runs in float32)"
                 )
         from spatialalign.toy.pipeline import ToyPipeline
 
