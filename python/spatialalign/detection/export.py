@@ -258,7 +258,8 @@ def quiet_export() -> Iterator[None]:
 def torch_export(module, args: tuple, path: Path, names, outputs, dynamic_axes, opset) -> None:
     import torch
 
-    module.requires_grad_(False)  # no autograd graph: tracing a big model would keep every activation
+    # no autograd graph: tracing a big model would otherwise keep every activation
+    module.requires_grad_(False)
     with quiet_export(), torch.no_grad():
         torch.onnx.export(
             module,
