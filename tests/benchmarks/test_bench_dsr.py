@@ -135,7 +135,7 @@ def test_official_loop(benchmark, data):
     _record("official_loop", benchmark, frames=int(offsets[n]))
 
 
-def test_report():
+def test_report(capsys):
     """Prints and stores medians (s per 1M frames) and the ratios of the targets."""
     m = MEDIANS
     if "dsr_geom" not in m:
@@ -153,10 +153,13 @@ def test_report():
     out = Path(".benchmarks")
     out.mkdir(exist_ok=True)
     (out / "dsr_engine.json").write_text(json.dumps(report, indent=2))
-    print("\nDSR scoring engine (median seconds per 1,000,000 frames):")
-    for k, v in m.items():
-        print(f"  {k:18s} {v * 1e3:12.2f} ms")
-    print(f"  numpy reference / dsr_geom : {report['numpy_reference_over_dsr_geom']:.1f}x")
-    print(f"  official loop / dsr_geom   : {report['official_loop_over_dsr_geom']:.0f}x")
-    print(f"  dsr_geom / memcpy floor    : {report['dsr_geom_over_memcpy_floor']:.2f}x")
-    print(f"  dsr_geom / read floor      : {report['dsr_geom_over_read_floor']:.2f}x")
+    lines = ["", "DSR scoring engine (median per 1,000,000 frames):"]
+    lines += [f"  {k:18s} {v * 1e3:12.2f} ms" for k, v in m.items()]
+    lines += [
+        f"  numpy reference / dsr_geom : {report['numpy_reference_over_dsr_geom']:.1f}x",
+        f"  official loop / dsr_geom   : {report['official_loop_over_dsr_geom']:.0f}x",
+        f"  dsr_geom / memcpy floor    : {report['dsr_geom_over_memcpy_floor']:.2f}x",
+        f"  dsr_geom / read floor      : {report['dsr_geom_over_read_floor']:.2f}x",
+    ]
+    with capsys.disabled():
+        print("\n".join(lines))
