@@ -13,4 +13,14 @@ __all__ = [
     "render_batch",
     "render_clip",
     "save_clip_grid",
+    "ToyPipeline",
 ]
+
+
+def __getattr__(name: str):
+    # the toy T2V model needs torch/diffusers: import it only when asked for
+    if name == "ToyPipeline":
+        from spatialalign.toy.pipeline import ToyPipeline
+
+        return ToyPipeline
+    raise AttributeError(f"module 'spatialalign.toy' has no attribute {name!r}")

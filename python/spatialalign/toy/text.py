@@ -85,13 +85,17 @@ def tokens_for(text: str, relation_repeats: int = 2) -> list[tuple[str, str]]:
     return slot_tokens(parsed, relation_repeats)
 
 
-def build_vocab(prompts: Iterable[DSRPrompt], relation_repeats: int = 2) -> list[str]:
-    """Every slot token and word token of ``prompts`` plus all relations, sorted after specials."""
-    vocab: set[str] = set()
+def build_vocab(
+    prompts: Iterable[DSRPrompt], relation_repeats: int = 2, extra_tokens: Iterable[str] = ()
+) -> list[str]:
+    """Every slot and word token of ``prompts``, all relations and ``extra_tokens``
+    (e.g. ``animal:fox`` for the whole vocabulary), sorted after the specials."""
+    vocab: set[str] = set(extra_tokens)
     for p in prompts:
         vocab.update(t for _, t in slot_tokens(p, relation_repeats))
         if p.text:
             vocab.update(t for _, t in word_tokens(p.text))
+    vocab.update(f"word:{w}" for t in list(vocab) for w in _WORD_RE.findall(t.split(":", 1)[1]))
     for r in "LRTB":
         vocab.update({f"initial:{r}", f"final:{r}"})
         vocab.update(f"type:{r}{q}" for q in "LRTB")

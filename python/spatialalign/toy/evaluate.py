@@ -1,0 +1,255 @@
+"""Measuring how well a toy model follows DSR prompts, with no ground truth.
+
+Each sample is judged the way the real pipeline judges Wan videos: the colour detector
+finds the animal and the object in every frame, the toy validity rules (TOY preset) accept
+or reject the video, and ``dsr_geom`` scores the valid frames (each holds exactly one
+animal and one object box, so no tracking is needed). On top of the DSR-Score this reports which relation a video
+*shows* at its start and end: of left/right/top, the one with the highest mean SSR over
+the first / last three kept frames, compared with the prompt's initial / final relation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from spatialalign.config import ScoringConfig, scoring_config
+from spatialalign.prompts.model import DSRPrompt
+
+SHOWN_RELATIONS: tuple[str, ...] = ("L", "R", "T")
+ENDS = 3
+"""Kept frames averaged at each end to decide which relation a video shows."""
+
+
+@dataclass
+class EvalConfig:
+    """What to sample and how."""
+
+    n_test: int = 120
+    n_train: int = 500
+    prompt_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    num_inference_steps: int = 20
+    guidance_scale: float = 3.0
+    batch_size: int = 100
+    preset: str = "toy"
+
+
+@dataclass
+class SampleResult:
+    """The verdict on one sampled (or rendered) clip."""
+
+    prompt_id: str
+    dsr_type: str
+    seed: int
+    valid: bool
+    reason: str
+    dsr: float
+    shown_initial: str
+    shown_final: str
+    n_kept: int
+
+    @property
+    def initial_right(self) -> bool:
+        return self.valid and self.shown_initial == self.dsr_type[0]
+
+    @property
+    def final_right(self) -> bool:
+        return self.valid and self.shown_final == self.dsr_type[1]
+
+
+@dataclass
+class EvalSummary:
+    """Headline figures over all samples (rates 'among valid' divide by valid samples)."""
+
+    n_samples: int
+    validness: float
+    initial_right: float
+    final_right: float
+    both_right: float
+    correctness_07: float
+    mean_dsr_valid: float
+    correctness_curve: dict[str, float] = field(default_factory=dict)
+    per_type: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"validness {self.validness:.3f}, initial right {self.initial_right:.3f}, "
+            f"final right {self.final_right:.3f} (of valid), "
+            f"Correctness@0.7 {self.correctness_07:.3f} over {self.n_samples} samples"
+        )
+
+
+def shown_relations(animal: np.ndarray, obj: np.ndarray) -> tuple[str, str, int]:
+    """(initial, final, n_kept): the relation of L/R/T with the highest mean SSR at each end."""
+    import dsr_geom
+
+    scores = np.stack([dsr_geom.ssr_scores(animal, obj, r) for r in SHOWN_RELATIONS])  # [3, N]
+    kept = ~np.isnan(scores[0])
+    s = scores[:, kept]
+    if s.shape[1] == 0:
+        return "", "", 0
+    m = min(ENDS, s.shape[1])
+    first = SHOWN_RELATIONS[int(np.argmax(s[:, :m].mean(axis=1)))]
+    last = SHOWN_RELATIONS[int(np.argmax(s[:, -m:].mean(axis=1)))]
+    return first, last, int(kept.sum())
+
+
+def frame_boxes(dets, frame_status: Sequence[str], names: Sequence[str]):
+    """(animal, object) float64 [F, 4] boxes from the *valid* frames (exactly one of each);
+    NaN rows elsewhere, which the scorer does not keep."""
+    animal = np.full((len(dets), 4), np.nan)
+    obj = np.full((len(dets), 4), np.nan)
+    for i, (d, st) in enumerate(zip(dets, frame_status, strict=True)):
+        if st != "valid":
+            continue
+        for box, label in zip(d.boxes, d.labels, strict=True):
+            if label == names[0] and np.isnan(animal[i, 0]):
+                animal[i] = box
+            elif label == names[1]:
+                obj[i] = box
+    return animal, obj
+
+
+def judge_clip(
+    frames: np.ndarray,
+    prompt: DSRPrompt,
+    seed: int,
+    detector,
+    scoring: ScoringConfig,
+) -> SampleResult:
+    """Detect -> validity rules -> boxes of the valid frames -> DSR-Score, shown relations."""
+    import dsr_geom
+
+    from spatialalign.detection.validity import judge_detections
+
+    names = [prompt.animal, prompt.object]
+    dets = detector.detect(frames, names)
+    verdict = judge_detections(dets, names, scoring)
+    base = dict(prompt_id=prompt.prompt_id, dsr_type=prompt.dsr_type, seed=seed)
+    if not verdict.valid:
+        return SampleResult(
+            **base,
+            valid=False,
+            reason=verdict.reason,
+            dsr=float("nan"),
+            shown_initial="",
+            shown_final="",
+            n_kept=0,
+        )
+    animal, obj = frame_boxes(dets, verdict.frame_status, names)
+    dsr = dsr_geom.dsr_score(
+        animal, obj, prompt.initial, prompt.final, m=scoring.m, min_frames=scoring.min_frames
+    )
+    first, last, n_kept = shown_relations(animal, obj)
+    if dsr is None:
+        return SampleResult(
+            **base,
+            valid=False,
+            reason="too_few_frames",
+            dsr=float("nan"),
+            shown_initial=first,
+            shown_final=last,
+            n_kept=n_kept,
+        )
+    return SampleResult(
+        **base,
+        valid=True,
+        reason="",
+        dsr=float(dsr),
+        shown_initial=first,
+        shown_final=last,
+        n_kept=n_kept,
+    )
+
+
+def summarize(results: Sequence[SampleResult]) -> EvalSummary:
+    """Validness, relation-right rates among valid samples, Correctness@tau."""
+    n = len(results)
+    valid = [r for r in results if r.valid]
+    nv = max(1, len(valid))
+    dsr = np.array([r.dsr if r.valid else np.nan for r in results], dtype=float)
+
+    def corr(tau: float) -> float:
+        return float(np.sum(np.nan_to_num(dsr, nan=-1.0) >= tau) / max(1, n))
+
+    per_type: dict[str, dict[str, float]] = {}
+    for t in sorted({r.dsr_type for r in results}):
+        rs = [r for r in results if r.dsr_type == t]
+        vs = [r for r in rs if r.valid]
+        per_type[t] = {
+            "n": len(rs),
+            "validness": len(vs) / len(rs),
+            "initial_right": sum(r.initial_right for r in vs) / max(1, len(vs)),
+            "final_right": sum(r.final_right for r in vs) / max(1, len(vs)),
+            "correctness_07": sum(r.dsr >= 0.7 for r in vs) / len(rs),
+        }
+    return EvalSummary(
+        n_samples=n,
+        validness=len(valid) / max(1, n),
+        initial_right=sum(r.initial_right for r in valid) / nv,
+        final_right=sum(r.final_right for r in valid) / nv,
+        both_right=sum(r.initial_right and r.final_right for r in valid) / nv,
+        correctness_07=corr(0.7),
+        mean_dsr_valid=float(np.nanmean(dsr)) if valid else float("nan"),
+        correctness_curve={f"{t / 10:.1f}": corr(t / 10) for t in range(10)},
+        per_type=per_type,
+    )
+
+
+def eval_prompts(cfg: EvalConfig) -> list[DSRPrompt]:
+    """The generated TEST split (disjoint from pretraining's TRAIN split)."""
+    from spatialalign.prompts.generate import generate_dataset
+
+    ps = generate_dataset(cfg.n_train, cfg.n_test, seed=cfg.prompt_seed)
+    return [p for p in ps if p.split == "test"]
+
+
+def evaluate_pipeline(
+    pipe, prompts: Sequence[DSRPrompt], cfg: EvalConfig, progress: bool = True
+) -> tuple[EvalSummary, list[SampleResult]]:
+    """Samples every prompt x seed with ``pipe`` and judges each clip."""
+    from spatialalign.toy.detector import ColorDetector
+
+    detector = ColorDetector()
+    scoring = scoring_config(cfg.preset)
+    jobs = [(p, s) for p in prompts for s in cfg.seeds]
+    results: list[SampleResult] = []
+    bar = tqdm(total=len(jobs), desc="evaluate", disable=not progress, leave=False)
+    for i in range(0, len(jobs), cfg.batch_size):
+        chunk = jobs[i : i + cfg.batch_size]
+        videos = pipe(
+            [p.text for p, _ in chunk],
+            [s for _, s in chunk],
+            num_inference_steps=cfg.num_inference_steps,
+            guidance_scale=cfg.guidance_scale,
+        )
+        for (p, s), v in zip(chunk, videos, strict=True):
+            results.append(judge_clip(v, p, s, detector, scoring))
+        bar.update(len(chunk))
+    bar.close()
+    return summarize(results), results
+
+
+def evaluate_rendered(
+    prompts: Sequence[DSRPrompt], cfg: EvalConfig, world=None
+) -> tuple[EvalSummary, list[SampleResult]]:
+    """The same judgement on rendered clips (the toy world itself: the ceiling)."""
+    from spatialalign.toy.detector import ColorDetector
+    from spatialalign.toy.world import ToyWorldConfig, render_clip
+
+    world = world or ToyWorldConfig()
+    detector = ColorDetector()
+    scoring = scoring_config(cfg.preset)
+    results = [
+        judge_clip(render_clip(p, s, world).frames, p, s, detector, scoring)
+        for p in prompts
+        for s in cfg.seeds
+    ]
+    return summarize(results), results

@@ -1,0 +1,180 @@
+"""Toy pretraining (smoke run, resume, mismatched captions) and the toy evaluation."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("scipy")
+
+from safetensors.torch import load_file  # noqa: E402
+from spatialalign.prompts import parse_prompt  # noqa: E402
+from spatialalign.toy.codec import ToyCodecConfig  # noqa: E402
+from spatialalign.toy.evaluate import (  # noqa: E402
+    EvalConfig,
+    SampleResult,
+    eval_prompts,
+    evaluate_pipeline,
+    evaluate_rendered,
+    judge_clip,
+    shown_relations,
+    summarize,
+)
+from spatialalign.toy.model import ToyTransformerConfig  # noqa: E402
+from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.toy.pretrain import (  # noqa: E402
+    PretrainConfig,
+    flow_matching_loss,
+    mismatched,
+    pretrain,
+    sample_sigmas,
+)
+
+PROMPT = "In a kitchen, a cat is on the top of a box, then the cat jumps to the left of the box."
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny_cfg(**overrides) -> PretrainConfig:
+    kw = dict(
+        n_train_prompts=6,
+        n_test_prompts=6,
+        clips_per_prompt=2,
+        codec_steps=3,
+        codec_batch=8,
+        max_steps=3,
+        warmup_steps=2,
+        batch_size=4,
+        codec=ToyCodecConfig(hidden_channels=8),
+        transformer=ToyTransformerConfig(
+            patch_size=(1, 4, 4),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            ffn_dim=32,
+            num_layers=1,
+            freq_dim=16,
+        ),
+        text_dim=16,
+    )
+    return PretrainConfig(**{**kw, **overrides})
+
+
+def test_mismatched_caption_shows_the_third_relation():
+    p = parse_prompt(PROMPT)
+    rng = random.Random(0)
+    for _ in range(5):
+        m = mismatched(p, rng)
+        assert m.final == "R" and m.initial == "T" and m.animal == p.animal
+
+
+def test_sigma_shift_and_flow_matching_target():
+    g = torch.Generator().manual_seed(0)
+    s1 = sample_sigmas(20000, 1.0, g)
+    s3 = sample_sigmas(20000, 3.0, torch.Generator().manual_seed(0))
+    assert 0 <= s3.min() and s3.max() <= 1
+    assert abs(s1.mean() - 0.5) < 0.01 and s3.mean() > 0.65  # shift favours high noise
+
+    class Oracle(torch.nn.Module):
+        """Knows x0 and noise: returns the exact velocity eps - x0."""
+
+        def forward(self, hidden_states, timestep, encoder_hidden_states, return_dict=False):
+            s = (timestep / 1000).view(-1, 1, 1, 1, 1)
+            return ((hidden_states - (1 - s) * x0) / s - x0,)
+
+    x0, noise = torch.randn(3, 4, 2, 4, 4), torch.randn(3, 4, 2, 4, 4)
+    sig = torch.tensor([0.2, 0.5, 0.9])
+    assert flow_matching_loss(Oracle(), x0, None, sig, noise) < 1e-8
+
+
+def test_pretrain_smoke_writes_loadable_model_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    pipe = pretrain(out, _tiny_cfg(mismatch_frac=0.25))
+    assert pipe.metadata["steps"] == 3
+    assert pipe.metadata["mismatched_clips"] == 3  # 25% of 6 prompts x 2 clips
+    state = load_file(str(out / "model" / "model.safetensors"))
+    assert any(k.startswith("transformer.blocks.0.attn2.to_k") for k in state)
+    loaded = ToyPipeline.from_pretrained(out / "model")
+    v = loaded([PROMPT], [0], num_inference_steps=2)
+    assert v.shape == (1, 9, 16, 16, 3) and v.dtype == np.uint8
+    assert loaded.vae.config.latents_std != [1.0, 1.0, 1.0, 1.0]  # measured statistics
+    # a rerun with a larger step budget continues from the checkpoint
+    again = pretrain(out, _tiny_cfg(mismatch_frac=0.25, max_steps=5))
+    assert again.metadata["steps"] == 5
+    # a different configuration in the same directory is refused
+    from spatialalign.errors import SpatialAlignError
+
+    with pytest.raises(SpatialAlignError, match="different configuration"):
+        pretrain(out, _tiny_cfg(mismatch_frac=0.3))
+
+
+def test_shown_relations_from_boxes():
+    obj = np.tile([[6.0, 6.0, 10.0, 10.0]], (6, 1))
+    left = [1.0, 6.0, 4.0, 9.0]
+    top = [6.0, 1.0, 9.0, 4.0]
+    right = [12.0, 6.0, 15.0, 9.0]
+    animal = np.array([left, left, left, top, right, right])
+    assert shown_relations(animal, obj) == ("L", "R", 6)
+    animal[3:] = np.nan
+    assert shown_relations(animal, obj) == ("L", "L", 3)
+
+
+def test_summary_rates():
+    def r(t, valid, dsr, si, sf):
+        return SampleResult("p", t, 0, valid, "" if valid else "too_few_frames", dsr, si, sf, 9)
+
+    res = [
+        r("LR", True, 0.9, "L", "R"),
+        r("LR", True, 0.6, "L", "T"),
+        r("LT", True, 0.75, "R", "T"),
+        r("LT", False, float("nan"), "", ""),
+    ]
+    s = summarize(res)
+    assert s.validness == 0.75
+    assert s.initial_right == pytest.approx(2 / 3)
+    assert s.final_right == pytest.approx(2 / 3)
+    assert s.both_right == pytest.approx(1 / 3)
+    assert s.correctness_07 == 0.5
+    assert s.correctness_curve["0.0"] == 0.75
+    assert s.per_type["LT"]["validness"] == 0.5
+
+
+def test_rendered_clips_are_judged_right():
+    cfg = EvalConfig(n_test=12, seeds=(0,))
+    prompts = eval_prompts(cfg)
+    assert len(prompts) == 12 and all(p.split == "test" for p in prompts)
+    summary, results = evaluate_rendered(prompts, cfg)
+    assert summary.validness == 1.0
+    assert summary.initial_right == 1.0 and summary.final_right == 1.0
+    assert summary.correctness_07 == 1.0
+
+
+def test_noise_video_is_rejected():
+    from spatialalign.config import scoring_config
+    from spatialalign.toy.detector import ColorDetector
+
+    p = parse_prompt(PROMPT)
+    noise = np.random.default_rng(0).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    res = judge_clip(noise, p, 0, ColorDetector(), scoring_config("toy"))
+    assert not res.valid and res.reason
+
+
+def test_evaluate_pipeline_runs_on_a_random_model():
+    cfg = EvalConfig(n_test=6, seeds=(0, 1), num_inference_steps=2, batch_size=5)
+    summary, results = evaluate_pipeline(
+        ToyPipeline.random(0), eval_prompts(cfg), cfg, progress=False
+    )
+    assert summary.n_samples == 12 and len(results) == 12
+    assert [(r.prompt_id, r.seed) for r in results][:2] == [
+        (results[0].prompt_id, 0),
+        (results[0].prompt_id, 1),
+    ]
