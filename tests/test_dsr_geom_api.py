@@ -297,3 +297,23 @@ def test_rust_batch_from_many_threads():
         t.join()
     assert len(results) == 80
     assert all(np.array_equal(r, want) for r in results)
+
+
+def test_rust_extreme_finite_coordinates_stay_in_range():
+    """Finite boxes near f64::MAX (centres, widths or |v|^2 overflow in the official
+    formula) or with subnormal offsets still score inside [-1, 1] / [0, 1]."""
+    big = np.finfo(np.float64).max
+    a = np.array(
+        [[-big, -big, big, big], [big / 2, 0, big, 1], [1e200, 1e200, 1.5e200, 1.5e200]]
+        + [[0, 0, 1.5e-160, 1e-300]] * 20
+    )
+    o = np.array(
+        [[0, 0, 1, 1], [-big, 0, -big / 2, 1], [-1e200, -1e200, -0.5e200, -0.5e200]]
+        + [[0, 0, 5e-324, 1e-300]] * 20
+    )
+    for rel in ("left", "right", "top", "bottom"):
+        r = dsr_geom.ssr_scores(a, o, rel)
+        assert not np.isnan(r).any() and np.all(np.abs(r) <= 1)
+    assert dsr_geom.ssr_scores(a, o, "right")[1] == 1.0  # far right of the object
+    d = dsr_geom.dsr_score(a, o, "L", "R")
+    assert d is not None and 0.0 <= d <= 1.0
