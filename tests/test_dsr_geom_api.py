@@ -273,6 +273,10 @@ def test_correctness_curve(impl):
         impl.correctness_curve([0.5, np.inf])
     with pytest.raises(ValueError):
         impl.correctness_curve([0.5], [np.nan])
+    with pytest.raises(ValueError):
+        impl.correctness_curve(np.zeros((2, 2)))
+    with pytest.raises(ValueError):
+        impl.correctness_curve(["x"])
 
 
 # --- the Rust core specifically ----------------------------------------------------------

@@ -310,15 +310,24 @@ def dsr_score(
     return None if np.isnan(d) else d
 
 
+def _floats_1d(x: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a 1-D array of numbers") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of numbers")
+    return arr
+
+
 def correctness_curve(
     dsr: npt.ArrayLike, thresholds: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.float64]:
     """Correctness@tau per threshold: valid videos with DSR >= tau over ALL videos
     (NaN DSR = invalid, counted in the denominator). Defaults to the official grid;
     NaN for an empty ``dsr`` (DESIGN.md)."""
-    d = np.asarray(dsr, dtype=np.float64).reshape(-1)
-    th = OFFICIAL_THRESHOLDS if thresholds is None else np.asarray(thresholds, np.float64)
-    th = th.reshape(-1)
+    d = _floats_1d(dsr, "dsr")
+    th = OFFICIAL_THRESHOLDS if thresholds is None else _floats_1d(thresholds, "thresholds")
     if not np.isfinite(th).all():
         raise ValueError(f"thresholds: threshold {int(np.argmin(np.isfinite(th)))} is not finite")
     if np.isinf(d).any():
