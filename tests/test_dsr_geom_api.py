@@ -242,10 +242,9 @@ def test_other_malformed_inputs(impl):
         lambda: impl.dsr_batch(a, o, [0, 20], [1], ["R"]),  # not a relation name
         lambda: impl.dsr_batch(a, o, [0, 20], None, ["R"]),
     ]
-    for i, case in enumerate(cases):
+    for case in cases:
         with pytest.raises(ValueError):
             case()
-        del i
     with pytest.raises(ValueError, match="video 1"):
         impl.dsr_batch(np.concatenate([a, a]), np.concatenate([o, o]), [0, 20, 40], ["L", "X"], "R")
 
