@@ -277,6 +277,75 @@ def _lr_factor(step: int, frac: float, warmup: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def text_config(cfg: PretrainConfig, prompts: list[DSRPrompt]) -> ToyTextConfig:
+    """The text encoder's config: slot vocabulary of the prompts and the whole toy vocabulary."""
+    from spatialalign.prompts.vocab import ANIMALS, OBJECTS, SCENES, VERBS
+
+    extra = [f"scene:{s.lower()}" for s in SCENES] + [f"animal:{a}" for a in ANIMALS]
+    extra += [f"object:{o}" for o in OBJECTS] + [f"verb:{v}" for v in VERBS]
+    return ToyTextConfig(
+        vocab=build_vocab(prompts, cfg.relation_repeats, extra_tokens=extra),
+        text_dim=cfg.text_dim,
+        relation_repeats=cfg.relation_repeats,
+    )
+
+
+def transformer_config(cfg: PretrainConfig) -> ToyTransformerConfig:
+    """The transformer config with channels, text width and position grid filled in."""
+    pt, ph, pw = cfg.transformer.patch_size
+    r = cfg.codec.downsample
+    grid = (
+        cfg.video.num_frames // pt,
+        cfg.video.height // r // ph,
+        cfg.video.width // r // pw,
+    )
+    return ToyTransformerConfig(
+        **{
+            **asdict(cfg.transformer),
+            "text_dim": cfg.text_dim,
+            "pos_grid": grid if cfg.abs_pos else None,
+            "in_channels": cfg.codec.latent_channels,
+            "out_channels": cfg.codec.latent_channels,
+        }
+    )
+
+
+def config_from_dict(d: dict) -> PretrainConfig:
+    """Inverse of :meth:`PretrainConfig.to_dict` (as saved in ``pretrain_config.json``)."""
+    d = dict(d)
+    d["video"] = ToyVideoConfig(**d["video"])
+    d["codec"] = ToyCodecConfig.from_dict(d["codec"])
+    d["transformer"] = ToyTransformerConfig.from_dict(d["transformer"])
+    return PretrainConfig(
+        **{k: v for k, v in d.items() if k in PretrainConfig.__dataclass_fields__}
+    )
+
+
+def pipeline_from_checkpoint(out_dir: str | Path) -> ToyPipeline:
+    """The EMA weights of a (possibly still running) pretraining run's latest checkpoint."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    out = Path(out_dir)
+    ckpt, codec_path = out / "checkpoint.safetensors", out / "codec.safetensors"
+    if not ckpt.is_file() or not codec_path.is_file():
+        raise SpatialAlignError(f"no pretraining checkpoint in {out}")
+    cfg = config_from_dict(json.loads((out / "pretrain_config.json").read_text()))
+    with safe_open(str(codec_path), "pt") as f:
+        codec = ToyCodec(ToyCodecConfig.from_dict(json.loads(f.metadata()["config"])))
+    codec.load_state_dict(load_file(str(codec_path)))
+    with safe_open(str(ckpt), "pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+    state = load_file(str(ckpt))
+    tcfg = transformer_config(cfg)
+    text = ToyTextEncoder(text_config(cfg, train_prompts(cfg)))
+    transformer = build_transformer(tcfg)
+    for name, m in (("text_encoder", text), ("transformer", transformer)):
+        p = f"ema.{name}."
+        m.load_state_dict({k[len(p) :]: v for k, v in state.items() if k.startswith(p)})
+    return ToyPipeline(codec, text, transformer, cfg.video, tcfg, metadata={"steps": meta["step"]})
+
+
 def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
     """Runs (or resumes) every stage and writes the model to ``out_dir/model``."""
     from safetensors import safe_open
@@ -358,32 +427,9 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
 
     # 4: transformer + text encoder
     torch.manual_seed(cfg.seed)
-    from spatialalign.prompts.vocab import ANIMALS, OBJECTS, SCENES, VERBS
-
-    extra = [f"scene:{s.lower()}" for s in SCENES] + [f"animal:{a}" for a in ANIMALS]
-    extra += [f"object:{o}" for o in OBJECTS] + [f"verb:{v}" for v in VERBS]
-    text_cfg = ToyTextConfig(
-        vocab=build_vocab(prompts, cfg.relation_repeats, extra_tokens=extra),
-        text_dim=cfg.text_dim,
-        relation_repeats=cfg.relation_repeats,
-    )
+    text_cfg = text_config(cfg, prompts)
     text_encoder = ToyTextEncoder(text_cfg)
-    pt, ph, pw = cfg.transformer.patch_size
-    r = cfg.codec.downsample
-    grid = (
-        cfg.video.num_frames // pt,
-        cfg.video.height // r // ph,
-        cfg.video.width // r // pw,
-    )
-    tcfg = ToyTransformerConfig(
-        **{
-            **asdict(cfg.transformer),
-            "text_dim": cfg.text_dim,
-            "pos_grid": grid if cfg.abs_pos else None,
-            "in_channels": cfg.codec.latent_channels,
-            "out_channels": cfg.codec.latent_channels,
-        }
-    )
+    tcfg = transformer_config(cfg)
     transformer = build_transformer(tcfg)
     modules = {"transformer": transformer, "text_encoder": text_encoder}
     params = [p for m in modules.values() for p in m.parameters()]
