@@ -64,3 +64,21 @@ def test_compare_tolerances():
     assert not compare([ref, boxes], [unmasked, boxes], s)["ok"]
     assert not compare([ref, boxes], [ref, boxes + 2e-3], s)["ok"]
     assert not compare([ref, boxes], [np.full_like(ref, np.nan), boxes], s)["ok"]
+
+
+def test_compare_tolerates_a_few_reordered_query_slots():
+    """A top-k near-tie swaps a couple of slots: <= 1% of slots may differ, not more."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 10, size=(2, 200, 8)).astype(np.float32)
+    logits[..., 6:] = -np.inf
+    boxes = rng.uniform(0, 1, size=(2, 200, 4)).astype(np.float32)
+    s = ExportSettings()
+    swapped_l, swapped_b = logits.copy(), boxes.copy()
+    swapped_l[0, [10, 11]] = logits[0, [11, 10]]
+    swapped_b[0, [10, 11]] = boxes[0, [11, 10]]
+    res = compare([logits, boxes], [swapped_l, swapped_b], s)
+    assert res["ok"] and res["slots_differ"] == 2 and res["slots_agree"] == 398 / 400
+    assert res["max_abs_boxes_agreeing"] == 0.0
+    many_l, many_b = logits.copy(), boxes.copy()
+    many_b[0, :5] += 0.1  # 5 of 400 slots = 1.25% > 1%
+    assert not compare([logits, boxes], [many_l, many_b], s)["ok"]

@@ -68,6 +68,8 @@ class ExportSettings:
     logits_atol: float = 2e-3
     logits_rtol: float = 1e-3
     boxes_atol: float = 1e-3
+    min_slot_agreement: float = 0.99
+    """Fraction of query slots that must agree (see :func:`compare`)."""
     box_threshold: float = 0.4
     text_threshold: float = 0.3
     seed: int = 0
@@ -207,24 +209,37 @@ def pad_pixels(
 
 
 def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], settings: ExportSettings) -> dict:
-    """Max errors of (logits, boxes); ``ok`` when -inf patterns agree and errors are in tolerance."""
+    """ONNX vs PyTorch (logits, boxes), query slot by query slot.
+
+    A slot agrees when its boxes are within ``boxes_atol`` and its logits within
+    ``logits_atol + logits_rtol*|ref|`` with the same ``-inf`` (masked token) pattern.
+    ``ok`` when every slot agrees, or when at least ``min_slot_agreement`` of them do:
+    GroundingDINO picks its queries with a top-k over ~20k encoder proposals, and two
+    proposals whose scores are within float noise can swap ranks between PyTorch and
+    ONNX Runtime, which changes those few slots only. A real export bug (a wrong op or
+    weight) changes essentially every slot.
+    """
     logits, boxes = (np.asarray(x, dtype=np.float64) for x in ref)
     g_logits, g_boxes = (np.asarray(x, dtype=np.float64) for x in got)
+    if logits.shape != g_logits.shape or boxes.shape != g_boxes.shape:
+        return {"ok": False, "max_abs_logits": float("inf"), "max_abs_boxes": float("inf")}
     finite = np.isfinite(logits)
-    same_pattern = logits.shape == g_logits.shape and np.array_equal(finite, np.isfinite(g_logits))
-    if same_pattern and finite.any():
-        err = np.abs(logits[finite] - g_logits[finite])
-        logit_err = float(err.max())
-        logit_ok = bool(
-            np.all(err <= settings.logits_atol + settings.logits_rtol * np.abs(logits[finite]))
-        )
-    else:
-        logit_err, logit_ok = float("inf"), False
-    box_err = float(np.abs(boxes - g_boxes).max()) if boxes.shape == g_boxes.shape else float("inf")
+    same_pattern = np.isfinite(g_logits) == finite
+    a = np.where(finite, logits, 0.0)
+    b = np.where(finite, np.nan_to_num(g_logits, nan=np.inf, posinf=np.inf, neginf=-np.inf), 0.0)
+    err = np.abs(a - b)
+    logit_ok = (err <= settings.logits_atol + settings.logits_rtol * np.abs(a)) & same_pattern
+    box_err = np.abs(boxes - g_boxes)
+    slot_ok = logit_ok.all(-1) & (np.nan_to_num(box_err, nan=np.inf) <= settings.boxes_atol).all(-1)
+    agree = float(slot_ok.mean())
     return {
-        "ok": bool(same_pattern and logit_ok and box_err <= settings.boxes_atol),
-        "max_abs_logits": logit_err,
-        "max_abs_boxes": box_err,
+        "ok": bool(slot_ok.all() or agree >= settings.min_slot_agreement),
+        "slots_agree": agree,
+        "slots_differ": int((~slot_ok).sum()),
+        "max_abs_logits": float(np.nan_to_num(err[finite], nan=np.inf).max(initial=0.0)),
+        "max_abs_boxes": float(np.nan_to_num(box_err, nan=np.inf).max(initial=0.0)),
+        "max_abs_logits_agreeing": float(err[slot_ok][finite[slot_ok]].max(initial=0.0)),
+        "max_abs_boxes_agreeing": float(box_err[slot_ok].max(initial=0.0)),
     }
 
 
@@ -343,8 +358,9 @@ def export_grounding_dino(
             if not res["ok"]:
                 raise ExportMismatch(
                     f"exported GroundingDINO disagrees with PyTorch on the {name} check "
-                    f"(max |d logits| {res['max_abs_logits']:.3g}, max |d boxes| "
-                    f"{res['max_abs_boxes']:.3g}); nothing written"
+                    f"({res.get('slots_differ', 'all')} query slots differ; max |d logits| "
+                    f"{res['max_abs_logits']:.3g}, max |d boxes| {res['max_abs_boxes']:.3g}); "
+                    "nothing written"
                 )
         save_processor(processor, out / GDINO_PROCESSOR_DIR)
     sidecar = {
@@ -363,6 +379,7 @@ def export_grounding_dino(
             "logits_atol": settings.logits_atol,
             "logits_rtol": settings.logits_rtol,
             "boxes_atol": settings.boxes_atol,
+            "min_slot_agreement": settings.min_slot_agreement,
         },
         "verification": report,
         "versions": versions(),

@@ -65,8 +65,15 @@ def export_onnx(
 def _line(name: str, sidecar: dict, size: str) -> str:
     if sidecar.get("skipped"):
         return f"{name} already exported ({size}), skipped"
+    checks = sidecar["verification"]
     worst = max(
-        max(r.get("max_abs_logits", 0.0), r.get("max_abs_boxes", 0.0), r.get("max_abs", 0.0))
-        for r in sidecar["verification"]
+        max(
+            r.get("max_abs_logits_agreeing", 0.0),
+            r.get("max_abs_boxes_agreeing", 0.0),
+            r.get("max_abs", 0.0),
+        )
+        for r in checks
     )
-    return f"{name} {size} verified (max |ONNX-PyTorch| {worst:.1e})"
+    differ = sum(r.get("slots_differ", 0) for r in checks)
+    note = f", {differ} reordered query slot(s)" if differ else ""
+    return f"{name} {size} verified (max |ONNX-PyTorch| {worst:.1e}{note})"
