@@ -178,3 +178,61 @@ def test_evaluate_pipeline_runs_on_a_random_model():
         (results[0].prompt_id, 0),
         (results[0].prompt_id, 1),
     ]
+
+
+def test_cli_pretrain_and_evaluate(tmp_path):
+    from click.testing import CliRunner
+    from spatialalign.cli import cli
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    res = runner.invoke(
+        cli,
+        [
+            "toy",
+            "pretrain",
+            str(run),
+            "--train-prompts",
+            "6",
+            "--clips-per-prompt",
+            "1",
+            "--codec-steps",
+            "2",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "pretrained toy model: 2 transformer steps" in res.output
+    out, fig = tmp_path / "eval.json", tmp_path / "fig.png"
+    res = runner.invoke(
+        cli,
+        [
+            "toy",
+            "evaluate",
+            "--model",
+            str(run / "model"),
+            "--test-prompts",
+            "6",
+            "--seeds",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+            "--figure",
+            str(fig),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "validness" in res.output
+    import json
+
+    summary = json.loads(out.read_text())
+    assert summary["n_samples"] == 6 and fig.stat().st_size > 0
+    res = runner.invoke(cli, ["toy", "evaluate", "--model", str(tmp_path / "none")])
+    assert res.exit_code != 0

@@ -89,6 +89,12 @@ def pretrain_cmd(
     help="Write the summary (JSON) here.",
 )
 @click.option("--rendered", is_flag=True, help="Judge rendered clips instead (the ceiling).")
+@click.option(
+    "--figure",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw one generated clip beside its rendered counterpart per DSR type (PNG).",
+)
 def evaluate_cmd(
     model_dir: Path | None,
     seeds: int,
@@ -97,6 +103,7 @@ def evaluate_cmd(
     guidance: float,
     out: Path | None,
     rendered: bool,
+    figure: Path | None,
 ) -> None:
     """Sample generated TEST prompts x seeds and measure DSR prompt following."""
     from spatialalign.io import write_json
@@ -121,6 +128,10 @@ def evaluate_cmd(
 
         pipe = ToyPipeline.from_pretrained(model_dir)
         summary, _ = evaluate_pipeline(pipe, prompts, cfg)
+        if figure is not None:
+            from spatialalign.toy.evaluate import comparison_figure
+
+            comparison_figure(pipe, prompts, figure, cfg)
     if out is not None:
         write_json({"config": {**cfg.__dict__, "seeds": list(cfg.seeds)}, **summary.to_dict()}, out)
     click.echo(summary.line())

@@ -253,3 +253,26 @@ def evaluate_rendered(
         for s in cfg.seeds
     ]
     return summarize(results), results
+
+
+def comparison_figure(pipe, prompts: Sequence[DSRPrompt], path, cfg: EvalConfig, seed: int = 0):
+    """PNG: for the first prompt of each DSR type, a generated clip (upper row of each
+    pair) above the rendered clip of the same prompt and seed."""
+    from spatialalign.toy.viz import save_clip_grid
+    from spatialalign.toy.world import ToyWorldConfig, render_clip
+
+    firsts: dict[str, DSRPrompt] = {}
+    for p in prompts:
+        firsts.setdefault(p.dsr_type, p)
+    chosen = [firsts[t] for t in sorted(firsts)]
+    generated = pipe(
+        [p.text for p in chosen],
+        [seed] * len(chosen),
+        num_inference_steps=cfg.num_inference_steps,
+        guidance_scale=cfg.guidance_scale,
+    )
+    world = ToyWorldConfig(num_frames=pipe.num_frames, height=pipe.height, width=pipe.width)
+    videos = []
+    for p, g in zip(chosen, generated, strict=True):
+        videos += [g, render_clip(p, seed, world).frames]
+    return save_clip_grid(path, videos)
