@@ -166,3 +166,36 @@ def test_missing_model_dirs_raise(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpatialAlignError, match="export-onnx"):
         GroundingDinoOnnxDetector(str(tmp_path / "empty"))
+
+
+def test_track_gdino_onnx_end_to_end(exported, tmp_path, capsys):
+    """``export-onnx`` output drives ``track --detector gdino-onnx`` (with ONNX SAM refinement)."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    from spatialalign.detection.export import export_sam
+    from spatialalign.detection.tiny import save_sam
+    from spatialalign.io import read_parquet, write_parquet
+    from spatialalign.prompts import read_prompts, write_prompts
+    from spatialalign.schemas import MANIFEST
+    from spatialalign.toy.world import render_clip
+    from spatialalign.video import write_video
+
+    official = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
+    sam_onnx = tmp_path / "sam_onnx"
+    export_sam(save_sam(tmp_path / "sam"), sam_onnx)
+    run = tmp_path / "run"
+    prompt = read_prompts(official)[0]
+    write_prompts([prompt], run / "prompts.parquet")
+    path = run / "samples" / "v0.mp4"
+    write_video(path, render_clip(prompt, 0).frames, fps=8)
+    row = {"sample_id": "v0", "prompt_id": prompt.prompt_id, "seed": 0, "path": str(path)}
+    write_parquet(pa.Table.from_pylist([row], MANIFEST), run / "samples" / "manifest.parquet")
+
+    main(["track", str(run), "--detector", "gdino-onnx", "--onnx-dir", str(exported[1]),
+          "--sam", str(sam_onnx), "--preset", "toy", "--box-threshold", "0.0"])  # fmt: skip
+    assert capsys.readouterr().out.strip().startswith("track: 1 video(s) tracked")
+    det = read_parquet(run / "detections.parquet").to_pylist()
+    # threshold 0 keeps all 30 queries: every frame is redundant
+    assert [(d["status"], d["reason"]) for d in det] == [("rejected", "redundant")]
+    assert det[0]["n_redundant"] == len(render_clip(prompt, 0).frames)
