@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.detection.export import natural_frame
 from spatialalign.detection.gdino_common import SPECIAL_TOKENS, caption, text_inputs
@@ -170,7 +171,6 @@ def test_missing_model_dirs_raise(tmp_path):
 
 def test_track_gdino_onnx_end_to_end(exported, tmp_path, capsys):
     """``export-onnx`` output drives ``track --detector gdino-onnx`` (with ONNX SAM refinement)."""
-    from pathlib import Path
 
     import pyarrow as pa
     from spatialalign.detection.export import export_sam
@@ -181,7 +181,7 @@ def test_track_gdino_onnx_end_to_end(exported, tmp_path, capsys):
     from spatialalign.toy.world import render_clip
     from spatialalign.video import write_video
 
-    official = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
+    official = OFFICIAL_CSV
     sam_onnx = tmp_path / "sam_onnx"
     export_sam(save_sam(tmp_path / "sam"), sam_onnx)
     run = tmp_path / "run"

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts
 from spatialalign.sampling.ingest import ingest_videos, match_videos
 from spatialalign.sampling.manifest import MANIFEST_COLUMNS, read_manifest
 from spatialalign.video import write_video
-
-OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 
 
 @pytest.fixture(scope="module")

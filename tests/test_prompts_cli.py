@@ -7,10 +7,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from shared_data import OFFICIAL_CSV as OFFICIAL
 from spatialalign.cli import cli, main
 from spatialalign.prompts import generate_dataset, read_prompts
-
-OFFICIAL = Path("/work/shared/data/official_eval120.csv")
 
 
 def _run(*args: str) -> tuple[int, str]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_data import OFFICIAL_CSV as OFFICIAL
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import (
     DSRPrompt,
@@ -17,7 +17,6 @@ from spatialalign.prompts import (
     parse_relation,
 )
 
-OFFICIAL = Path("/work/shared/data/official_eval120.csv")
 _WORD = {"left": "L", "right": "R", "top": "T", "bottom": "B"}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from shared_data import OFFICIAL_CSV as OFFICIAL
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import (
     PROMPT_COLUMNS,
@@ -20,7 +21,6 @@ from spatialalign.prompts import (
     write_prompts,
 )
 
-OFFICIAL = Path("/work/shared/data/official_eval120.csv")
 _WORD = {"left": "L", "right": "R", "top": "T", "bottom": "B"}
 
 T1 = "In a barn, a dog is on the left of a crate, then the dog trots to the top of the crate."

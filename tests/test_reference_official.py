@@ -10,14 +10,13 @@ same numbers on the equivalent arrays.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import dsr_geom
 import numpy as np
 import pytest
+from shared_data import OFFICIAL_CSV as EVAL120
 from spatialalign.scoring import official, reference
 
-EVAL120 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "official_eval120.csv"
 WIDTH, HEIGHT = 832, 480
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
@@ -29,7 +30,6 @@ from spatialalign.schemas import MANIFEST
 from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.video import read_video
 
-OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 STEPS = 2
 
 

@@ -14,18 +14,16 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.prompts import read_prompts, write_prompts
 from spatialalign.sampling.backends import ToyBackend
 from spatialalign.sampling.manifest import part_files, read_manifest
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.video import read_video
-
-OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import read_prompts, write_prompts
@@ -25,7 +26,6 @@ from spatialalign.sampling.manifest import read_manifest
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.video import read_video
 
-OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 GEOMETRY = dict(num_frames=5, height=16, width=16, steps=2)
 
 

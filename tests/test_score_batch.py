@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.config import scoring_config
 from spatialalign.errors import SpatialAlignError
@@ -29,7 +30,6 @@ from spatialalign.scoring.official import (
 from spatialalign.scoring.reference import dsr_score as reference_dsr_score
 from spatialalign.scoring.summary import format_summary
 
-OFFICIAL_CSV = Path("/work/shared/data/official_eval120.csv")
 OUTPUTS = ("scores.parquet", "summary.json", "correctness.png")
 
 

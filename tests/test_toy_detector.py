@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dsr_geom
 import numpy as np
 import pytest
 from scipy import ndimage
+from shared_data import OFFICIAL_CSV as OFFICIAL
 from spatialalign.config import scoring_config
 from spatialalign.detection.base import Detector, FrameDetections
 from spatialalign.prompts import read_prompts
@@ -16,7 +15,6 @@ from spatialalign.toy import render_clip
 from spatialalign.toy.detector import ColorDetector
 from spatialalign.video import read_video, write_video
 
-OFFICIAL = Path("/work/shared/data/official_eval120.csv")
 TOY = scoring_config("toy")
 
 

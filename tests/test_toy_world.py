@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 import dsr_geom
 import numpy as np
 import pytest
+from shared_data import OFFICIAL_CSV as OFFICIAL
 from spatialalign.config import scoring_config
 from spatialalign.prompts import read_prompts
 from spatialalign.prompts.model import DSRPrompt
@@ -22,7 +22,6 @@ from spatialalign.toy.palette import (
     sprite_mask,
 )
 
-OFFICIAL = Path("/work/shared/data/official_eval120.csv")
 TOY = scoring_config("toy")
 VERBS = ["hops", "jumps", "runs", "scampers", "paces", "trots", "walks", "darts", "climbs", "pecks"]
 SCENES = [

@@ -13,6 +13,7 @@ import dsr_geom
 import numpy as np
 import pyarrow as pa
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.config import scoring_config
 from spatialalign.detection.pipeline import PARTS_DIR, track_run
@@ -25,7 +26,6 @@ from spatialalign.schemas import DETECTIONS, MANIFEST, TRACKS
 from spatialalign.toy.world import render_clip
 from spatialalign.video import write_video
 
-OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 TOY = scoring_config("toy")
 N_PROMPTS = 16
 

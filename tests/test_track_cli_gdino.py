@@ -7,11 +7,10 @@ none (every frame a miss). Kept small: a 5-frame clip, one frame through SAM.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pytest
+from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.config import scoring_config
 from spatialalign.detection.pipeline import track_run
@@ -24,7 +23,6 @@ from spatialalign.video import write_video
 
 pytest.importorskip("transformers")
 
-OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 
 
 @pytest.mark.slow
