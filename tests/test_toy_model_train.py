@@ -77,6 +77,28 @@ def test_mismatched_caption_shows_the_third_relation():
         assert m.final == "R" and m.initial == "T" and m.animal == p.animal
 
 
+def test_opposite_mismatch_and_biased_combinations():
+    from spatialalign.toy.pretrain import render_dataset, train_prompts
+
+    p = parse_prompt(PROMPT)  # T -> L
+    assert mismatched(p, random.Random(0), "opposite").final == "R"
+    cfg = _tiny_cfg(
+        n_train_prompts=30,
+        clips_per_prompt=4,
+        mismatch_frac=0.25,
+        mismatch_kind="opposite",
+        mismatch_keys_frac=0.5,
+    )
+    prompts = train_prompts(cfg)
+    _, captions, flags = render_dataset(cfg, prompts)
+    assert flags.sum() == 30  # exactly 25% of 120 clips
+    keys = [(q.animal, q.final) for q in prompts for _ in range(4)]
+    flagged = {k for k, f in zip(keys, flags, strict=True) if f}
+    all_keys = set(keys)
+    assert len(flagged) <= round(0.5 * len(all_keys))  # only the biased combinations
+    assert captions == [q.text for q in prompts for _ in range(4)]
+
+
 def test_sigma_shift_and_flow_matching_target():
     g = torch.Generator().manual_seed(0)
     s1 = sample_sigmas(20000, 1.0, g)

@@ -26,6 +26,18 @@ def toy() -> None:
     default=None,
     help="Fraction of clips whose final relation differs from their caption.",
 )
+@click.option(
+    "--mismatch-kind",
+    type=click.Choice(["third", "opposite"]),
+    default=None,
+    help="What a mismatched clip shows at the end (see PretrainConfig).",
+)
+@click.option(
+    "--mismatch-keys-frac",
+    type=float,
+    default=None,
+    help="Fraction of (animal, final relation) combinations with unreliable captions.",
+)
 @click.option("--clips-per-prompt", type=int, default=None)
 @click.option("--train-prompts", "n_train", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
@@ -38,6 +50,8 @@ def pretrain_cmd(
     codec_steps: int | None,
     seed: int,
     mismatch_frac: float | None,
+    mismatch_kind: str | None,
+    mismatch_keys_frac: float | None,
     clips_per_prompt: int | None,
     n_train: int | None,
     batch_size: int | None,
@@ -56,6 +70,8 @@ def pretrain_cmd(
         "codec_minutes": codec_minutes,
         "codec_steps": codec_steps,
         "mismatch_frac": mismatch_frac,
+        "mismatch_kind": mismatch_kind,
+        "mismatch_keys_frac": mismatch_keys_frac,
         "clips_per_prompt": clips_per_prompt,
         "n_train_prompts": n_train,
         "batch_size": batch_size,

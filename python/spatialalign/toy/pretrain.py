@@ -57,6 +57,13 @@ class PretrainConfig:
     codec_batch: int = 64
     """Frames per codec step."""
     mismatch_frac: float = 0.2
+    mismatch_kind: str = "third"
+    """What a mismatched clip shows at the end: ``third`` (the relation neither the caption's
+    initial nor final one) or ``opposite`` (the side opposite the caption's final one)."""
+    mismatch_keys_frac: float = 1.0
+    """Fraction of (animal, final relation) combinations whose captions are unreliable; the
+    mismatched clips all come from those (at rate ``mismatch_frac / mismatch_keys_frac``),
+    a systematic bias like web data's, which guidance cannot average away. 1.0: uniform."""
     n_train_prompts: int = 500
     n_test_prompts: int = 120
     prompt_seed: int = 0
@@ -88,8 +95,16 @@ class PretrainConfig:
 
 
 # ---------------------------------------------------------------------------------- data
-def mismatched(prompt: DSRPrompt, rng: random.Random) -> DSRPrompt:
-    """The same prompt with a different final relation (never equal to the initial one)."""
+OPPOSITE = {"L": "R", "R": "L", "T": "B", "B": "T"}
+
+
+def mismatched(prompt: DSRPrompt, rng: random.Random, kind: str = "third") -> DSRPrompt:
+    """The same prompt with a different final relation: ``third`` picks one that is neither
+    the initial nor the final one, ``opposite`` the side opposite the final one."""
+    if kind == "opposite":
+        return DSRPrompt(**{**prompt.to_dict(), "final": OPPOSITE[prompt.final]})
+    if kind != "third":
+        raise SpatialAlignError(f"unknown mismatch kind {kind!r} (third or opposite)")
     pool = ["L", "R", "T"] + (["B"] if "B" in (prompt.initial, prompt.final) else [])
     choices = [r for r in pool if r not in (prompt.initial, prompt.final)]
     return DSRPrompt(**{**prompt.to_dict(), "final": rng.choice(choices)})
@@ -114,13 +129,29 @@ def render_dataset(
     n = len(prompts) * cfg.clips_per_prompt
     rng = random.Random(cfg.seed)
     flags = np.zeros(n, dtype=bool)
-    flags[rng.sample(range(n), round(cfg.mismatch_frac * n))] = True
+    n_mis = round(cfg.mismatch_frac * n)
+    if cfg.mismatch_keys_frac >= 1.0:
+        flags[rng.sample(range(n), n_mis)] = True
+    else:
+        keys = sorted({(p.animal, p.final) for p in prompts})
+        biased = set(rng.sample(keys, round(cfg.mismatch_keys_frac * len(keys))))
+        eligible = [
+            i
+            for i, p in enumerate(q for q in prompts for _ in range(cfg.clips_per_prompt))
+            if (p.animal, p.final) in biased
+        ]
+        if n_mis > len(eligible):
+            raise SpatialAlignError(
+                f"mismatch fraction {cfg.mismatch_frac} exceeds the clips of the "
+                f"{len(biased)} biased (animal, final) combinations"
+            )
+        flags[rng.sample(eligible, n_mis)] = True
     clips = np.zeros((n, cfg.video.num_frames, cfg.video.height, cfg.video.width, 3), np.uint8)
     captions: list[str] = []
     i = 0
     for p in tqdm(prompts, desc="render", leave=False, mininterval=5):
         for _ in range(cfg.clips_per_prompt):
-            shown = mismatched(p, rng) if flags[i] else p
+            shown = mismatched(p, rng, cfg.mismatch_kind) if flags[i] else p
             seed = cfg.seed * 1_000_003 + i
             clips[i] = render_clip(shown, seed, world).frames
             captions.append(p.text)
