@@ -12,6 +12,7 @@ from spatialalign.detection.export import (
     compare,
     export_grounding_dino,
 )
+from spatialalign.io import read_json
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,6 +48,14 @@ def test_export_refuses_a_graph_that_disagrees(tmp_path):
         export_grounding_dino(model_dir, out, settings, _tamper=corrupt_largest_weight)
     # nothing written: no graph, no sidecar, no processor, no temporary files
     assert not out.exists() or list(out.iterdir()) == []
+
+    # a failed forced re-export leaves the previous good export untouched
+    good = export_grounding_dino(model_dir, out, settings)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(ExportMismatch):
+        export_grounding_dino(model_dir, out, settings, force=True, _tamper=corrupt_largest_weight)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert read_json(out / "grounding_dino.json") == good
 
 
 def test_compare_tolerances():

@@ -362,6 +362,9 @@ def export_grounding_dino(
                     f"{res['max_abs_logits']:.3g}, max |d boxes| {res['max_abs_boxes']:.3g}); "
                     "nothing written"
                 )
+        # verified: replace the old export; its sidecar goes first so that it never
+        # describes the new graph, even if this run dies half-way
+        (out / GDINO_SIDECAR).unlink(missing_ok=True)
         save_processor(processor, out / GDINO_PROCESSOR_DIR)
     sidecar = {
         **expect,
@@ -512,6 +515,7 @@ def export_sam(
                 f"exported SAM disagrees with PyTorch (max |d| {worst:.3g} > "
                 f"{settings.masks_atol}); nothing written"
             )
+        side.unlink(missing_ok=True)  # verified: the old sidecar goes first (see above)
         save_processor(processor, out / SAM_PROCESSOR_DIR)
     sidecar = {
         **expect,
