@@ -9,6 +9,8 @@ STAMP := $(VENV)/.deps-stamp
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 export MPLBACKEND := Agg
 export HF_HUB_OFFLINE := 1
+# let Python cache bytecode in the venv: importing torch/transformers uncached costs ~15 s a process
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: all venv build demo test test-rust test-py bench bench-detect fuzz lint fmt clean
 
