@@ -44,7 +44,7 @@ def test_demo_data_is_what_the_committed_script_writes(tmp_path) -> None:
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo_out"
     try:
-        main(["demo", str(out)])
+        main(["demo", str(out), "--synthetic"])
         code = 0
     except SystemExit as e:
         code = int(e.code or 0)
@@ -59,7 +59,7 @@ def test_demo_command_writes_all_outputs(demo_run) -> None:
 
 
 def test_demo_output_text(tmp_path, capsys) -> None:
-    main(["demo", str(tmp_path / "d")])
+    main(["demo", str(tmp_path / "d"), "--synthetic"])
     text = capsys.readouterr().out
     assert "validness" in text and "C@0.7" in text
     assert str(tmp_path / "d" / "scores.parquet") in text

@@ -1,9 +1,15 @@
-"""``spatialalign demo OUT_DIR``: score a small synthetic run that ships with the package.
+"""``spatialalign demo OUT_DIR``: the pipeline that exists so far, on the embedded toy default.
 
-The run (``spatialalign/data/demo/``, written by ``scripts/make_demo_data.py``) holds 30
-prompts x 3 seeds with tracked boxes that mimic good, bad, gappy, rejected and
-untracked videos. The demo copies it into ``OUT_DIR`` and runs ``score-batch`` on it,
-so a fresh install shows the whole scoring output in a second, without a GPU or weights.
+By default it runs the real stages on the toy world, exactly as a user would from the
+command line: ``prompts`` (a small seeded test set) -> ``sample`` (the shipped toy T2V
+model) -> ``track`` (the toy colour detector, toy validity rules) -> ``score-batch``
+(toy preset), then prints the summary table and where the files are. Every stage is
+resumable, so rerunning the demo reuses what is already there.
+
+``--synthetic`` instead scores a small run that ships with the package
+(``spatialalign/data/demo/``, written by ``scripts/make_demo_data.py``: 30 prompts x 3
+seeds with tracks that mimic good, bad, gappy, rejected and untracked videos), which
+needs neither torch nor weights.
 """
 
 from __future__ import annotations
@@ -43,11 +49,50 @@ def copy_demo_run(out_dir: str | Path) -> Path:
     return out_dir
 
 
+def run_toy_pipeline(out_dir: Path, *, n_prompts: int, seeds: int, plots: bool) -> None:
+    """prompts -> sample -> track -> score-batch on the toy default, through the real verbs."""
+    from spatialalign.cli import cli
+
+    stages = [
+        ["prompts", str(out_dir), "--train", "0", "--test", str(n_prompts), "--seed", "0"],
+        ["sample", str(out_dir), "--model", "toy", "--seeds", str(seeds)],
+        ["track", str(out_dir), "--detector", "toy", "--preset", "toy"],
+        ["score-batch", str(out_dir), "--preset", "toy", *(["--plots"] if plots else [])],
+    ]
+    for args in stages:
+        click.secho(f"$ spatialalign {' '.join(args)}", bold=True)
+        cli.main(args=args, prog_name="spatialalign", standalone_mode=False)
+
+
 @click.command("demo")
 @click.argument("out_dir", type=click.Path(path_type=Path), default=Path("demo_out"))
+@click.option(
+    "--prompts",
+    "n_prompts",
+    type=click.IntRange(min=6),
+    default=24,
+    show_default=True,
+    help="Test prompts to generate (balanced over the six DSR types).",
+)
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=2, show_default=True, help="Videos per prompt."
+)
 @click.option("--plots", is_flag=True, help="Also draw per-video SSR curves.")
-def demo(out_dir: Path, plots: bool) -> None:
-    """Score the shipped synthetic demo run in OUT_DIR (default: demo_out)."""
+@click.option(
+    "--synthetic",
+    is_flag=True,
+    help="Score the shipped synthetic tracks instead (no model, no torch needed).",
+)
+def demo(out_dir: Path, n_prompts: int, seeds: int, plots: bool, synthetic: bool) -> None:
+    """Run the toy pipeline (prompts -> sample -> track -> score-batch) in OUT_DIR."""
+    if not synthetic:
+        run_toy_pipeline(out_dir, n_prompts=n_prompts, seeds=seeds, plots=plots)
+        click.echo(
+            f"demo run in {out_dir}/: prompts.parquet, samples/, tracks.parquet, "
+            "detections.parquet, scores.parquet, summary.json, correctness.png"
+        )
+        return
+
     from spatialalign.scoring.batch import score_run
     from spatialalign.scoring.summary import format_summary, one_line
 
