@@ -255,3 +255,29 @@ def test_peft_lora_adapter_changes_sampling_and_round_trips(tmp_path):
     np.testing.assert_array_equal(fresh([PROMPT], [0], num_inference_steps=3), adapted)
     with pytest.raises(SpatialAlignError):
         fresh.load_lora_weights(tmp_path / "missing.safetensors")
+
+
+# ------------------------------------------------------------------- shipped weights
+def test_shipped_model_loads_and_follows_prompts():
+    """The pretrained weights inside the package: load offline, sample, judge with the
+    colour detector (a real behaviour check, on held-out TEST prompts)."""
+    from spatialalign.config import scoring_config
+    from spatialalign.toy.detector import ColorDetector
+    from spatialalign.toy.evaluate import EvalConfig, eval_prompts, judge_clip
+
+    pipe = ToyPipeline.from_pretrained()
+    assert (pipe.num_frames, pipe.height, pipe.width) == (9, 16, 16)
+    meta = pipe.metadata
+    assert 0.2 <= meta["pretrain"]["mismatch_frac"] <= 1 / 3
+    assert meta["train_minutes"] <= 60
+    prompts = eval_prompts(EvalConfig())
+    chosen = {}
+    for p in prompts:
+        chosen.setdefault(p.dsr_type, p)
+    ps = list(chosen.values())
+    videos = pipe([p.text for p in ps], [0] * len(ps))
+    assert videos.shape == (len(ps), 9, 16, 16, 3) and videos.dtype == np.uint8
+    det, scoring = ColorDetector(), scoring_config("toy")
+    results = [judge_clip(v, p, 0, det, scoring) for v, p in zip(videos, ps, strict=True)]
+    assert sum(r.valid for r in results) >= len(ps) // 2
+    assert sum(r.initial_right for r in results) >= len(ps) // 2
