@@ -105,6 +105,7 @@ def pretrain_cmd(
     help="Write the summary (JSON) here.",
 )
 @click.option("--rendered", is_flag=True, help="Judge rendered clips instead (the ceiling).")
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @click.option(
     "--figure",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -119,9 +120,14 @@ def evaluate_cmd(
     guidance: float,
     out: Path | None,
     rendered: bool,
+    threads: int | None,
     figure: Path | None,
 ) -> None:
     """Sample generated TEST prompts x seeds and measure DSR prompt following."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from spatialalign.io import write_json
     from spatialalign.toy.evaluate import (
         EvalConfig,
