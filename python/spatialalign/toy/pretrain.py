@@ -47,20 +47,20 @@ class PretrainConfig:
     """Everything that determines a pretraining run."""
 
     seed: int = 0
-    minutes: float = 55.0
+    minutes: float = 40.0
     """Wall-clock budget for the whole run (data + codec + transformer)."""
-    codec_minutes: float = 4.0
+    codec_minutes: float = 3.0
     max_steps: int | None = None
     """Transformer steps; None = as many as fit in the time budget."""
     codec_steps: int | None = None
     """Codec steps; None = as many as fit in ``codec_minutes``."""
     codec_batch: int = 64
     """Frames per codec step."""
-    mismatch_frac: float = 0.2
-    mismatch_kind: str = "third"
+    mismatch_frac: float = 0.32
+    mismatch_kind: str = "opposite"
     """What a mismatched clip shows at the end: ``third`` (the relation neither the caption's
     initial nor final one) or ``opposite`` (the side opposite the caption's final one)."""
-    mismatch_keys_frac: float = 1.0
+    mismatch_keys_frac: float = 0.6
     """Fraction of (animal, final relation) combinations whose captions are unreliable; the
     mismatched clips all come from those (at rate ``mismatch_frac / mismatch_keys_frac``),
     a systematic bias like web data's, which guidance cannot average away. 1.0: uniform."""
