@@ -152,3 +152,32 @@ def test_same_name_for_animal_and_object_and_non_finite_boxes():
     assert solo.main["object"] is None
     assert np.isnan(solo.boxes("object")).all()
     assert [r["label"] for r in solo.rows("s")] == ["animal"] * 3
+
+
+def test_fill_single_extends_a_split_main_track_with_unambiguous_frames() -> None:
+    # the animal jumps across the frame at frame 3 (seen in generated toy clips): the
+    # tracker splits it, and only fill_single gives the anchored main track every frame
+    def fd(*boxes_labels):
+        boxes = [b for b, _ in boxes_labels]
+        labels = [lab for _, lab in boxes_labels]
+        return FrameDetections(np.array(boxes, dtype=np.float32), np.ones(len(boxes)), labels)
+
+    obj = ([10, 8, 15, 15], "stump")
+    dets = [
+        fd(([10, 3, 13, 7], "cat"), obj),
+        fd(([11, 3, 14, 7], "cat"), obj),
+        fd(([12, 3, 15, 7], "cat"), obj),
+        fd(([12, 3, 15, 7], "cat"), ([0, 10, 3, 14], "cat"), obj),  # two cats: ambiguous
+        fd(([0, 10, 3, 14], "cat"), obj),
+        fd(([1, 10, 4, 14], "cat"), obj),
+    ]
+    plain = track_video(dets, ["cat", "stump"], TrackerConfig(centre_gate=1.0), anchor_frame=0)
+    assert plain.main["animal"].frames == [0, 1, 2, 3]
+    filled = track_video(
+        dets, ["cat", "stump"], TrackerConfig(centre_gate=1.0, fill_single=True), anchor_frame=0
+    )
+    assert filled.main["animal"].frames == [0, 1, 2, 3, 4, 5]
+    boxes = filled.boxes("animal")
+    assert boxes[3].tolist() == [12, 3, 15, 7]  # the ambiguous frame keeps the tracked box
+    assert boxes[4].tolist() == [0, 10, 3, 14]
+    assert filled.main["object"].frames == list(range(6))
