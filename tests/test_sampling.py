@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
+from spatialalign.distributed import DistContext
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.sampling.backends import ToyBackend
-from spatialalign.sampling.distributed import DistContext
 from spatialalign.sampling.manifest import (
     MANIFEST_COLUMNS,
     manifest_path,

@@ -48,6 +48,7 @@ from spatialalign.detection.validity import (
     judge_detections,
     rejected,
 )
+from spatialalign.distributed import env_rank_world
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_parquet, write_json, write_parquet
 from spatialalign.schemas import DETECTIONS, TRACKS, validate_table
@@ -133,21 +134,6 @@ class _Sample:
     path: Path
     class_names: tuple[str, str]
 
-
-def dist_rank_world() -> tuple[int, int]:
-    """(rank, world size) from ``RANK`` / ``WORLD_SIZE`` (torchrun, accelerate launch)."""
-
-    def env_int(name: str, default: int) -> int:
-        value = os.environ.get(name, "")
-        try:
-            return int(value) if value.strip() else default
-        except ValueError:
-            raise SpatialAlignError(f"{name} must be an integer, got {value!r}") from None
-
-    rank, world = env_int("RANK", 0), env_int("WORLD_SIZE", 1)
-    if world < 1 or not 0 <= rank < world:
-        raise SpatialAlignError(f"invalid RANK={rank} / WORLD_SIZE={world}")
-    return rank, world
 
 
 def _read_samples(run_dir: Path, prompts_path: Path | None) -> list[_Sample]:
@@ -333,7 +319,7 @@ def track_run(
     if not run_dir.is_dir():
         raise SpatialAlignError(f"run directory not found: {run_dir}")
     tracker = tracker or TrackerConfig()
-    env_rank, env_world = dist_rank_world()
+    env_rank, env_world = env_rank_world()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:

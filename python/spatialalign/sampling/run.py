@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from spatialalign.distributed import dist_context
 from spatialalign.errors import SpatialAlignError
 from spatialalign.sampling.backends import BackendConfig, load_backend, resolve_adapter
-from spatialalign.sampling.distributed import dist_context
 from spatialalign.sampling.run_prompts import PROMPTS_NAME, ensure_run_prompts
 from spatialalign.sampling.sampler import SampleResult, sample_videos, select_prompts
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from spatialalign.distributed import DistContext
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts.model import DSRPrompt
 from spatialalign.sampling.backends import Backend
-from spatialalign.sampling.distributed import DistContext
 from spatialalign.sampling.manifest import (
     Row,
     manifest_path,

@@ -1,5 +1,7 @@
 """Which worker am I? Rank and world size under ``torchrun`` / ``accelerate launch``.
 
+Shared by the stages that shard their work (``sample``, ``track``).
+
 Both launchers set ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (and ``MASTER_ADDR`` /
 ``MASTER_PORT``). When a process group is available — already initialised by the
 caller (e.g. accelerate), or creatable from the ``MASTER_*`` variables — workers can
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+from spatialalign.errors import SpatialAlignError
 
 
 @dataclass
@@ -48,9 +52,19 @@ class DistContext:
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     try:
-        return int(value) if value != "" else default
+        return int(value) if value.strip() else default
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+        raise SpatialAlignError(
+            f"environment variable {name} must be an integer, got {value!r}"
+        ) from None
+
+
+def env_rank_world() -> tuple[int, int]:
+    """(rank, world size) from ``RANK`` / ``WORLD_SIZE``, without importing torch."""
+    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    if world < 1 or not 0 <= rank < world:
+        raise SpatialAlignError(f"invalid RANK={rank} / WORLD_SIZE={world}")
+    return rank, world
 
 
 def dist_context(*, init_group: bool = True) -> DistContext:
@@ -69,10 +83,7 @@ def dist_context(*, init_group: bool = True) -> DistContext:
             local_rank=_env_int("LOCAL_RANK", 0),
             has_group=True,
         )
-    rank = _env_int("RANK", 0)
-    world = _env_int("WORLD_SIZE", 1)
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"invalid RANK={rank} / WORLD_SIZE={world}")
+    rank, world = env_rank_world()
     ctx = DistContext(rank=rank, world_size=world, local_rank=_env_int("LOCAL_RANK", 0))
     if (
         init_group
