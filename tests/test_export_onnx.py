@@ -14,16 +14,7 @@ from spatialalign.detection.export import (
 )
 from spatialalign.io import read_json
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: extra threads only contend on a shared CPU."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def corrupt_largest_weight(path) -> None:

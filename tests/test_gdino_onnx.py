@@ -26,15 +26,7 @@ TEXT_LEN = 16
 CLASSES = [("cat", "stump"), ("horse", "tree"), ("brown dog", "red box"), ("fox", "rock")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: extra threads only contend on a shared CPU."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ FRAME = (48, 80)
 BOXES = np.array([[5, 5, 40, 30], [30, 10, 70, 45], [0, 20, 20, 47]], np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

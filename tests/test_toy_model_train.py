@@ -37,12 +37,7 @@ from spatialalign.toy.pretrain import (  # noqa: E402
 PROMPT = "In a kitchen, a cat is on the top of a box, then the cat jumps to the left of the box."
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_cfg(**overrides) -> PretrainConfig:
