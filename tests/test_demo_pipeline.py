@@ -17,7 +17,9 @@ def test_demo_runs_the_toy_pipeline_and_resumes(tmp_path, capsys) -> None:
         assert f"$ spatialalign {verb} {out}" in text
     assert "C@0.7" in text and "validness" in text
     manifest = pq.read_table(out / "samples" / "manifest.parquet").to_pylist()
-    assert len(manifest) == 6 and all((out / "samples").joinpath(r["path"]).exists() for r in manifest)
+    assert len(manifest) == 6 and all(
+        (out / "samples").joinpath(r["path"]).exists() for r in manifest
+    )
     scores = pq.read_table(out / "scores.parquet").to_pylist()
     assert sorted(r["sample_id"] for r in scores) == sorted(r["sample_id"] for r in manifest)
     summary = json.loads((out / "summary.json").read_text())

@@ -32,9 +32,16 @@ N_PROMPTS = 16
 
 def _row(sid: str, prompt_id: str, seed: int, path: Path) -> dict:
     return {
-        "sample_id": sid, "prompt_id": prompt_id, "seed": seed, "model": "toy",
-        "adapter": "", "path": str(path), "num_frames": 9, "fps": 8.0,
-        "height": 16, "width": 16,
+        "sample_id": sid,
+        "prompt_id": prompt_id,
+        "seed": seed,
+        "model": "toy",
+        "adapter": "",
+        "path": str(path),
+        "num_frames": 9,
+        "fps": 8.0,
+        "height": 16,
+        "width": 16,
     }
 
 
@@ -42,7 +49,7 @@ def _row(sid: str, prompt_id: str, seed: int, path: Path) -> dict:
 def toy_run(tmp_path_factory):
     """A run dir: toy clips of real prompts, one noise video, one corrupt mp4, one missing."""
     run = tmp_path_factory.mktemp("toyrun")
-    prompts = read_prompts(OFFICIAL_CSV)[::120 // N_PROMPTS][:N_PROMPTS]
+    prompts = read_prompts(OFFICIAL_CSV)[:: 120 // N_PROMPTS][:N_PROMPTS]
     write_prompts(prompts, run / "prompts.parquet")
     rows, truth = [], {}
     for i, p in enumerate(prompts):
@@ -102,12 +109,17 @@ def _check_tables(run: Path, truth: dict, order: list[str]) -> None:
         assert det[sid]["reason"] == ""
         assert det[sid]["n_valid"] + det[sid]["n_miss"] + det[sid]["n_redundant"] == 9
         want = dsr_geom.dsr_score(
-            clip.animal_boxes, clip.object_boxes, p.initial, p.final,
-            m=TOY.m, min_frames=TOY.min_frames,
+            clip.animal_boxes,
+            clip.object_boxes,
+            p.initial,
+            p.final,
+            m=TOY.m,
+            min_frames=TOY.min_frames,
         )
         animal, obj = _boxes(rows, sid, len(clip.frames))
-        got = dsr_geom.dsr_score(animal, obj, p.initial, p.final, m=TOY.m,
-                                 min_frames=TOY.min_frames)
+        got = dsr_geom.dsr_score(
+            animal, obj, p.initial, p.final, m=TOY.m, min_frames=TOY.min_frames
+        )
         close += got is not None and want is not None and abs(got - want) <= 0.05
     assert close >= 0.9 * len(valid)
 
@@ -139,8 +151,9 @@ def test_track_run_end_to_end_and_resume(toy_run, tmp_path):
     assert redo.counts["too_few_frames"] == len(order) - 2
     assert read_parquet(run / "tracks.parquet").num_rows == 0
     # --overwrite redoes everything with the same settings
-    assert track_run(run, det, strict, tracker_config("toy"), overwrite=True,
-                     progress=False).n_tracked == len(order)
+    assert track_run(
+        run, det, strict, tracker_config("toy"), overwrite=True, progress=False
+    ).n_tracked == len(order)
 
 
 def test_track_cli_and_errors(toy_run, tmp_path, capsys):
@@ -162,8 +175,9 @@ def test_track_cli_and_errors(toy_run, tmp_path, capsys):
 
     assert "run directory not found" in fails("track", str(tmp_path / "nope"))
     assert "--model-dir is required" in fails("track", str(run), "--detector", "gdino-torch")
-    assert "not found" in fails("track", str(run), "--detector", "gdino-onnx",
-                                "--onnx-dir", str(tmp_path / "no_onnx"))
+    assert "not found" in fails(
+        "track", str(run), "--detector", "gdino-onnx", "--onnx-dir", str(tmp_path / "no_onnx")
+    )
     assert "takes no --sam" in fails("track", str(run), "--sam", str(tmp_path))
     (run / "prompts.parquet").unlink()
     assert "prompts file not found" in fails("track", str(run))
@@ -187,16 +201,32 @@ def test_two_ranks_shard_and_rank0_merges(toy_run, tmp_path):
     procs = []
     for rank in (1, 0):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "spatialalign.cli", "track", str(run), "--detector", "toy",
-             "--merge-timeout", "120"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "spatialalign.cli",
+                    "track",
+                    str(run),
+                    "--detector",
+                    "toy",
+                    "--merge-timeout",
+                    "120",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     line1, line0 = (o[0].strip() for o in outs)
     half = len(order) // 2
-    assert line1.startswith(f"track: rank 1/2: {half} video(s) tracked") and "rank 0 merges" in line1
+    assert (
+        line1.startswith(f"track: rank 1/2: {half} video(s) tracked") and "rank 0 merges" in line1
+    )
     assert line0.startswith(f"track: rank 0/2: {len(order) - half} video(s) tracked")
     assert str(run / "tracks.parquet") in line0
     _check_tables(run, truth, order)

@@ -24,7 +24,6 @@ from spatialalign.video import write_video
 pytest.importorskip("transformers")
 
 
-
 @pytest.mark.slow
 def test_track_gdino_torch_end_to_end(tmp_path, capsys):
     from spatialalign.detection.tiny import save_grounding_dino

@@ -45,7 +45,15 @@ def test_single_object_with_short_gap_stays_one_track():
     split = track_label(frames_from(items2), "fox", cfg)
     assert [t.frames for t in split] == [[0, 1, 2, 3], [7, 8, 9, 10, 11]]
     assert track_label(frames_from(items2), "fox", TrackerConfig(max_gap=3))[0].frames == [
-        0, 1, 2, 3, 7, 8, 9, 10, 11
+        0,
+        1,
+        2,
+        3,
+        7,
+        8,
+        9,
+        10,
+        11,
     ]
 
 
@@ -123,7 +131,9 @@ def test_anchor_frame_picks_the_anchored_instance_and_rows_follow_it():
     assert len(longest.main["animal"].frames) == 13
     rows = vt.rows("s7")
     assert [(r["frame"], r["label"]) for r in rows[:3]] == [
-        (0, "object"), (1, "object"), (2, "object")
+        (0, "object"),
+        (1, "object"),
+        (2, "object"),
     ]
     animal_rows = [r for r in rows if r["label"] == "animal"]
     assert [r["frame"] for r in animal_rows] == list(range(8, 15))

@@ -94,13 +94,21 @@ def test_thresholds_are_exact(preset):
     # exactly min_valid valid frames pass, one fewer is rejected
     assert judge_frames(base_valid + [M] * 30, cfg).valid
     few = judge_frames(base_valid[:-1] + [M] * 30, cfg)
-    assert (few.status, few.reason, few.n_valid) == ("rejected", "too_few_frames", cfg.min_valid - 1)
+    assert (few.status, few.reason, few.n_valid) == (
+        "rejected",
+        "too_few_frames",
+        cfg.min_valid - 1,
+    )
 
     # enough valid frames but every run one short of min_run
     short = ([V] * (cfg.min_run - 1) + [M]) * (cfg.min_valid + 1)
     res = judge_frames(short, cfg)
     assert res.n_valid >= cfg.min_valid
-    assert (res.status, res.reason, res.longest_run) == ("rejected", "no_stable_run", cfg.min_run - 1)
+    assert (res.status, res.reason, res.longest_run) == (
+        "rejected",
+        "no_stable_run",
+        cfg.min_run - 1,
+    )
     assert res.stable_run is None and res.anchor_frame is None
     # one run of exactly min_run anywhere makes it valid, anchored at that run
     fixed = short + [V] * cfg.min_run
@@ -120,8 +128,9 @@ def test_official_example_and_reason_priority():
     both = judge_frames([V] * 5 + [R] * 17, cfg)
     assert both.reason == "redundant" and both.n_valid < cfg.min_valid
     # overrides change the thresholds
-    assert judge_frames([V] * 5 + [R] * 17, scoring_config("official", max_redundant=17,
-                                                        min_valid=5)).valid
+    assert judge_frames(
+        [V] * 5 + [R] * 17, scoring_config("official", max_redundant=17, min_valid=5)
+    ).valid
 
 
 def test_no_frames_and_unreadable():
@@ -130,8 +139,13 @@ def test_no_frames_and_unreadable():
     assert (res.status, res.reason, res.n_frames) == ("rejected", "no_frames", 0)
     row = rejected("unreadable_video").to_row("s1")
     assert row == {
-        "sample_id": "s1", "n_valid": 0, "n_miss": 0, "n_redundant": 0,
-        "longest_run": 0, "status": "rejected", "reason": "unreadable_video",
+        "sample_id": "s1",
+        "n_valid": 0,
+        "n_miss": 0,
+        "n_redundant": 0,
+        "longest_run": 0,
+        "status": "rejected",
+        "reason": "unreadable_video",
     }
     with pytest.raises(ValueError):
         rejected("bogus")

@@ -135,7 +135,6 @@ class _Sample:
     class_names: tuple[str, str]
 
 
-
 def _read_samples(run_dir: Path, prompts_path: Path | None) -> list[_Sample]:
     """The manifest's samples with their class names, in manifest order."""
     manifest_path = run_dir / MANIFEST
