@@ -241,9 +241,11 @@ def _save_random_lora(transformer, path: Path, *, prefixed: bool = True) -> Path
     from safetensors.torch import save_file
 
     targets = ["condition_embedder.text_embedder.linear_1", "attn2.to_k", "attn2.to_v"]
-    transformer.add_adapter(
-        LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False)
+    # alpha != r where the file carries diffusers' adapter metadata: loaders must honour it
+    config = LoraConfig(
+        r=4, lora_alpha=8 if prefixed else 4, target_modules=targets, init_lora_weights=False
     )
+    transformer.add_adapter(config)
     with torch.no_grad():
         for name, p in transformer.named_parameters():
             if "lora_B" in name:
@@ -251,7 +253,9 @@ def _save_random_lora(transformer, path: Path, *, prefixed: bool = True) -> Path
     layers = get_peft_model_state_dict(transformer)
     path.mkdir(parents=True, exist_ok=True)
     if prefixed:
-        WanPipeline.save_lora_weights(path, transformer_lora_layers=layers)
+        WanPipeline.save_lora_weights(
+            path, transformer_lora_layers=layers, transformer_lora_adapter_metadata=config.to_dict()
+        )
         return path / "pytorch_lora_weights.safetensors"
     save_file({k: v.contiguous() for k, v in layers.items()}, str(path / "lora.safetensors"))
     return path / "lora.safetensors"

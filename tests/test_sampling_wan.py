@@ -169,20 +169,18 @@ def test_wan_lora_through_load_lora_weights(wan_dir, prompts, tmp_path):
     from peft.utils import get_peft_model_state_dict
 
     pipe = load_wan_pipeline(wan_dir)
-    pipe.transformer.add_adapter(
-        LoraConfig(
-            r=4,
-            lora_alpha=4,
-            target_modules=["attn2.to_k", "attn2.to_v"],
-            init_lora_weights=False,
-        )
+    config = LoraConfig(
+        r=4, lora_alpha=12, target_modules=["attn2.to_k", "attn2.to_v"], init_lora_weights=False
     )
+    pipe.transformer.add_adapter(config)
     with torch.no_grad():
         for name, p in pipe.transformer.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=1.0)
     WanPipeline.save_lora_weights(
-        tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(pipe.transformer)
+        tmp_path / "lora",
+        transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+        transformer_lora_adapter_metadata=config.to_dict(),  # alpha 12 != r 4 must survive
     )
     cfg = dict(model="wan", model_path=str(wan_dir), device="cpu", max_sequence_length=32)
     cfg.update(GEOMETRY)

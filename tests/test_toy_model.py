@@ -229,7 +229,8 @@ def test_peft_lora_adapter_changes_sampling_and_round_trips(tmp_path):
         "attn2.to_k",
         "attn2.to_v",
     ]
-    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets))
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=targets)  # alpha != r: scale 4
+    pipe.transformer.add_adapter(config)
     wrapped = [n for n, _ in pipe.transformer.named_modules() if n.endswith("lora_B")]
     assert len(wrapped) == 2 + 2 * pipe.transformer.config.num_layers
     with torch.no_grad():
@@ -243,7 +244,9 @@ def test_peft_lora_adapter_changes_sampling_and_round_trips(tmp_path):
     pipe.transformer.enable_adapters()
     # diffusers-format LoRA file -> a fresh pipeline reproduces the adapted samples
     WanPipeline.save_lora_weights(
-        tmp_path, transformer_lora_layers=get_peft_model_state_dict(pipe.transformer)
+        tmp_path,
+        transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+        transformer_lora_adapter_metadata=config.to_dict(),
     )
     fresh = ToyPipeline.random(seed=1)
     fresh.load_lora_weights(tmp_path / "pytorch_lora_weights.safetensors")

@@ -17,10 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from spatialalign.errors import SpatialAlignError
+from spatialalign.lora import ADAPTER_NAME, load_lora_into_transformer, resolve_adapter
 
 MODELS: tuple[str, ...] = ("toy", "wan")
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-ADAPTER_NAME = "spatialalign"
 
 # The negative prompt of the official SpatialAlign inference script (Wan's English one).
 WAN_NEGATIVE_PROMPT = (
@@ -80,55 +79,6 @@ class BackendConfig:
     dtype: str | None = None
     """wan transformer/text encoder dtype: float32, bfloat16, float16 (default bf16 on CUDA,
     fp32 on CPU); the VAE always runs in float32."""
-
-
-def resolve_adapter(adapter: str | os.PathLike[str]) -> Path:
-    """The LoRA weight file of ``adapter`` (a file, or a directory with the diffusers file)."""
-    path = Path(adapter).expanduser()
-    if path.is_dir():
-        path = path / LORA_WEIGHT_NAME
-    if not path.is_file():
-        raise SpatialAlignError(f"LoRA adapter not found: {path}")
-    if path.suffix != ".safetensors":
-        raise SpatialAlignError(f"LoRA adapter must be a .safetensors file, got {path}")
-    return path.resolve()
-
-
-def _lora_prefix(path: Path) -> str | None:
-    """``"transformer"`` when the LoRA keys carry diffusers' pipeline prefix, else None."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
-    except Exception as e:  # safetensors raises its own error types
-        raise SpatialAlignError(f"cannot read LoRA adapter {path}: {e}") from e
-    if not any("lora" in k for k in keys):
-        raise SpatialAlignError(f"{path} holds no LoRA weights (no lora_A/lora_B keys)")
-    return "transformer" if any(k.startswith("transformer.") for k in keys) else None
-
-
-def load_lora_into_transformer(transformer: Any, adapter: str | os.PathLike[str]) -> Path:
-    """Loads a diffusers-format LoRA into a diffusers transformer; returns the weight file.
-
-    Raises :class:`SpatialAlignError` when the file has no LoRA or none of its layers
-    match the transformer's modules.
-    """
-    path = resolve_adapter(adapter)
-    prefix = _lora_prefix(path)
-    try:
-        transformer.load_lora_adapter(
-            str(path.parent),
-            weight_name=path.name,
-            prefix=prefix,
-            adapter_name=ADAPTER_NAME,
-            local_files_only=True,
-        )
-    except (ValueError, KeyError, RuntimeError, OSError) as e:
-        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
-    if ADAPTER_NAME not in getattr(transformer, "peft_config", {}):
-        raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
-    return path
 
 
 def default_device(local_rank: int = 0) -> str:

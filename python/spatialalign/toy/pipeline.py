@@ -22,6 +22,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path
+from spatialalign.lora import load_lora_into_transformer
 from spatialalign.toy.codec import ToyCodec, ToyCodecConfig
 from spatialalign.toy.model import ToyTransformerConfig, ToyWanTransformer3DModel, build_transformer
 from spatialalign.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
@@ -224,22 +225,9 @@ class ToyPipeline:
         self, path: str | os.PathLike[str], adapter_name: str = "default"
     ) -> None:
         """Loads a diffusers-format LoRA (``pytorch_lora_weights.safetensors`` or its
-        directory, keys ``transformer.…``) onto the transformer, as ``WanPipeline`` does."""
-        from diffusers.loaders import WanLoraLoaderMixin
-
-        p = Path(path)
-        if not p.exists():
-            raise SpatialAlignError(f"LoRA adapter not found: {p}")
-        try:
-            if p.is_dir():
-                state = WanLoraLoaderMixin.lora_state_dict(str(p))
-            else:
-                state = WanLoraLoaderMixin.lora_state_dict(str(p.parent), weight_name=p.name)
-            self.transformer.load_lora_adapter(
-                state, prefix="transformer", adapter_name=adapter_name
-            )
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise SpatialAlignError(f"cannot load LoRA adapter {p}: {e}") from e
+        directory, keys with or without ``transformer.``) onto the transformer, as
+        ``WanPipeline`` does, with the ``lora_alpha`` saved in its metadata."""
+        load_lora_into_transformer(self.transformer, path, adapter_name=adapter_name)
 
     # sampling ------------------------------------------------------------------------
     @torch.no_grad()

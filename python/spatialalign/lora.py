@@ -1,0 +1,72 @@
+"""LoRA adapters in diffusers format: find the weight file and load it into a transformer.
+
+One loader for every model that takes an adapter (the toy pipeline, the toy and Wan
+sampling back ends), so a saved ``lora_alpha`` (diffusers' adapter metadata in the
+safetensors header) is honoured everywhere, not just where someone remembered it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from spatialalign.errors import SpatialAlignError
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+"""The file name diffusers' ``save_lora_weights`` writes and ``train`` will write."""
+ADAPTER_NAME = "spatialalign"
+"""The peft adapter name the sampling back ends load an adapter under."""
+
+
+def resolve_adapter(adapter: str | os.PathLike[str]) -> Path:
+    """The LoRA weight file of ``adapter`` (a file, or a directory with the diffusers file)."""
+    path = Path(adapter).expanduser()
+    if path.is_dir():
+        path = path / LORA_WEIGHT_NAME
+    if not path.is_file():
+        raise SpatialAlignError(f"LoRA adapter not found: {path}")
+    if path.suffix != ".safetensors":
+        raise SpatialAlignError(f"LoRA adapter must be a .safetensors file, got {path}")
+    return path.resolve()
+
+
+def lora_prefix(path: Path) -> str | None:
+    """``"transformer"`` when the LoRA keys carry diffusers' pipeline prefix, else None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # safetensors raises its own error types
+        raise SpatialAlignError(f"cannot read LoRA adapter {path}: {e}") from e
+    if not any("lora" in k for k in keys):
+        raise SpatialAlignError(f"{path} holds no LoRA weights (no lora_A/lora_B keys)")
+    return "transformer" if any(k.startswith("transformer.") for k in keys) else None
+
+
+def load_lora_into_transformer(
+    transformer: Any, adapter: str | os.PathLike[str], *, adapter_name: str = ADAPTER_NAME
+) -> Path:
+    """Loads a diffusers-format LoRA into a diffusers transformer; returns the weight file.
+
+    Loading from the file (not from a state dict) lets diffusers read the adapter metadata,
+    so ``lora_alpha`` and the rank pattern come back as saved. Raises
+    :class:`SpatialAlignError` when the file is missing, has no LoRA, or none of its layers
+    match the transformer's modules.
+    """
+    path = resolve_adapter(adapter)
+    prefix = lora_prefix(path)
+    try:
+        transformer.load_lora_adapter(
+            str(path.parent),
+            weight_name=path.name,
+            prefix=prefix,
+            adapter_name=adapter_name,
+            local_files_only=True,
+        )
+    except (ValueError, KeyError, RuntimeError, OSError) as e:
+        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
+    if adapter_name not in getattr(transformer, "peft_config", {}):
+        raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
+    return path
