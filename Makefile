@@ -63,6 +63,7 @@ fuzz:
 lint: $(STAMP)
 	cargo fmt --all -- --check
 	$(VENV)/bin/ruff check python tests
+	$(VENV)/bin/ruff format --check python tests
 
 fmt: $(STAMP)
 	cargo fmt --all
