@@ -8,6 +8,7 @@ safetensors header) is honoured everywhere, not just where someone remembered it
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,47 @@ def load_lora_into_transformer(
     """
     path = resolve_adapter(adapter)
     prefix = lora_prefix(path)
-    try:
-        transformer.load_lora_adapter(
+    return _load_checked(
+        lambda: transformer.load_lora_adapter(
             str(path.parent),
             weight_name=path.name,
             prefix=prefix,
             adapter_name=adapter_name,
             local_files_only=True,
-        )
+        ),
+        transformer,
+        path,
+        adapter_name,
+    )
+
+
+def load_lora_into_pipeline(
+    pipe: Any, adapter: str | os.PathLike[str], *, adapter_name: str = ADAPTER_NAME
+) -> Path:
+    """Like :func:`load_lora_into_transformer`, through a diffusers pipeline's
+    ``load_lora_weights`` (which also converts other trainers' Wan LoRA key formats)."""
+    path = resolve_adapter(adapter)
+    lora_prefix(path)  # a clear error for a file without LoRA weights
+    return _load_checked(
+        lambda: pipe.load_lora_weights(
+            str(path.parent),
+            weight_name=path.name,
+            adapter_name=adapter_name,
+            local_files_only=True,
+        ),
+        pipe.transformer,
+        path,
+        adapter_name,
+    )
+
+
+def _load_checked(load: Callable[[], Any], transformer: Any, path: Path, name: str) -> Path:
+    """Runs ``load``; diffusers' errors and an adapter that matched nothing become one
+    :class:`SpatialAlignError` naming the file."""
+    try:
+        load()
     except (ValueError, KeyError, RuntimeError, OSError) as e:
         raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
-    if adapter_name not in getattr(transformer, "peft_config", {}):
+    if name not in getattr(transformer, "peft_config", {}):
         raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
     return path

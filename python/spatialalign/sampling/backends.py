@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from spatialalign.errors import SpatialAlignError
-from spatialalign.lora import ADAPTER_NAME, load_lora_into_transformer, resolve_adapter
+from spatialalign.lora import load_lora_into_pipeline, load_lora_into_transformer
 
 MODELS: tuple[str, ...] = ("toy", "wan")
 
@@ -181,20 +181,7 @@ class WanBackend:
     def from_config(cls, config: BackendConfig, *, device: str) -> WanBackend:
         pipe = load_wan_pipeline(config.model_path, device=device, dtype=config.dtype)
         if config.adapter:
-            path = resolve_adapter(config.adapter)
-            try:
-                pipe.load_lora_weights(
-                    str(path.parent),
-                    weight_name=path.name,
-                    adapter_name=ADAPTER_NAME,
-                    local_files_only=True,
-                )
-            except (ValueError, KeyError, RuntimeError, OSError) as e:
-                raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
-            if ADAPTER_NAME not in getattr(pipe.transformer, "peft_config", {}):
-                raise SpatialAlignError(
-                    f"LoRA adapter {path} matches no layer of the Wan transformer"
-                )
+            load_lora_into_pipeline(pipe, config.adapter)
         kwargs: dict[str, Any] = {
             "num_frames": config.num_frames,
             "height": config.height,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from spatialalign.distributed import dist_context
 from spatialalign.errors import SpatialAlignError
-from spatialalign.sampling.backends import BackendConfig, load_backend, resolve_adapter
+from spatialalign.lora import resolve_adapter
+from spatialalign.sampling.backends import BackendConfig, load_backend
 from spatialalign.sampling.run_prompts import PROMPTS_NAME, ensure_run_prompts
 from spatialalign.sampling.sampler import SampleResult, sample_videos, select_prompts
 
