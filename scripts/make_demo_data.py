@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from spatialalign.config import OFFICIAL
+from spatialalign.detection.validity import MISS, REDUNDANT, VALID, judge_frames, rejected
 from spatialalign.io import write_parquet
 from spatialalign.schemas import DETECTIONS, MANIFEST, PROMPTS, TRACKS, validate_table
 
@@ -142,14 +144,6 @@ def make_video(kind: str, ini: str, fin: str, rng: np.random.Generator):
     return seen_a, seen_o, animal, obj
 
 
-def longest_run(mask: np.ndarray) -> int:
-    best = run = 0
-    for v in mask:
-        run = run + 1 if v else 0
-        best = max(best, run)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -182,17 +176,7 @@ def main() -> None:
         if kind == "lost":
             continue
         if kind == "unreadable_video":
-            detections.append(
-                {
-                    "sample_id": sample_id,
-                    "n_valid": 0,
-                    "n_miss": 0,
-                    "n_redundant": 0,
-                    "longest_run": 0,
-                    "status": "rejected",
-                    "reason": "unreadable_video",
-                }
-            )
+            detections.append(rejected("unreadable_video").to_row(sample_id))
             continue
         seen_a, seen_o, animal, obj = make_video(kind, p["initial"], p["final"], rng)
         redundant = np.zeros(N_FRAMES, dtype=bool)
@@ -216,28 +200,8 @@ def main() -> None:
                             "score": score,
                         }
                     )
-        valid = seen_a & seen_o
-        n_valid = int(valid.sum())
-        n_red = int(redundant.sum())
-        run = longest_run(valid)
-        reason = ""
-        if n_red > 16:
-            reason = "redundant"
-        elif n_valid < 20:
-            reason = "too_few_frames"
-        elif run < 4:
-            reason = "no_stable_run"
-        detections.append(
-            {
-                "sample_id": sample_id,
-                "n_valid": n_valid,
-                "n_miss": N_FRAMES - n_valid - n_red,
-                "n_redundant": n_red,
-                "longest_run": run,
-                "status": "rejected" if reason else "valid",
-                "reason": reason,
-            }
-        )
+        statuses = np.where(redundant, REDUNDANT, np.where(seen_a & seen_o, VALID, MISS))
+        detections.append(judge_frames(statuses.tolist(), OFFICIAL).to_row(sample_id))
 
     f32 = pa.float32()
     track_table = pa.Table.from_pylist(tracks, schema=TRACKS)
