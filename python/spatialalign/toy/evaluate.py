@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from spatialalign.config import ScoringConfig, scoring_config
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.scoring.reference import OFFICIAL_THRESHOLDS
 
 SHOWN_RELATIONS: tuple[str, ...] = ("L", "R", "T")
 ENDS = 3
@@ -171,13 +172,15 @@ def judge_clip(
 
 def summarize(results: Sequence[SampleResult]) -> EvalSummary:
     """Validness, relation-right rates among valid samples, Correctness@tau."""
+    import dsr_geom
+
     n = len(results)
     valid = [r for r in results if r.valid]
     nv = max(1, len(valid))
     dsr = np.array([r.dsr if r.valid else np.nan for r in results], dtype=float)
-
-    def corr(tau: float) -> float:
-        return float(np.sum(np.nan_to_num(dsr, nan=-1.0) >= tau) / max(1, n))
+    # the official grid np.arange(0, 1, 0.1), bit for bit, as score-batch uses it
+    curve = dsr_geom.correctness_curve(dsr) if n else np.zeros(len(OFFICIAL_THRESHOLDS))
+    tau_07 = OFFICIAL_THRESHOLDS[7]
 
     per_type: dict[str, dict[str, float]] = {}
     for t in sorted({r.dsr_type for r in results}):
@@ -188,7 +191,7 @@ def summarize(results: Sequence[SampleResult]) -> EvalSummary:
             "validness": len(vs) / len(rs),
             "initial_right": sum(r.initial_right for r in vs) / max(1, len(vs)),
             "final_right": sum(r.final_right for r in vs) / max(1, len(vs)),
-            "correctness_07": sum(r.dsr >= 0.7 for r in vs) / len(rs),
+            "correctness_07": sum(r.dsr >= tau_07 for r in vs) / len(rs),
         }
     return EvalSummary(
         n_samples=n,
@@ -196,9 +199,9 @@ def summarize(results: Sequence[SampleResult]) -> EvalSummary:
         initial_right=sum(r.initial_right for r in valid) / nv,
         final_right=sum(r.final_right for r in valid) / nv,
         both_right=sum(r.initial_right and r.final_right for r in valid) / nv,
-        correctness_07=corr(0.7),
+        correctness_07=float(curve[7]),
         mean_dsr_valid=float(np.nanmean(dsr)) if valid else float("nan"),
-        correctness_curve={f"{t / 10:.1f}": corr(t / 10) for t in range(10)},
+        correctness_curve={f"{t / 10:.1f}": float(c) for t, c in enumerate(curve)},
         per_type=per_type,
     )
 
