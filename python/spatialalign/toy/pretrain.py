@@ -273,8 +273,7 @@ class _Ema:
                     s.copy_(v)
 
     def module_state(self, name: str) -> dict[str, torch.Tensor]:
-        p = name + "."
-        return {k[len(p) :]: v for k, v in self.shadow.items() if k.startswith(p)}
+        return _strip_prefix(self.shadow, name + ".")
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -304,6 +303,31 @@ def _save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -
             str(tmp),
             metadata={"meta": json.dumps(meta)},
         )
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` under ``prefix``, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _checkpoint_meta(path: Path) -> dict:
+    """The JSON metadata (step, elapsed, history) of a transformer checkpoint."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["meta"])
+
+
+def _load_codec(path: Path) -> tuple[ToyCodec, dict]:
+    """The trained codec cached by stage 2, and its training info."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        md = f.metadata()
+    codec = ToyCodec(ToyCodecConfig.from_dict(json.loads(md["config"])))
+    codec.load_state_dict(load_file(str(path)))
+    return codec, json.loads(md["info"])
 
 
 def _lr_factor(step: int, frac: float, warmup: int) -> float:
@@ -356,34 +380,8 @@ def config_from_dict(d: dict) -> PretrainConfig:
     )
 
 
-def pipeline_from_checkpoint(out_dir: str | Path) -> ToyPipeline:
-    """The EMA weights of a (possibly still running) pretraining run's latest checkpoint."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    out = Path(out_dir)
-    ckpt, codec_path = out / "checkpoint.safetensors", out / "codec.safetensors"
-    if not ckpt.is_file() or not codec_path.is_file():
-        raise SpatialAlignError(f"no pretraining checkpoint in {out}")
-    cfg = config_from_dict(json.loads((out / "pretrain_config.json").read_text()))
-    with safe_open(str(codec_path), "pt") as f:
-        codec = ToyCodec(ToyCodecConfig.from_dict(json.loads(f.metadata()["config"])))
-    codec.load_state_dict(load_file(str(codec_path)))
-    with safe_open(str(ckpt), "pt") as f:
-        meta = json.loads(f.metadata()["meta"])
-    state = load_file(str(ckpt))
-    tcfg = transformer_config(cfg)
-    text = ToyTextEncoder(text_config(cfg, train_prompts(cfg)))
-    transformer = build_transformer(tcfg)
-    for name, m in (("text_encoder", text), ("transformer", transformer)):
-        p = f"ema.{name}."
-        m.load_state_dict({k[len(p) :]: v for k, v in state.items() if k.startswith(p)})
-    return ToyPipeline(codec, text, transformer, cfg.video, tcfg, metadata={"steps": meta["step"]})
-
-
 def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
     """Runs (or resumes) every stage and writes the model to ``out_dir/model``."""
-    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     if not 0.0 <= cfg.mismatch_frac < 1.0:
@@ -409,8 +407,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
     ckpt_path = out / "checkpoint.safetensors"
     elapsed_before = 0.0
     if ckpt_path.is_file():
-        with safe_open(str(ckpt_path), "pt") as f:
-            elapsed_before = float(json.loads(f.metadata()["meta"])["elapsed"])
+        elapsed_before = float(_checkpoint_meta(ckpt_path)["elapsed"])
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
@@ -422,13 +419,8 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
     # 1-3: data, codec, latents (cached)
     lat_path = out / "latents.safetensors"
     codec_path = out / "codec.safetensors"
-    info: dict = {}
     if lat_path.is_file() and codec_path.is_file():
-        with safe_open(str(codec_path), "pt") as f:
-            codec_cfg = ToyCodecConfig.from_dict(json.loads(f.metadata()["config"]))
-            info.update(json.loads(f.metadata()["info"]))
-        codec = ToyCodec(codec_cfg)
-        codec.load_state_dict(load_file(str(codec_path)))
+        codec, info = _load_codec(codec_path)
         lat = load_file(str(lat_path))
         latents = lat["latents"]
         captions = json.loads((out / "captions.json").read_text())
@@ -476,14 +468,11 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
     hist: list[dict] = []
     if ckpt_path.is_file():
         state = load_file(str(ckpt_path))
-        with safe_open(str(ckpt_path), "pt") as f:
-            meta = json.loads(f.metadata()["meta"])
+        meta = _checkpoint_meta(ckpt_path)
         for n, m in modules.items():
-            m.load_state_dict(
-                {k[len(n) + 1 :]: v for k, v in state.items() if k.startswith(n + ".")}
-            )
-        ema.shadow = {k[4:]: v for k, v in state.items() if k.startswith("ema.")}
-        _load_opt_tensors(opt, {k[4:]: v for k, v in state.items() if k.startswith("opt.")})
+            m.load_state_dict(_strip_prefix(state, n + "."))
+        ema.shadow = _strip_prefix(state, "ema.")
+        _load_opt_tensors(opt, _strip_prefix(state, "opt."))
         step = int(meta["step"])
         hist = meta.get("history", [])
         gen.manual_seed(cfg.seed + 1 + step)
