@@ -1,9 +1,13 @@
 # SpatialAlign: `make demo` and `make test` set everything up on a fresh clone.
-# uv is bootstrapped from PyPI into .uv/, the project venv lives in .venv/.
+# uv is bootstrapped from PyPI into .uv/, the project venv lives in .venv/ and is
+# installed from the committed lock file (uv.lock); `make lock` refreshes the lock.
+# Nothing here needs a uv, maturin or venv of the user's own on PATH.
 
 PY ?= python3
-UV := .uv/bin/uv
+UV := $(CURDIR)/.uv/bin/uv
 VENV := .venv
+# what build steps see on PATH: our venv and our uv first (maturin --uv calls `uv`)
+TOOLPATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.uv/bin:$(PATH)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
@@ -12,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 # let Python cache bytecode in the venv: importing torch/transformers uncached costs ~15 s a process
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: all venv build demo test test-rust test-py bench bench-detect fuzz lint fmt clean
+.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect fuzz lint fmt clean
 
 all: test
 
@@ -20,17 +24,21 @@ $(UV):
 	$(PY) -m venv .uv
 	.uv/bin/pip install --quiet --disable-pip-version-check uv
 
-# dependencies (re)installed when pyproject.toml changes
-$(STAMP): pyproject.toml | $(UV)
-	test -x $(VPY) || $(UV) venv --quiet --python $(PY) $(VENV)
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -r pyproject.toml --all-extras
+# dependencies installed exactly as locked (uv.lock), again whenever the lock changes;
+# the project itself (a Rust extension) is built by `build`
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --frozen --inexact --all-extras --no-install-project --python $(PY)
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# re-resolve the dependencies within pyproject.toml's bounds and rewrite uv.lock
+lock: | $(UV)
+	$(UV) lock --upgrade
+
 # (re)build the Rust extension into the venv (incremental)
 build: $(STAMP)
-	VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH $(VENV)/bin/maturin develop --quiet --release --uv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(TOOLPATH) maturin develop --quiet --release --uv
 
 demo: build
 	$(VENV)/bin/spatialalign demo demo_out
@@ -40,6 +48,10 @@ test-rust:
 
 test-py: build
 	$(VENV)/bin/pytest -q
+
+# the quick loop while editing: everything not marked slow (under a minute)
+test-fast: build
+	$(VENV)/bin/pytest -q -m "not slow"
 
 test: test-rust test-py
 
@@ -60,14 +72,16 @@ fuzz:
 	if rustup run nightly rustc --version >/dev/null 2>&1; then TC=+nightly; else TC=; export RUSTC_BOOTSTRAP=1; fi; \
 	cargo $$TC fuzz run dsr_batch -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
-lint: $(STAMP)
+lint: build
 	cargo fmt --all -- --check
-	$(VENV)/bin/ruff check python tests
-	$(VENV)/bin/ruff format --check python tests
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	$(VENV)/bin/ruff check python tests scripts
+	$(VENV)/bin/ruff format --check python tests scripts
+	$(VPY) -m mypy.stubtest dsr_geom --allowlist tests/stubtest_allowlist.txt
 
 fmt: $(STAMP)
 	cargo fmt --all
 	$(VENV)/bin/ruff format python tests
 
 clean:
-	rm -rf target $(VENV) demo_out
+	rm -rf target $(VENV) .uv demo_out
