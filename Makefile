@@ -77,7 +77,7 @@ lint: build
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	$(VENV)/bin/ruff check python tests scripts
 	$(VENV)/bin/ruff format --check python tests scripts
-	$(VPY) -m mypy.stubtest dsr_geom --allowlist tests/stubtest_allowlist.txt
+	$(VPY) -m mypy.stubtest dsr_geom
 
 fmt: $(STAMP)
 	cargo fmt --all

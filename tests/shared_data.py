@@ -14,9 +14,13 @@ SHARED_DIR = Path(
 )
 OFFICIAL_CSV = SHARED_DIR / "data" / "official_eval120.csv"
 """The official 120 SpatialAlign test prompts (read in place, never copied)."""
+DESIGN_MD = SHARED_DIR / "DESIGN.md"
+"""The design contract; tests check our schemas against its tables."""
 
-if not OFFICIAL_CSV.is_file():  # fail loudly: these tests need the real prompts
-    raise FileNotFoundError(
-        f"official prompts not found at {OFFICIAL_CSV}; set SPATIALALIGN_SHARED_DIR "
-        "to the folder holding data/official_eval120.csv"
-    )
+# fail loudly rather than skip: these tests need the real files
+for _path in (OFFICIAL_CSV, DESIGN_MD):
+    if not _path.is_file():
+        raise FileNotFoundError(
+            f"shared file not found at {_path}; set SPATIALALIGN_SHARED_DIR to the project's "
+            "shared folder (holding DESIGN.md and data/official_eval120.csv)"
+        )

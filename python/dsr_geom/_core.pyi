@@ -7,9 +7,12 @@ import numpy.typing as npt
 _Boxes = npt.ArrayLike  # [N, 4] float32 or float64, xyxy
 _Relations = str | Sequence[str]
 
+__all__ = ["OFFICIAL_THRESHOLDS", "correctness_curve", "dsr_batch", "dsr_score", "ssr_scores"]
+
 OFFICIAL_THRESHOLDS: list[float]
 
-class BatchResult(TypedDict):
+# the dict dsr_batch returns (a type for checkers only: not a runtime class)
+class _BatchResult(TypedDict):
     dsr: npt.NDArray[np.float64]
     r_init: npt.NDArray[np.float64]
     r_final: npt.NDArray[np.float64]
@@ -30,7 +33,7 @@ def dsr_batch(
     *,
     m: int = 3,
     min_frames: int = 20,
-) -> BatchResult: ...
+) -> _BatchResult: ...
 def correctness_curve(
     dsr: npt.ArrayLike, thresholds: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.float64]: ...

@@ -146,7 +146,7 @@ fn floats_vec(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
     let kwargs = PyDict::new(obj.py());
     kwargs.set_item("dtype", "float64")?;
     np.call_method("asarray", (obj,), Some(&kwargs))
-        .and_then(|a| Ok(a.extract::<PyReadonlyArray1<'_, f64>>()?))
+        .and_then(|a| a.extract::<PyReadonlyArray1<'_, f64>>())
         .map(|a| a.as_array().iter().copied().collect())
         .map_err(|_| PyValueError::new_err(format!("{name} must be a 1-D array of numbers")))
 }
