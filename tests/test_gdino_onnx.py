@@ -16,8 +16,9 @@ from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.detection.export import natural_frame
 from spatialalign.detection.gdino_common import SPECIAL_TOKENS, caption, text_inputs
-from spatialalign.detection.gdino_onnx import GroundingDinoOnnxDetector, make_session
+from spatialalign.detection.gdino_onnx import GroundingDinoOnnxDetector
 from spatialalign.detection.gdino_torch import GroundingDinoTorchDetector
+from spatialalign.detection.onnx_common import make_session
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_json
 

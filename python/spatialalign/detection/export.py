@@ -25,18 +25,30 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from spatialalign.detection.gdino_common import load_model, load_processor, text_inputs
+from spatialalign.detection.gdino_common import (
+    load_model,
+    load_processor,
+    pad_pixels,
+    text_inputs,
+)
+from spatialalign.detection.onnx_common import (
+    GDINO_FILE,
+    GDINO_PROCESSOR_DIR,
+    GDINO_SIDECAR,
+    SAM_DECODER_FILE,
+    SAM_ENCODER_FILE,
+    SAM_PROCESSOR_DIR,
+    SAM_SIDECAR,
+)
+from spatialalign.detection.sam import load_sam_model, load_sam_processor, sam_export_modules
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path, read_json, write_json
 
-GDINO_FILE = "grounding_dino.onnx"
-GDINO_SIDECAR = "grounding_dino.json"
-GDINO_PROCESSOR_DIR = "grounding_dino_processor"
 GDINO_INPUTS = (
     "pixel_values",
     "pixel_mask",
@@ -186,26 +198,6 @@ def gdino_verification_inputs(
     real = dict(text_inputs(processor.tokenizer, VERIFY_CLASSES[0], settings.text_len))
     real["pixel_values"], real["pixel_mask"] = pv, pm
     return [rand, real]
-
-
-def pad_pixels(
-    pixel_values: np.ndarray, pixel_mask: np.ndarray, image_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pads processed pixels (and their mask) bottom/right to the graph's image size."""
-    h, w = pixel_values.shape[-2:]
-    gh, gw = image_size
-    if (h, w) == (gh, gw):
-        return pixel_values.astype(np.float32), pixel_mask.astype(np.int64)
-    if h > gh or w > gw:
-        raise SpatialAlignError(
-            f"frames are processed to {h}x{w} pixels, larger than the exported graph's "
-            f"{gh}x{gw}; re-export with --frame-size matching these videos"
-        )
-    pv = np.zeros((len(pixel_values), 3, gh, gw), dtype=np.float32)
-    pm = np.zeros((len(pixel_values), gh, gw), dtype=np.int64)
-    pv[:, :, :h, :w] = pixel_values
-    pm[:, :h, :w] = pixel_mask
-    return pv, pm
 
 
 def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], settings: ExportSettings) -> dict:
@@ -427,16 +419,6 @@ def export_sam(
     """Exports SAM's vision encoder and box-prompt mask decoder, verified against PyTorch."""
     import torch
 
-    from spatialalign.detection.sam import (
-        SAM_DECODER_FILE,
-        SAM_ENCODER_FILE,
-        SAM_PROCESSOR_DIR,
-        SAM_SIDECAR,
-        load_sam_model,
-        load_sam_processor,
-        sam_export_modules,
-    )
-
     settings = settings or SamExportSettings()
     out = Path(out_dir)
     expect = {
@@ -529,7 +511,3 @@ def export_sam(
     }
     write_json(sidecar, side)
     return sidecar
-
-
-def settings_dict(settings: ExportSettings) -> dict:
-    return asdict(settings)

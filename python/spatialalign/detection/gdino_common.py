@@ -1,4 +1,5 @@
-"""Pieces both GroundingDINO back ends share: loading, the caption, the text inputs.
+"""Pieces the GroundingDINO back ends and the export share: loading, the caption, the text
+inputs, the frame check, padding to the graph's image size and the result conversion.
 
 The text side of GroundingDINO (phrase masks and position ids between the ``.``
 delimiters) is computed with transformers' own
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spatialalign.detection.base import FrameDetections
 from spatialalign.errors import SpatialAlignError
 
 # bert-base-uncased ids of [CLS], [SEP], '.', '?' (transformers' GroundingDINO SPECIAL_TOKENS)
@@ -99,3 +101,42 @@ def text_inputs(tokenizer, class_names: Sequence[str], text_len: int) -> dict[st
         "text_self_attention_masks": masks.numpy().astype(bool),
         "position_ids": position_ids.numpy().astype(np.int64),
     }
+
+
+def check_frames(frames: np.ndarray) -> np.ndarray:
+    """Frames must be uint8 [F, H, W, 3] RGB."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise SpatialAlignError(
+            f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
+        )
+    return frames
+
+
+def to_frame_detections(result: dict) -> FrameDetections:
+    """One ``post_process_grounded_object_detection`` result -> :class:`FrameDetections`."""
+    return FrameDetections(
+        boxes=result["boxes"].detach().cpu().float().numpy(),
+        scores=result["scores"].detach().cpu().float().numpy(),
+        labels=[str(t) for t in result["text_labels"]],
+    )
+
+
+def pad_pixels(
+    pixel_values: np.ndarray, pixel_mask: np.ndarray, image_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pads processed pixels (and their mask) bottom/right to the graph's image size."""
+    h, w = pixel_values.shape[-2:]
+    gh, gw = image_size
+    if (h, w) == (gh, gw):
+        return pixel_values.astype(np.float32), pixel_mask.astype(np.int64)
+    if h > gh or w > gw:
+        raise SpatialAlignError(
+            f"frames are processed to {h}x{w} pixels, larger than the exported graph's "
+            f"{gh}x{gw}; re-export with --frame-size matching these videos"
+        )
+    pv = np.zeros((len(pixel_values), 3, gh, gw), dtype=np.float32)
+    pm = np.zeros((len(pixel_values), gh, gw), dtype=np.int64)
+    pv[:, :, :h, :w] = pixel_values
+    pm[:, :h, :w] = pixel_mask
+    return pv, pm

@@ -12,60 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spatialalign.detection.base import FrameDetections
-from spatialalign.detection.export import GDINO_SIDECAR, pad_pixels
-from spatialalign.detection.gdino_common import load_processor, text_inputs
-from spatialalign.detection.gdino_torch import check_frames, to_frame_detections
+from spatialalign.detection.gdino_common import (
+    check_frames,
+    load_processor,
+    pad_pixels,
+    text_inputs,
+    to_frame_detections,
+)
+from spatialalign.detection.onnx_common import GDINO_SIDECAR, make_session
+from spatialalign.detection.sam import SamRefiner, resolve_sam
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_json
-
-if TYPE_CHECKING:
-    from spatialalign.detection.sam import SamRefiner
-
-
-def default_providers() -> list[str]:
-    """CUDA when this onnxruntime build offers it and a GPU is visible, else CPU.
-
-    ``get_available_providers`` lists CUDA whenever the GPU build is installed, even on
-    a machine without a GPU, so torch's device check decides (and the session would
-    fall back to CPU anyway, as :attr:`GroundingDinoOnnxDetector.providers` shows).
-    """
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_visible():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def cuda_visible() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is part of the detect extra
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def make_session(
-    path: str | Path, providers: list[str] | None = None, *, threads: int | None = None
-):
-    """An InferenceSession on ``providers`` (default :func:`default_providers`).
-
-    ``threads`` sets onnxruntime's intra-op thread count (default: its own choice).
-    """
-    import onnxruntime as ort
-    import torch  # noqa: F401  (loads the CUDA libraries onnxruntime-gpu shares with torch)
-
-    if not Path(path).is_file():
-        raise SpatialAlignError(f"ONNX graph not found: {path}")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(str(path), opts, providers=providers or default_providers())
 
 
 class GroundingDinoOnnxDetector:
@@ -103,8 +64,6 @@ class GroundingDinoOnnxDetector:
         self.box_threshold = float(box_threshold)
         self.text_threshold = float(text_threshold)
         self.batch_size = int(batch_size)
-        from spatialalign.detection.sam import resolve_sam
-
         self.sam = resolve_sam(sam, onnx=True, providers=providers)
 
     @property

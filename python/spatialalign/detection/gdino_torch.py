@@ -9,35 +9,18 @@ with the box/text thresholds), optionally followed by SAM box refinement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spatialalign.detection.base import FrameDetections
-from spatialalign.detection.gdino_common import caption, load_model, load_processor
-from spatialalign.errors import SpatialAlignError
-
-if TYPE_CHECKING:
-    from spatialalign.detection.sam import SamRefiner
-
-
-def check_frames(frames: np.ndarray) -> np.ndarray:
-    """Frames must be uint8 [F, H, W, 3] RGB."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise SpatialAlignError(
-            f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
-        )
-    return frames
-
-
-def to_frame_detections(result: dict) -> FrameDetections:
-    """One ``post_process_grounded_object_detection`` result -> :class:`FrameDetections`."""
-    return FrameDetections(
-        boxes=result["boxes"].detach().cpu().float().numpy(),
-        scores=result["scores"].detach().cpu().float().numpy(),
-        labels=[str(t) for t in result["text_labels"]],
-    )
+from spatialalign.detection.gdino_common import (
+    caption,
+    check_frames,
+    load_model,
+    load_processor,
+    to_frame_detections,
+)
+from spatialalign.detection.sam import SamRefiner, resolve_sam
 
 
 class GroundingDinoTorchDetector:
@@ -60,8 +43,6 @@ class GroundingDinoTorchDetector:
         self.device = device
         self.box_threshold = float(box_threshold)
         self.text_threshold = float(text_threshold)
-        from spatialalign.detection.sam import resolve_sam
-
         self.sam = resolve_sam(sam, onnx=False, device=device)
 
     def detect(self, frames: np.ndarray, class_names: Sequence[str]) -> list[FrameDetections]:

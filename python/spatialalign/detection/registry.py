@@ -62,7 +62,7 @@ def rank_providers() -> list | None:
         return None
     import torch
 
-    from spatialalign.detection.gdino_onnx import default_providers
+    from spatialalign.detection.onnx_common import default_providers
 
     if not torch.cuda.is_available():
         return None

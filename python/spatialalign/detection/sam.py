@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from spatialalign.detection.onnx_common import (
+    SAM_DECODER_FILE,
+    SAM_ENCODER_FILE,
+    SAM_PROCESSOR_DIR,
+    SAM_SIDECAR,
+    make_session,
+)
 from spatialalign.errors import SpatialAlignError
-
-SAM_ENCODER_FILE = "sam_vision_encoder.onnx"
-SAM_DECODER_FILE = "sam_box_decoder.onnx"
-SAM_SIDECAR = "sam.json"
-SAM_PROCESSOR_DIR = "sam_processor"
 
 
 def mask_to_xyxy(masks: np.ndarray) -> np.ndarray:
@@ -128,8 +130,6 @@ class SamOnnxRefiner(SamRefiner):
     """SAM box refinement from the exported vision encoder + box-prompt mask decoder."""
 
     def __init__(self, onnx_dir: str | Path, *, providers: list[str] | None = None) -> None:
-        from spatialalign.detection.gdino_onnx import make_session
-
         d = Path(onnx_dir)
         for name in (SAM_ENCODER_FILE, SAM_DECODER_FILE, SAM_SIDECAR):
             if not (d / name).is_file():
