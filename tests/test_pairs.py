@@ -1,0 +1,87 @@
+"""spatialalign.pairs: winners/losers from scores (τ and no-τ), caps, invalid samples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from spatialalign.errors import SpatialAlignError
+from spatialalign.pairs import PairConfig, ScoredSample, build_pairs
+
+NAN = math.nan
+
+
+def scored(prompt_id: str, *dsrs: float | None) -> list[ScoredSample]:
+    """One prompt's samples ``{prompt_id}_s{i}``; None is an invalid sample."""
+    return [
+        ScoredSample(f"{prompt_id}_s{i}", prompt_id, d is not None, NAN if d is None else d)
+        for i, d in enumerate(dsrs)
+    ]
+
+
+def test_tau_splits_winners_and_losers_and_never_uses_invalid():
+    samples = scored("p1", 0.9, 0.2, None, 0.7, 0.69)
+    pairs, report = build_pairs(samples, PairConfig(tau=0.7, max_per_prompt=100))
+    got = {(p.winner, p.loser) for p in pairs}
+    # winners s0 (0.9) and s3 (0.7, inclusive); losers s1 and s4; s2 is invalid
+    assert got == {(w, lo) for w in ("p1_s0", "p1_s3") for lo in ("p1_s1", "p1_s4")}
+    assert all("p1_s2" not in (p.winner, p.loser) for p in pairs)
+    assert report.prompts == report.prompts_kept == 1 and report.pairs == 4
+    assert all(p.dsr_winner >= 0.7 > p.dsr_loser for p in pairs)
+
+
+def test_prompts_without_both_sides_are_dropped_and_counted():
+    samples = (
+        scored("all_win", 0.8, 0.9)
+        + scored("all_lose", 0.1, 0.3)
+        + scored("invalid", None, None)
+        + scored("single", 0.9, None)
+        + scored("ok", 0.9, 0.1)
+    )
+    pairs, report = build_pairs(samples, PairConfig())
+    assert [(p.prompt_id, p.winner, p.loser) for p in pairs] == [("ok", "ok_s0", "ok_s1")]
+    assert report.prompts == 5 and report.prompts_kept == 1
+    assert dict(report.dropped) == {"no_loser": 1, "no_winner": 1, "no_valid": 1, "one_valid": 1}
+    line = report.summary()
+    assert "1 pair(s) from 1 of 5 prompt(s)" in line and "1 no_winner" in line
+
+
+def test_cap_keeps_a_seeded_subset_independent_of_other_prompts():
+    many = scored("p", 0.9, 0.95, 0.8, 0.1, 0.2, 0.3, 0.4)  # 3 winners x 4 losers = 12
+    cfg = PairConfig(max_per_prompt=5, seed=3)
+    alone, report = build_pairs(many, cfg)
+    assert len(alone) == 5 and report.candidates == 12
+    assert len({(p.winner, p.loser) for p in alone}) == 5  # no duplicates
+    # the subset for "p" is the same whatever other prompts are in the table, in any order
+    with_others, _ = build_pairs(scored("q", 0.9, 0.1) + many[::-1], cfg)
+    assert [p for p in with_others if p.prompt_id == "p"] == alone
+    other_seed, _ = build_pairs(many, PairConfig(max_per_prompt=5, seed=4))
+    assert {(p.winner, p.loser) for p in other_seed} != {(p.winner, p.loser) for p in alone}
+
+
+def test_no_tau_orders_random_pairs_by_relative_dsr():
+    samples = scored("p", 0.3, 0.1, 0.2, 0.2, None)
+    pairs, report = build_pairs(samples, PairConfig(tau=None, max_per_prompt=100))
+    # every pair of valid samples with different DSR: 6 pairs of 4 minus the tie (s2, s3)
+    assert len(pairs) == 5 and report.pairs == 5
+    assert all(p.dsr_winner > p.dsr_loser for p in pairs)
+    # below any tau a prompt still pairs: relative order is all that counts
+    assert build_pairs(scored("low", 0.1, 0.2), PairConfig(tau=None))[0][0].winner == "low_s1"
+    _, tied = build_pairs(scored("tie", 0.5, 0.5), PairConfig(tau=None))
+    assert dict(tied.dropped) == {"all_tied": 1}
+
+
+def test_animal_filter_keeps_only_chosen_animals():
+    samples = scored("fox1", 0.9, 0.1) + scored("cat1", 0.9, 0.1)
+    animal_of = {"fox1": "fox", "cat1": "cat"}
+    pairs, report = build_pairs(samples, PairConfig(animals=("fox",)), animal_of)
+    assert {p.prompt_id for p in pairs} == {"fox1"}
+    assert dict(report.dropped) == {"filtered_animal": 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"tau": 1.5}, "tau"), ({"max_per_prompt": 0}, "max")]
+)
+def test_bad_settings_are_one_line_errors(kwargs, message):
+    with pytest.raises(SpatialAlignError, match=message):
+        PairConfig(**kwargs)
