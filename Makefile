@@ -73,6 +73,7 @@ fuzz:
 	cargo $$TC fuzz run dsr_batch -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
 lint: build
+	$(UV) lock --check --quiet
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	$(VENV)/bin/ruff check python tests scripts
