@@ -24,12 +24,14 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from spatialalign.errors import SpatialAlignError
@@ -39,6 +41,15 @@ from spatialalign.toy.codec import ToyCodec, ToyCodecConfig, frames_to_tensor
 from spatialalign.toy.model import ToyTransformerConfig, build_transformer
 from spatialalign.toy.pipeline import ToyPipeline, ToyVideoConfig
 from spatialalign.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
+from spatialalign.training.checkpoint import (
+    OPT_PREFIX,
+    checkpoint_meta,
+    load_checkpoint,
+    load_optimizer_state,
+    save_training_state,
+    strip_prefix,
+)
+from spatialalign.training.flow import flow_matching_loss, sample_sigmas
 
 log = logging.getLogger("spatialalign.toy.pretrain")
 
@@ -79,6 +90,8 @@ class PretrainConfig:
     weight_decay: float = 0.01
     caption_dropout: float = 0.1
     ema_decay: float = 0.998
+    """Decay of the shipped EMA weights (diffusers' ``EMAModel``, decay warmed up as
+    ``min(ema_decay, k / (9 + k))`` at update ``k``)."""
     checkpoint_minutes: float = 5.0
     threads: int = 0
     """torch threads (0: leave torch's default)."""
@@ -224,100 +237,6 @@ def encode_clips(codec: ToyCodec, clips: np.ndarray, batch: int = 256) -> torch.
 
 
 # ---------------------------------------------------------------------------- transformer
-def sample_sigmas(n: int, shift: float, generator: torch.Generator) -> torch.Tensor:
-    """Uniform noise levels, shifted like the sampling schedule: s' = k s / (1 + (k-1) s)."""
-    u = torch.rand(n, generator=generator)
-    return shift * u / (1.0 + (shift - 1.0) * u)
-
-
-def flow_matching_loss(
-    transformer: torch.nn.Module,
-    x0: torch.Tensor,
-    context: torch.Tensor,
-    sigmas: torch.Tensor,
-    noise: torch.Tensor,
-) -> torch.Tensor:
-    """Wan's objective: predict ``eps - x0`` at ``x_t = (1-s) x0 + s eps`` (mean squared)."""
-    s = sigmas.view(-1, 1, 1, 1, 1)
-    x_t = (1.0 - s) * x0 + s * noise
-    pred = transformer(
-        hidden_states=x_t,
-        timestep=sigmas * 1000.0,
-        encoder_hidden_states=context,
-        return_dict=False,
-    )[0]
-    return F.mse_loss(pred.float(), (noise - x0).float())
-
-
-class _Ema:
-    """Exponential moving average of a set of modules' parameters."""
-
-    def __init__(self, modules: dict[str, torch.nn.Module], decay: float) -> None:
-        self.decay = decay
-        self.shadow = {
-            f"{n}.{k}": v.detach().clone()
-            for n, m in modules.items()
-            for k, v in m.state_dict().items()
-        }
-        self.modules = modules
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for n, m in self.modules.items():
-            for k, v in m.state_dict().items():
-                s = self.shadow[f"{n}.{k}"]
-                if v.is_floating_point():
-                    s.mul_(d).add_(v.detach(), alpha=1 - d)
-                else:
-                    s.copy_(v)
-
-    def module_state(self, name: str) -> dict[str, torch.Tensor]:
-        return _strip_prefix(self.shadow, name + ".")
-
-
-def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            out[f"{i}.{k}"] = torch.as_tensor(v).clone()
-    return out
-
-
-def _load_opt_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in tensors.items():
-        i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-def _save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()},
-            str(tmp),
-            metadata={"meta": json.dumps(meta)},
-        )
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries of ``state`` under ``prefix``, with the prefix removed."""
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _checkpoint_meta(path: Path) -> dict:
-    """The JSON metadata (step, elapsed, history) of a transformer checkpoint."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        return json.loads(f.metadata()["meta"])
-
-
 def _load_codec(path: Path) -> tuple[ToyCodec, dict]:
     """The trained codec cached by stage 2, and its training info."""
     from safetensors import safe_open
@@ -331,6 +250,12 @@ def _load_codec(path: Path) -> tuple[ToyCodec, dict]:
 
 
 def _lr_factor(step: int, frac: float, warmup: int) -> float:
+    """Linear warm-up from ``1/warmup``, then cosine to a 5 % floor over ``frac`` of the run.
+
+    Not diffusers' ``get_cosine_schedule_with_warmup`` (which the DPO trainer uses): the
+    pretraining run is budgeted in wall-clock minutes, so its progress ``frac`` is time, not
+    a step count known in advance, and the shipped weights were trained with this floor.
+    """
     if step < warmup:
         return (step + 1) / warmup
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
@@ -369,15 +294,117 @@ def transformer_config(cfg: PretrainConfig) -> ToyTransformerConfig:
     )
 
 
-def config_from_dict(d: dict) -> PretrainConfig:
-    """Inverse of :meth:`PretrainConfig.to_dict` (as saved in ``pretrain_config.json``)."""
-    d = dict(d)
-    d["video"] = ToyVideoConfig(**d["video"])
-    d["codec"] = ToyCodecConfig.from_dict(d["codec"])
-    d["transformer"] = ToyTransformerConfig.from_dict(d["transformer"])
-    return PretrainConfig(
-        **{k: v for k, v in d.items() if k in PretrainConfig.__dataclass_fields__}
-    )
+def _param_names(modules: dict[str, torch.nn.Module]) -> list[str]:
+    """``"{module}.{parameter}"`` for every trained parameter, in optimizer order."""
+    return [f"{n}.{k}" for n, m in modules.items() for k, _ in m.named_parameters()]
+
+
+def _make_ema(cfg: PretrainConfig, modules: dict[str, torch.nn.Module]) -> EMAModel:
+    """diffusers' EMA of every trained parameter.
+
+    Its decay at update ``k`` (1-based) is ``min(ema_decay, k / (9 + k))``, what pretraining
+    used before it moved to ``EMAModel``, except the very first update (``EMAModel``: copy
+    the weights, decay 0; before: decay 0.1), forgotten within a few hundred steps.
+    """
+    params = [p for m in modules.values() for p in m.parameters()]
+    return EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=False, update_after_step=0)
+
+
+def _train_transformer(
+    cfg: PretrainConfig,
+    modules: dict[str, torch.nn.Module],
+    latents: torch.Tensor,
+    captions: list[str],
+    ckpt_path: Path,
+    elapsed: Callable[[], float],
+) -> tuple[int, list[dict], EMAModel]:
+    """Stage 4: flow matching of transformer + text encoder until the step or time budget;
+    checkpoints (weights, EMA, optimizer) every ``checkpoint_minutes`` and at the end.
+    Returns the step count, the loss history and the EMA."""
+    transformer, text_encoder = modules["transformer"], modules["text_encoder"]
+    params = [p for m in modules.values() for p in m.parameters()]
+    names = _param_names(modules)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    ema = _make_ema(cfg, modules)
+    tok = text_encoder.tokenizer(captions)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step = 0
+    hist: list[dict] = []
+    if ckpt_path.is_file():
+        state, meta = load_checkpoint(ckpt_path)
+        for n, m in modules.items():
+            m.load_state_dict(strip_prefix(state, n + "."))
+        ema.shadow_params = [state[f"ema.{k}"].clone() for k in names]
+        load_optimizer_state(opt, strip_prefix(state, OPT_PREFIX))
+        step = int(meta["step"])
+        ema.optimization_step = step
+        hist = meta.get("history", [])
+        gen.manual_seed(cfg.seed + 1 + step)
+        log.info("resumed transformer at step %d (%.1f min elapsed)", step, elapsed() / 60)
+
+    def checkpoint() -> None:
+        weights = {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}
+        weights.update({f"ema.{k}": v for k, v in zip(names, ema.shadow_params, strict=True)})
+        save_training_state(
+            ckpt_path,
+            weights,
+            opt,
+            {"step": step, "elapsed": elapsed(), "history": hist},
+            save_rng=False,  # resuming reseeds the batch generator from the step
+        )
+
+    budget = cfg.minutes * 60.0
+    t_train0 = elapsed()
+    last_ckpt = time.monotonic()
+    n = latents.shape[0]
+    running = []
+    transformer.train()
+    text_encoder.train()
+    bar = tqdm(desc="transformer", leave=False, mininterval=10, initial=step)
+    while True:
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+        if elapsed() >= budget:
+            break
+        frac_time = (elapsed() - t_train0) / max(1.0, budget - t_train0)
+        frac = step / cfg.max_steps if cfg.max_steps else frac_time
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(step, frac, cfg.warmup_steps)
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+        x0 = latents[idx]
+        keep = (torch.rand(cfg.batch_size, generator=gen) >= cfg.caption_dropout).float()
+        context = text_encoder(
+            tok["input_ids"][idx], tok["role_ids"][idx], tok["attention_mask"][idx]
+        ) * keep.view(-1, 1, 1)
+        sig = sample_sigmas(cfg.batch_size, gen, mode="shift", shift=cfg.video.flow_shift)
+        noise = torch.randn(x0.shape, generator=gen)
+        loss = flow_matching_loss(transformer, x0, context, sig, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.step(params)
+        step += 1
+        running.append(loss.item())
+        bar.update(1)
+        if step % 250 == 0:
+            rec = {
+                "step": step,
+                "loss": float(np.mean(running)),
+                "minutes": elapsed() / 60,
+                "lr": opt.param_groups[0]["lr"],
+            }
+            hist.append(rec)
+            running = []
+            log.info(
+                "step %d loss %.4f lr %.2e %.1f min", step, rec["loss"], rec["lr"], rec["minutes"]
+            )
+        if time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60.0:
+            checkpoint()
+            last_ckpt = time.monotonic()
+    bar.close()
+    checkpoint()
+    return step, hist, ema
 
 
 def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
@@ -407,7 +434,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
     ckpt_path = out / "checkpoint.safetensors"
     elapsed_before = 0.0
     if ckpt_path.is_file():
-        elapsed_before = float(_checkpoint_meta(ckpt_path)["elapsed"])
+        elapsed_before = float(checkpoint_meta(ckpt_path)["elapsed"])
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
@@ -454,92 +481,12 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
 
     # 4: transformer + text encoder
     torch.manual_seed(cfg.seed)
-    text_cfg = text_config(cfg, prompts)
-    text_encoder = ToyTextEncoder(text_cfg)
+    text_encoder = ToyTextEncoder(text_config(cfg, prompts))
     tcfg = transformer_config(cfg)
     transformer = build_transformer(tcfg)
     modules = {"transformer": transformer, "text_encoder": text_encoder}
-    params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ema = _Ema(modules, cfg.ema_decay)
-    tok = text_encoder.tokenizer(captions)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step = 0
-    hist: list[dict] = []
-    if ckpt_path.is_file():
-        state = load_file(str(ckpt_path))
-        meta = _checkpoint_meta(ckpt_path)
-        for n, m in modules.items():
-            m.load_state_dict(_strip_prefix(state, n + "."))
-        ema.shadow = _strip_prefix(state, "ema.")
-        _load_opt_tensors(opt, _strip_prefix(state, "opt."))
-        step = int(meta["step"])
-        hist = meta.get("history", [])
-        gen.manual_seed(cfg.seed + 1 + step)
-        log.info("resumed transformer at step %d (%.1f min elapsed)", step, elapsed() / 60)
-
-    budget = cfg.minutes * 60.0
-    t_train0 = elapsed()
-    last_ckpt = time.monotonic()
-    n = latents.shape[0]
-    running = []
-    transformer.train()
-    text_encoder.train()
-    bar = tqdm(desc="transformer", leave=False, mininterval=10, initial=step)
-
-    def checkpoint() -> None:
-        tensors = {f"{nm}.{k}": v for nm, m in modules.items() for k, v in m.state_dict().items()}
-        tensors.update({f"ema.{k}": v for k, v in ema.shadow.items()})
-        tensors.update({f"opt.{k}": v for k, v in _opt_tensors(opt).items()})
-        _save_checkpoint(ckpt_path, tensors, {"step": step, "elapsed": elapsed(), "history": hist})
-
-    while True:
-        if cfg.max_steps is not None and step >= cfg.max_steps:
-            break
-        if elapsed() >= budget:
-            break
-        frac_time = (elapsed() - t_train0) / max(1.0, budget - t_train0)
-        frac = step / cfg.max_steps if cfg.max_steps else frac_time
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(step, frac, cfg.warmup_steps)
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        x0 = latents[idx]
-        keep = (torch.rand(cfg.batch_size, generator=gen) >= cfg.caption_dropout).float()
-        context = text_encoder(
-            tok["input_ids"][idx], tok["role_ids"][idx], tok["attention_mask"][idx]
-        ) * keep.view(-1, 1, 1)
-        sig = sample_sigmas(cfg.batch_size, cfg.video.flow_shift, gen)
-        noise = torch.randn(x0.shape, generator=gen)
-        loss = flow_matching_loss(transformer, x0, context, sig, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(step)
-        step += 1
-        running.append(loss.item())
-        bar.update(1)
-        if step % 250 == 0:
-            rec = {
-                "step": step,
-                "loss": float(np.mean(running)),
-                "minutes": elapsed() / 60,
-                "lr": opt.param_groups[0]["lr"],
-            }
-            hist.append(rec)
-            running = []
-            log.info(
-                "step %d loss %.4f lr %.2e %.1f min", step, rec["loss"], rec["lr"], rec["minutes"]
-            )
-        if time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60.0:
-            checkpoint()
-            last_ckpt = time.monotonic()
-    bar.close()
-    checkpoint()
-
-    # ship the EMA weights
-    transformer.load_state_dict(ema.module_state("transformer"))
-    text_encoder.load_state_dict(ema.module_state("text_encoder"))
+    step, hist, ema = _train_transformer(cfg, modules, latents, captions, ckpt_path, elapsed)
+    ema.copy_to(p for m in modules.values() for p in m.parameters())  # ship the EMA weights
     meta = {
         "pretrain": cfg.to_dict(),
         "steps": step,
