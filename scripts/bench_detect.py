@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     from spatialalign.detection.export import ExportSettings, export_grounding_dino, natural_frame
     from spatialalign.detection.gdino_onnx import GroundingDinoOnnxDetector
     from spatialalign.detection.gdino_torch import GroundingDinoTorchDetector
-    from spatialalign.detection.tiny import save_grounding_dino
+
+    # the random-model builders are test helpers (tests/tiny_models.py), not part of the
+    # installed package: this script runs from a checkout, beside the tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_models import save_grounding_dino
 
     if args.threads:
         torch.set_num_threads(args.threads)

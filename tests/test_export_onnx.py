@@ -30,7 +30,7 @@ def corrupt_largest_weight(path) -> None:
 
 
 def test_export_refuses_a_graph_that_disagrees(tmp_path):
-    from spatialalign.detection.tiny import save_grounding_dino
+    from tiny_models import save_grounding_dino
 
     model_dir = save_grounding_dino(tmp_path / "model")
     out = tmp_path / "onnx"

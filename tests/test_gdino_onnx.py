@@ -1,6 +1,6 @@
 """GroundingDINO exported to ONNX vs PyTorch on a tiny random model saved locally.
 
-The model is built from configs with weights re-drawn (tiny.reinit_weights) so logits
+The model is built from configs with weights re-drawn (tiny_models.reinit_weights) so logits
 span tens of units and boxes vary; ``export-onnx`` (the CLI) exports it once per
 module. Stated tolerance for ONNX vs PyTorch: logits |d| <= 1e-3 + 1e-3*|ref| with the
 same -inf (masked token) pattern, normalised boxes |d| <= 1e-4, detector boxes within
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from spatialalign.detection.tiny import save_grounding_dino
+    from tiny_models import save_grounding_dino
 
     root = tmp_path_factory.mktemp("gdino")
     model_dir = save_grounding_dino(root / "model")
@@ -167,12 +167,12 @@ def test_track_gdino_onnx_end_to_end(exported, tmp_path, capsys):
 
     import pyarrow as pa
     from spatialalign.detection.export import export_sam
-    from spatialalign.detection.tiny import save_sam
     from spatialalign.io import read_parquet, write_parquet
     from spatialalign.prompts import read_prompts, write_prompts
     from spatialalign.schemas import MANIFEST
     from spatialalign.toy.world import render_clip
     from spatialalign.video import write_video
+    from tiny_models import save_sam
 
     official = OFFICIAL_CSV
     sam_onnx = tmp_path / "sam_onnx"

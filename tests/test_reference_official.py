@@ -13,9 +13,10 @@ import csv
 
 import dsr_geom
 import numpy as np
+import official_scorer as official
 import pytest
 from shared_data import OFFICIAL_CSV as EVAL120
-from spatialalign.scoring import official, reference
+from spatialalign.scoring import reference
 
 WIDTH, HEIGHT = 832, 480
 

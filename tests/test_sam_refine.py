@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def sam(tmp_path_factory):
-    from spatialalign.detection.tiny import save_sam
+    from tiny_models import save_sam
 
     root = tmp_path_factory.mktemp("sam")
     model_dir = save_sam(root / "model")
@@ -109,7 +109,7 @@ def test_missing_sam_dirs(tmp_path):
 
 def test_gdino_torch_with_sam_refines_its_boxes(sam, tmp_path):
     from spatialalign.detection.gdino_torch import GroundingDinoTorchDetector
-    from spatialalign.detection.tiny import save_grounding_dino
+    from tiny_models import save_grounding_dino
 
     gdino = save_grounding_dino(tmp_path / "gdino")
     frames = np.stack([natural_frame(*FRAME, seed=i) for i in range(2)])

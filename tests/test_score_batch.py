@@ -1,6 +1,6 @@
 """score-batch: scores.parquet / summary.json against the official scorer, reasons, errors.
 
-The oracle is :mod:`spatialalign.scoring.official`, a per-frame re-statement of the
+The oracle is ``tests/official_scorer.py``, a per-frame re-statement of the
 official ``calc_dsr_score.py`` / ``calc_correctness.py``, run on the same boxes in the
 official data shape; the prompts are the real 120 official test prompts.
 """
@@ -16,17 +16,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from official_scorer import (
+    frames_from_arrays,
+    official_correctness,
+    official_video_reward,
+)
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.config import scoring_config
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.scoring.batch import score_run
-from spatialalign.scoring.official import (
-    frames_from_arrays,
-    official_correctness,
-    official_video_reward,
-)
 from spatialalign.scoring.reference import dsr_score as reference_dsr_score
 from spatialalign.scoring.summary import format_summary
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from official_scorer import frames_from_arrays, official_video_reward
 from spatialalign.cli import main
 from spatialalign.demo import DEMO_FILES, demo_data_dir
 from spatialalign.prompts import read_prompts
-from spatialalign.scoring.official import frames_from_arrays, official_video_reward
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,7 @@ pytest.importorskip("transformers")
 
 @pytest.mark.slow
 def test_track_gdino_torch_end_to_end(tmp_path, capsys):
-    from spatialalign.detection.tiny import save_grounding_dino
+    from tiny_models import save_grounding_dino
 
     model_dir = save_grounding_dino(tmp_path / "model")
     run = tmp_path / "run"
@@ -58,7 +58,7 @@ def test_track_gdino_torch_end_to_end(tmp_path, capsys):
     # --sam: the registry turns a local SAM directory into a refiner for gdino-torch, which
     # then tightens the same detections (same scores and labels, other boxes)
     from spatialalign.detection.sam import SamRefiner
-    from spatialalign.detection.tiny import save_sam
+    from tiny_models import save_sam
 
     sam_dir = save_sam(tmp_path / "sam")
     plain = make_detector("gdino-torch", model_dir=model_dir, box_threshold=0.0, device="cpu")

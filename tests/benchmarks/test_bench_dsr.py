@@ -5,7 +5,7 @@ Compares in one run (``make bench``; figures in docs/BENCHMARKS.md):
 * ``dsr_geom.dsr_batch`` (Rust, rayon, GIL released),
 * the fully vectorised numpy reference (``spatialalign.scoring.reference``),
 * the per-frame loop in the style of the official scorer
-  (``spatialalign.scoring.official``), timed on the first ``LOOP_VIDEOS`` videos and
+  (``tests/official_scorer.py``), timed on the first ``LOOP_VIDEOS`` videos and
   scaled per frame to 1,000,000 frames (its cost is linear in frames),
 * the memcpy floor: copying both input arrays once into preallocated buffers, and
   a read floor: one integer max over the bytes of both arrays (no writes).
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import dsr_geom
 import numpy as np
+import official_scorer as official
 import pytest
-from spatialalign.scoring import official, reference
+from spatialalign.scoring import reference
 
 FRAMES = 1_000_000
 VIDEOS = 12_000
