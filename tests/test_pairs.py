@@ -85,3 +85,43 @@ def test_animal_filter_keeps_only_chosen_animals():
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(SpatialAlignError, match=message):
         PairConfig(**kwargs)
+
+
+def test_pairs_cli_on_a_scored_run(tmp_path, capsys):
+    from spatialalign.cli import main
+    from spatialalign.io import read_parquet
+    from spatialalign.provenance import record_of
+
+    run = tmp_path / "run"
+    main(["demo", str(run), "--synthetic"])
+    main(["pairs", str(run), "--max-per-prompt", "2"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("pairs: ") and str(run / "pairs.parquet") in line
+
+    table = read_parquet(run / "pairs.parquet").to_pylist()
+    scores = {r["sample_id"]: r for r in read_parquet(run / "scores.parquet").to_pylist()}
+    assert table, "the demo run has prompts with both winners and losers"
+    for row in table:
+        w, lo = scores[row["winner"]], scores[row["loser"]]
+        assert w["valid"] and lo["valid"] and w["prompt_id"] == lo["prompt_id"] == row["prompt_id"]
+        assert w["dsr"] >= 0.7 > lo["dsr"] and row["dsr_winner"] == w["dsr"]
+    per_prompt = {}
+    for row in table:
+        per_prompt[row["prompt_id"]] = per_prompt.get(row["prompt_id"], 0) + 1
+    assert max(per_prompt.values()) <= 2
+    assert record_of(run / "pairs.parquet")["settings"]["max_per_prompt"] == 2
+
+    main(["pairs", str(run), "--no-tau"])
+    no_tau = read_parquet(run / "pairs.parquet").to_pylist()
+    assert any(scores[r["winner"]]["dsr"] < 0.7 for r in no_tau)  # low-scoring prompts pair too
+    assert all(r["dsr_winner"] > r["dsr_loser"] for r in no_tau)
+
+
+def test_pairs_cli_errors_are_one_line(tmp_path, capsys):
+    from spatialalign.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["pairs", str(tmp_path)])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no scores in") and "\n" not in err

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "track": "spatialalign.detection.cli:track",
     "export-onnx": "spatialalign.detection.export_cli:export_onnx",
     "score-batch": "spatialalign.scoring.cli:score_batch",
+    "pairs": "spatialalign.pairs.cli:pairs",
     "toy": "spatialalign.toy.cli:toy",
 }
 

@@ -1,0 +1,78 @@
+"""``pairs`` on a run directory: ``scores.parquet`` (+ prompts) -> ``pairs.parquet``.
+
+The file records what it was made from (the pairing settings and the fingerprint of the
+scores it read), so ``train`` can tell pairs built from older scores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.io import write_parquet
+from spatialalign.pairs.build import Pair, PairConfig, PairReport, ScoredSample, build_pairs
+from spatialalign.provenance import fingerprint, with_record
+from spatialalign.rundir import RunDir
+from spatialalign.schemas import PAIRS
+
+PAIRS_TABLE = pa.schema(
+    [*PAIRS, pa.field("dsr_winner", pa.float64()), pa.field("dsr_loser", pa.float64())]
+)
+"""pairs.parquet: the DESIGN.md columns plus both samples' DSR (for sft/rwr weighting)."""
+
+
+def scored_samples(scores: pa.Table) -> list[ScoredSample]:
+    """The rows of a validated scores table as :class:`ScoredSample` (NaN DSR = invalid)."""
+    rows = scores.select(["sample_id", "prompt_id", "valid", "dsr"]).to_pylist()
+    return [
+        ScoredSample(
+            r["sample_id"],
+            r["prompt_id"],
+            bool(r["valid"]) and r["dsr"] is not None and not math.isnan(r["dsr"]),
+            math.nan if r["dsr"] is None else float(r["dsr"]),
+        )
+        for r in rows
+    ]
+
+
+def pairs_table(pairs: list[Pair]) -> pa.Table:
+    """The Arrow table of ``pairs`` in the pairs.parquet schema."""
+    columns = {
+        "prompt_id": [p.prompt_id for p in pairs],
+        "winner": [p.winner for p in pairs],
+        "loser": [p.loser for p in pairs],
+        "dsr_winner": [p.dsr_winner for p in pairs],
+        "dsr_loser": [p.dsr_loser for p in pairs],
+    }
+    return pa.Table.from_pydict(columns, schema=PAIRS_TABLE)
+
+
+def pair_run(run_dir: str | os.PathLike[str], cfg: PairConfig) -> tuple[Path, PairReport]:
+    """Builds ``RUN_DIR/pairs.parquet`` from the run's scores; returns its path and report."""
+    run = RunDir(run_dir).require()
+    if not run.scores_path.is_file():
+        raise SpatialAlignError(
+            f"no scores in {run.root} (run `spatialalign score-batch {run.root}` first)"
+        )
+    scores = run.read_scores()
+    animal_of = None
+    if cfg.animals is not None:
+        prompts = run.read_prompts()
+        animal_of = {p.prompt_id: p.animal for p in prompts}
+        unknown = sorted(set(cfg.animals) - set(animal_of.values()))
+        if unknown:
+            raise SpatialAlignError(
+                f"no prompt of {run.prompts_path} has animal(s) {', '.join(unknown)}"
+            )
+    pairs, report = build_pairs(scored_samples(scores), cfg, animal_of)
+    record = {
+        "stage": "pairs",
+        "settings": cfg.to_dict(),
+        "scores": fingerprint(run.scores_path),
+    }
+    path = write_parquet(with_record(pairs_table(pairs), record), run.pairs_path)
+    return path, report
