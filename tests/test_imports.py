@@ -103,12 +103,22 @@ def import_edges(root: Path = PACKAGE_DIR) -> tuple[list[Edge], list[Edge]]:
     for name, path in modules.items():
         for candidates, line in imported_names(path, name, path.name == "__init__.py"):
             target = next((c for c in candidates if c in modules), candidates[-1])
-            if target in modules:
-                if target != name:
-                    internal.append(Edge(name, target, line))
-            else:
+            if target not in modules:
                 external.append(Edge(name, target, line))
+                continue
+            # importing a.b.c runs a/__init__ and a/b/__init__ first; the importer's own
+            # packages are already running, so those are not edges
+            own = _ancestors(name)
+            for package in [*_ancestors(target), target]:
+                if package != name and package not in own:
+                    internal.append(Edge(name, package, line))
     return internal, external
+
+
+def _ancestors(name: str) -> list[str]:
+    """``a.b.c`` -> ``["a", "a.b"]``."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def find_cycles(edges: list[Edge]) -> list[list[Edge]]:
@@ -256,3 +266,23 @@ def test_checker_ignores_type_checking_and_sees_dynamic_and_relative_imports(fak
         ("spatialalign.n", "spatialalign.sub"),
     }
     assert len(find_cycles(internal)) == 1
+
+
+def test_checker_counts_the_packages_an_import_runs(fake_package):
+    # p/__init__ re-exports from q.x, and q.x imports p.y, which runs p/__init__ first
+    root = fake_package(
+        {
+            "p/__init__.py": "from spatialalign.q.x import f\n",
+            "p/y.py": "g = 1\n",
+            "q/__init__.py": "",
+            "q/x.py": "from spatialalign.p.y import g\n\ndef f():\n    return g\n",
+            # a package re-exporting its own submodules, which import siblings: no loop
+            "r/__init__.py": "from spatialalign.r.s import h\n",
+            "r/s.py": "from spatialalign.r.t import k as h\n",
+            "r/t.py": "k = 1\n",
+        }
+    )
+    internal, _ = import_edges(root)
+    assert [describe(c) for c in find_cycles(internal)] == [
+        "spatialalign.p (line 1) -> spatialalign.q.x (line 1) -> spatialalign.p"
+    ]
