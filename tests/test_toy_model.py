@@ -260,7 +260,7 @@ def test_shipped_model_loads_and_follows_prompts():
     """The pretrained weights inside the package: load offline, sample, judge with the
     colour detector (a real behaviour check, on held-out TEST prompts)."""
     from spatialalign.config import scoring_config
-    from spatialalign.toy.detector import ColorDetector
+    from spatialalign.detection.color import ColorDetector
     from spatialalign.toy.evaluate import EvalConfig, eval_prompts, judge_clip
 
     pipe = ToyPipeline.from_pretrained()

@@ -151,7 +151,7 @@ def test_rendered_clips_are_judged_right():
 
 def test_noise_video_is_rejected():
     from spatialalign.config import scoring_config
-    from spatialalign.toy.detector import ColorDetector
+    from spatialalign.detection.color import ColorDetector
 
     p = parse_prompt(PROMPT)
     noise = np.random.default_rng(0).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)

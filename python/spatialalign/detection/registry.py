@@ -103,7 +103,7 @@ def make_detector(
         given = [flag for flag, value in unused.items() if value is not None]
         if given:
             raise SpatialAlignError(f"the toy detector takes no {', '.join(given)}")
-        color_detector = _import("spatialalign.toy.detector", "ColorDetector", name)
+        color_detector = _import("spatialalign.detection.color", "ColorDetector", name)
         return color_detector()
     if not 0.0 <= box_threshold <= 1.0 or not 0.0 <= text_threshold <= 1.0:
         raise SpatialAlignError(

@@ -1,13 +1,13 @@
-"""The toy world: a procedural DSR video renderer, its colour detector and the toy T2V model."""
+"""The toy world: a procedural DSR video renderer and the toy T2V model.
 
-from spatialalign.toy.detector import ColorDetector, ColorDetectorConfig
+Its colour detector is :mod:`spatialalign.detection.color`, beside the other detectors.
+"""
+
 from spatialalign.toy.viz import clip_grid, save_clip_grid
 from spatialalign.toy.world import Clip, ToyWorldConfig, render_batch, render_clip
 
 __all__ = [
     "Clip",
-    "ColorDetector",
-    "ColorDetectorConfig",
     "ToyWorldConfig",
     "clip_grid",
     "render_batch",

@@ -218,7 +218,7 @@ def evaluate_pipeline(
     pipe, prompts: Sequence[DSRPrompt], cfg: EvalConfig, progress: bool = True
 ) -> tuple[EvalSummary, list[SampleResult]]:
     """Samples every prompt x seed with ``pipe`` and judges each clip."""
-    from spatialalign.toy.detector import ColorDetector
+    from spatialalign.detection.color import ColorDetector
 
     detector = ColorDetector()
     scoring = scoring_config(cfg.preset)
@@ -244,7 +244,7 @@ def evaluate_rendered(
     prompts: Sequence[DSRPrompt], cfg: EvalConfig, world=None
 ) -> tuple[EvalSummary, list[SampleResult]]:
     """The same judgement on rendered clips (the toy world itself: the ceiling)."""
-    from spatialalign.toy.detector import ColorDetector
+    from spatialalign.detection.color import ColorDetector
     from spatialalign.toy.world import ToyWorldConfig, render_clip
 
     world = world or ToyWorldConfig()

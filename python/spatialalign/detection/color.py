@@ -1,4 +1,5 @@
-"""The toy world's colour detector: palette colours -> connected components -> boxes.
+"""The toy world's colour detector (``--detector toy``): palette colours -> connected
+components -> boxes.
 
 It implements :class:`spatialalign.detection.base.Detector`, so toy videos flow
 through ``track`` like real ones. A pixel belongs to a class when it is within
