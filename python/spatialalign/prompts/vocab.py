@@ -96,12 +96,3 @@ BOTTOM_TYPES: tuple[str, ...] = ("BL", "BR", "BT", "LB", "RB", "TB")
 def dsr_types(include_bottom: bool = False) -> tuple[str, ...]:
     """The DSR types to generate: the paper's six, plus the six with BOTTOM on request."""
     return DSR_TYPES + BOTTOM_TYPES if include_bottom else DSR_TYPES
-
-
-def scene_kind(scene: str) -> str:
-    """``"indoor"`` or ``"outdoor"`` for one of our scenes (others raise ``KeyError``)."""
-    if scene in INDOOR_SCENES:
-        return "indoor"
-    if scene in OUTDOOR_SCENES:
-        return "outdoor"
-    raise KeyError(scene)
