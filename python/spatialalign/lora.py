@@ -1,4 +1,4 @@
-"""LoRA adapters in diffusers format: find the weight file and load it into a transformer.
+"""LoRA adapters in diffusers format: the SpatialAlign targets, and loading a weight file.
 
 One loader for every model that takes an adapter (the toy pipeline, the toy and Wan
 sampling back ends), so a saved ``lora_alpha`` (diffusers' adapter metadata in the
@@ -7,8 +7,9 @@ safetensors header) is honoured everywhere, not just where someone remembered it
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,47 @@ def _load_checked(load: Callable[[], Any], transformer: Any, path: Path, name: s
     if name not in getattr(transformer, "peft_config", {}):
         raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
     return path
+
+
+# --------------------------------------------------------------------------- training
+LORA_TARGET_PATTERN = (
+    r"(?:.*\.)?condition_embedder\.text_embedder\.linear_[12]"
+    r"|(?:.*\.)?blocks\.\d+\.attn2\.to_[kv]"
+)
+"""The SpatialAlign LoRA targets (DESIGN.md), as the regex peft full-matches module names
+against: the text projection ``condition_embedder.text_embedder.linear_1/2`` and every
+cross-attention key/value ``blocks.N.attn2.to_k/to_v``. It cannot match the time embedder
+(``condition_embedder.time_embedder.linear_*``) nor self-attention (``attn1``)."""
+
+
+def lora_config(rank: int = 16, alpha: float = 16.0, dropout: float = 0.0) -> Any:
+    """The peft ``LoraConfig`` of a SpatialAlign adapter (rank 16, alpha 16 by default)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=LORA_TARGET_PATTERN,
+        init_lora_weights=True,
+    )
+
+
+def lora_target_names(model: Any) -> list[str]:
+    """The names of ``model``'s modules the SpatialAlign LoRA wraps (``2 + 2·num_layers`` on
+    a Wan transformer)."""
+    import re
+
+    pattern = re.compile(LORA_TARGET_PATTERN)
+    return [n for n, _ in model.named_modules() if n and pattern.fullmatch(n)]
+
+
+@contextlib.contextmanager
+def adapter_disabled(model: Any) -> Iterator[None]:
+    """Runs the block with ``model``'s LoRA adapters switched off (the reference model of
+    DPO: the same weights without the adapter, no second copy); re-enables them after."""
+    model.disable_adapters()
+    try:
+        yield
+    finally:
+        model.enable_adapters()
