@@ -14,8 +14,8 @@ from safetensors.torch import load_file  # noqa: E402
 from spatialalign.prompts import parse_prompt  # noqa: E402
 from spatialalign.toy.codec import ToyCodecConfig  # noqa: E402
 from spatialalign.toy.evaluate import (  # noqa: E402
+    ClipJudgement,
     EvalConfig,
-    SampleResult,
     eval_prompts,
     evaluate_pipeline,
     evaluate_rendered,
@@ -119,9 +119,13 @@ def test_shown_relations_from_boxes():
     assert shown_relations(animal, obj) == ("L", "L", 3)
 
 
-def test_summary_rates():
+def test_summary_is_score_batchs_plus_the_right_rates():
+    import pyarrow as pa
+    from spatialalign.config import scoring_config
+    from spatialalign.scoring.summary import build_summary
+
     def r(t, valid, dsr, si, sf):
-        return SampleResult("p", t, 0, valid, "" if valid else "too_few_frames", dsr, si, sf, 9)
+        return ClipJudgement("p", t, 0, valid, "" if valid else "too_few_frames", dsr, si, sf, 9)
 
     res = [
         r("LR", True, 0.9, "L", "R"),
@@ -129,14 +133,29 @@ def test_summary_rates():
         r("LT", True, 0.75, "R", "T"),
         r("LT", False, float("nan"), "", ""),
     ]
-    s = summarize(res)
-    assert s.validness == 0.75
-    assert s.initial_right == pytest.approx(2 / 3)
-    assert s.final_right == pytest.approx(2 / 3)
-    assert s.both_right == pytest.approx(1 / 3)
-    assert s.correctness_07 == 0.5
-    assert s.correctness_curve["0.0"] == 0.75
-    assert s.per_type["LT"]["validness"] == 0.5
+    s = summarize(res, scoring_config("toy"))
+    assert s["validness"] == 0.75 and (s["n_videos"], s["n_valid"]) == (4, 3)
+    assert s["initial_right"] == pytest.approx(2 / 3)
+    assert s["final_right"] == pytest.approx(2 / 3)
+    assert s["both_right"] == pytest.approx(1 / 3)
+    assert s["correctness_at_0.7"] == 0.5
+    assert s["correctness"]["0.0"] == 0.75
+    assert s["counts"]["reasons"] == {"too_few_frames": 1}
+    assert s["per_type"]["LT"]["validness"] == 0.5
+    assert s["per_type"]["LR"]["final_right"] == 0.5
+    # apart from the right rates, exactly score-batch's summary.json of those scores
+    scores = pa.table(
+        {
+            "dsr": [0.9, 0.6, 0.75, float("nan")],
+            "valid": [True, True, True, False],
+            "reason": ["", "", "", "too_few_frames"],
+        }
+    )
+    extras = ("initial_right", "final_right", "both_right")
+    for group in (s, *s["per_type"].values()):
+        for key in extras:
+            del group[key]
+    assert s == build_summary(scores, ["LR", "LR", "LT", "LT"], scoring_config("toy"))
 
 
 def test_rendered_clips_are_judged_right():
@@ -144,9 +163,9 @@ def test_rendered_clips_are_judged_right():
     prompts = eval_prompts(cfg)
     assert len(prompts) == 12 and all(p.split == "test" for p in prompts)
     summary, results = evaluate_rendered(prompts, cfg)
-    assert summary.validness == 1.0
-    assert summary.initial_right == 1.0 and summary.final_right == 1.0
-    assert summary.correctness_07 == 1.0
+    assert summary["validness"] == 1.0
+    assert summary["initial_right"] == 1.0 and summary["final_right"] == 1.0
+    assert summary["correctness_at_0.7"] == 1.0
 
 
 def test_noise_video_is_rejected():
@@ -164,7 +183,7 @@ def test_evaluate_pipeline_runs_on_a_random_model():
     summary, results = evaluate_pipeline(
         ToyPipeline.random(0), eval_prompts(cfg), cfg, progress=False
     )
-    assert summary.n_samples == 12 and len(results) == 12
+    assert summary["n_videos"] == 12 and len(results) == 12
     assert [(r.prompt_id, r.seed) for r in results][:2] == [
         (results[0].prompt_id, 0),
         (results[0].prompt_id, 1),
@@ -174,6 +193,7 @@ def test_evaluate_pipeline_runs_on_a_random_model():
 def test_cli_pretrain_and_evaluate(tmp_path):
     from click.testing import CliRunner
     from spatialalign.cli import cli
+    from spatialalign.config import scoring_config
 
     runner = CliRunner()
     run = tmp_path / "run"
@@ -224,6 +244,8 @@ def test_cli_pretrain_and_evaluate(tmp_path):
     import json
 
     summary = json.loads(out.read_text())
-    assert summary["n_samples"] == 6 and fig.stat().st_size > 0
+    assert summary["n_videos"] == 6 and fig.stat().st_size > 0
+    assert summary["config"] == scoring_config("toy").to_dict()  # as score-batch writes it
+    assert summary["eval_config"]["seeds"] == [0]
     res = runner.invoke(cli, ["toy", "evaluate", "--model", str(tmp_path / "none")])
     assert res.exit_code != 0

@@ -102,7 +102,7 @@ def pretrain_cmd(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the summary (JSON) here.",
+    help="Write the summary (JSON, score-batch's summary.json keys + the toy extras) here.",
 )
 @click.option("--rendered", is_flag=True, help="Judge rendered clips instead (the ceiling).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
@@ -134,6 +134,7 @@ def evaluate_cmd(
         eval_prompts,
         evaluate_pipeline,
         evaluate_rendered,
+        summary_line,
     )
 
     cfg = EvalConfig(
@@ -155,5 +156,6 @@ def evaluate_cmd(
 
             comparison_figure(pipe, prompts, figure, cfg)
     if out is not None:
-        write_json({"config": {**cfg.__dict__, "seeds": list(cfg.seeds)}, **summary.to_dict()}, out)
-    click.echo(summary.line())
+        # score-batch's summary.json ("config" is the scoring preset) + what was sampled
+        write_json({**summary, "eval_config": {**cfg.__dict__, "seeds": list(cfg.seeds)}}, out)
+    click.echo(summary_line(summary))

@@ -3,22 +3,27 @@
 Each sample is judged the way the real pipeline judges Wan videos: the colour detector
 finds the animal and the object in every frame, the toy validity rules (TOY preset) accept
 or reject the video, and ``dsr_geom`` scores the valid frames (each holds exactly one
-animal and one object box, so no tracking is needed). On top of the DSR-Score this reports which relation a video
-*shows* at its start and end: of left/right/top, the one with the highest mean SSR over
-the first / last three kept frames, compared with the prompt's initial / final relation.
+animal and one object box, so no tracking is needed). The summary is the one ``score-batch``
+writes (:func:`spatialalign.scoring.summary.build_summary`: Correctness@tau, validness,
+per-type figures, counts of rejection reasons); on top of it this reports which relation a
+video *shows* at its start and end: of left/right/top, the one with the highest mean SSR
+over the first / last three kept frames, compared with the prompt's initial / final
+relation (``initial_right``, ``final_right``, ``both_right``: rates among valid clips).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from tqdm import tqdm
 
 from spatialalign.config import ScoringConfig, scoring_config
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.scoring.reference import OFFICIAL_THRESHOLDS
+from spatialalign.scoring.summary import build_summary
 
 SHOWN_RELATIONS: tuple[str, ...] = ("L", "R", "T")
 ENDS = 3
@@ -40,7 +45,7 @@ class EvalConfig:
 
 
 @dataclass
-class SampleResult:
+class ClipJudgement:
     """The verdict on one sampled (or rendered) clip."""
 
     prompt_id: str
@@ -60,31 +65,6 @@ class SampleResult:
     @property
     def final_right(self) -> bool:
         return self.valid and self.shown_final == self.dsr_type[1]
-
-
-@dataclass
-class EvalSummary:
-    """Headline figures over all samples (rates 'among valid' divide by valid samples)."""
-
-    n_samples: int
-    validness: float
-    initial_right: float
-    final_right: float
-    both_right: float
-    correctness_07: float
-    mean_dsr_valid: float
-    correctness_curve: dict[str, float] = field(default_factory=dict)
-    per_type: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def line(self) -> str:
-        return (
-            f"validness {self.validness:.3f}, initial right {self.initial_right:.3f}, "
-            f"final right {self.final_right:.3f} (of valid), "
-            f"Correctness@0.7 {self.correctness_07:.3f} over {self.n_samples} samples"
-        )
 
 
 def shown_relations(animal: np.ndarray, obj: np.ndarray) -> tuple[str, str, int]:
@@ -124,7 +104,7 @@ def judge_clip(
     seed: int,
     detector,
     scoring: ScoringConfig,
-) -> SampleResult:
+) -> ClipJudgement:
     """Detect -> validity rules -> boxes of the valid frames -> DSR-Score, shown relations."""
     import dsr_geom
 
@@ -135,7 +115,7 @@ def judge_clip(
     verdict = judge_detections(dets, names, scoring)
     base = dict(prompt_id=prompt.prompt_id, dsr_type=prompt.dsr_type, seed=seed)
     if not verdict.valid:
-        return SampleResult(
+        return ClipJudgement(
             **base,
             valid=False,
             reason=verdict.reason,
@@ -150,7 +130,7 @@ def judge_clip(
     )
     first, last, n_kept = shown_relations(animal, obj)
     if dsr is None:
-        return SampleResult(
+        return ClipJudgement(
             **base,
             valid=False,
             reason="too_few_frames",
@@ -159,7 +139,7 @@ def judge_clip(
             shown_final=last,
             n_kept=n_kept,
         )
-    return SampleResult(
+    return ClipJudgement(
         **base,
         valid=True,
         reason="",
@@ -170,39 +150,49 @@ def judge_clip(
     )
 
 
-def summarize(results: Sequence[SampleResult]) -> EvalSummary:
-    """Validness, relation-right rates among valid samples, Correctness@tau."""
-    import dsr_geom
+def summarize(results: Sequence[ClipJudgement], scoring: ScoringConfig) -> dict[str, Any]:
+    """``score-batch``'s summary of the judged clips plus the relation-right rates.
 
-    n = len(results)
-    valid = [r for r in results if r.valid]
-    nv = max(1, len(valid))
-    dsr = np.array([r.dsr if r.valid else np.nan for r in results], dtype=float)
-    # the official grid np.arange(0, 1, 0.1), bit for bit, as score-batch uses it
-    curve = dsr_geom.correctness_curve(dsr) if n else np.zeros(len(OFFICIAL_THRESHOLDS))
-    tau_07 = OFFICIAL_THRESHOLDS[7]
-
-    per_type: dict[str, dict[str, float]] = {}
-    for t in sorted({r.dsr_type for r in results}):
-        rs = [r for r in results if r.dsr_type == t]
-        vs = [r for r in rs if r.valid]
-        per_type[t] = {
-            "n": len(rs),
-            "validness": len(vs) / len(rs),
-            "initial_right": sum(r.initial_right for r in vs) / max(1, len(vs)),
-            "final_right": sum(r.final_right for r in vs) / max(1, len(vs)),
-            "correctness_07": sum(r.dsr >= tau_07 for r in vs) / len(rs),
+    ``initial_right`` / ``final_right`` / ``both_right`` (overall and per DSR type) are
+    rates among the valid clips; everything else is :func:`build_summary`'s, so the keys
+    and numbers mean what they mean in a run directory's ``summary.json``.
+    """
+    scores = pa.table(
+        {
+            "dsr": pa.array([r.dsr if r.valid else np.nan for r in results], pa.float64()),
+            "valid": pa.array([r.valid for r in results], pa.bool_()),
+            "reason": pa.array([r.reason for r in results], pa.string()),
         }
-    return EvalSummary(
-        n_samples=n,
-        validness=len(valid) / max(1, n),
-        initial_right=sum(r.initial_right for r in valid) / nv,
-        final_right=sum(r.final_right for r in valid) / nv,
-        both_right=sum(r.initial_right and r.final_right for r in valid) / nv,
-        correctness_07=float(curve[7]),
-        mean_dsr_valid=float(np.nanmean(dsr)) if valid else float("nan"),
-        correctness_curve={f"{t / 10:.1f}": float(c) for t, c in enumerate(curve)},
-        per_type=per_type,
+    )
+    summary = build_summary(scores, [r.dsr_type for r in results], scoring)
+    summary.update(right_rates(results))
+    for dsr_type, group in summary["per_type"].items():
+        group.update(right_rates([r for r in results if r.dsr_type == dsr_type]))
+    return summary
+
+
+def right_rates(results: Sequence[ClipJudgement]) -> dict[str, float]:
+    """Among the valid clips: how often the shown initial / final / both relations are right."""
+    valid = [r for r in results if r.valid]
+    n = max(1, len(valid))
+    return {
+        "initial_right": sum(r.initial_right for r in valid) / n,
+        "final_right": sum(r.final_right for r in valid) / n,
+        "both_right": sum(r.initial_right and r.final_right for r in valid) / n,
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The one line ``toy evaluate`` ends with."""
+
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    return (
+        f"validness {num(summary['validness'])}, initial right {summary['initial_right']:.3f}, "
+        f"final right {summary['final_right']:.3f} (of valid), "
+        f"Correctness@0.7 {num(summary['correctness_at_0.7'])} "
+        f"over {summary['n_videos']} samples"
     )
 
 
@@ -216,14 +206,14 @@ def eval_prompts(cfg: EvalConfig) -> list[DSRPrompt]:
 
 def evaluate_pipeline(
     pipe, prompts: Sequence[DSRPrompt], cfg: EvalConfig, progress: bool = True
-) -> tuple[EvalSummary, list[SampleResult]]:
-    """Samples every prompt x seed with ``pipe`` and judges each clip."""
+) -> tuple[dict[str, Any], list[ClipJudgement]]:
+    """Samples every prompt x seed with ``pipe`` and judges each clip; (summary, verdicts)."""
     from spatialalign.detection.color import ColorDetector
 
     detector = ColorDetector()
     scoring = scoring_config(cfg.preset)
     jobs = [(p, s) for p in prompts for s in cfg.seeds]
-    results: list[SampleResult] = []
+    results: list[ClipJudgement] = []
     bar = tqdm(total=len(jobs), desc="evaluate", disable=not progress, leave=False)
     for i in range(0, len(jobs), cfg.batch_size):
         chunk = jobs[i : i + cfg.batch_size]
@@ -237,12 +227,12 @@ def evaluate_pipeline(
             results.append(judge_clip(v, p, s, detector, scoring))
         bar.update(len(chunk))
     bar.close()
-    return summarize(results), results
+    return summarize(results, scoring), results
 
 
 def evaluate_rendered(
     prompts: Sequence[DSRPrompt], cfg: EvalConfig, world=None
-) -> tuple[EvalSummary, list[SampleResult]]:
+) -> tuple[dict[str, Any], list[ClipJudgement]]:
     """The same judgement on rendered clips (the toy world itself: the ceiling)."""
     from spatialalign.detection.color import ColorDetector
     from spatialalign.toy.world import ToyWorldConfig, render_clip
@@ -255,7 +245,7 @@ def evaluate_rendered(
         for p in prompts
         for s in cfg.seeds
     ]
-    return summarize(results), results
+    return summarize(results, scoring), results
 
 
 def comparison_figure(pipe, prompts: Sequence[DSRPrompt], path, cfg: EvalConfig, seed: int = 0):
