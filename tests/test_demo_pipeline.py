@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 from spatialalign.cli import main
+from spatialalign.provenance import record_of
+from spatialalign.rundir import RunDir
 
 
 def test_demo_runs_the_toy_pipeline_and_resumes(tmp_path, capsys) -> None:
@@ -16,10 +20,10 @@ def test_demo_runs_the_toy_pipeline_and_resumes(tmp_path, capsys) -> None:
     for verb in ("prompts", "sample", "track", "score-batch"):
         assert f"$ spatialalign {verb} {out}" in text
     assert "C@0.7" in text and "validness" in text
-    manifest = pq.read_table(out / "samples" / "manifest.parquet").to_pylist()
-    assert len(manifest) == 6 and all(
-        (out / "samples").joinpath(r["path"]).exists() for r in manifest
-    )
+    manifest = RunDir(out).read_manifest().to_pylist()  # paths resolved
+    assert len(manifest) == 6 and all(Path(r["path"]).is_file() for r in manifest)
+    # score-batch (no --preset) used the preset track recorded
+    assert record_of(out / "scores.parquet")["preset"] == "toy"
     scores = pq.read_table(out / "scores.parquet").to_pylist()
     assert sorted(r["sample_id"] for r in scores) == sorted(r["sample_id"] for r in manifest)
     summary = json.loads((out / "summary.json").read_text())

@@ -10,8 +10,9 @@ from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts
+from spatialalign.rundir import RunDir
 from spatialalign.sampling.ingest import ingest_videos, match_videos
-from spatialalign.sampling.manifest import MANIFEST_COLUMNS, read_manifest
+from spatialalign.sampling.manifest import MANIFEST_COLUMNS
 from spatialalign.video import write_video
 
 
@@ -44,7 +45,7 @@ def test_ingest_official_and_fallback_names(videos, prompts, tmp_path, capsys):
     result = ingest_videos(videos, prompts, run, progress=False)
     assert (result.videos, result.prompts, result.unreadable) == (5, 2, [])
 
-    table = read_manifest(run)
+    table = RunDir(run).read_manifest()
     assert table.column_names == list(MANIFEST_COLUMNS)
     rows = {r["sample_id"]: r for r in table.to_pylist()}
     assert rows[f"{a}_F81_seed01"]["prompt_id"] == a and rows[f"{a}_F81_seed01"]["seed"] == 1
@@ -64,7 +65,7 @@ def test_ingest_official_and_fallback_names(videos, prompts, tmp_path, capsys):
     }
     # idempotent
     again = ingest_videos(videos, prompts, run, progress=False)
-    assert again.videos == 5 and read_manifest(run).num_rows == 5
+    assert again.videos == 5 and RunDir(run).read_manifest().num_rows == 5
 
 
 def test_unknown_ids_are_an_error_unless_ignored(videos, prompts, tmp_path):
@@ -83,7 +84,9 @@ def test_unreadable_videos_are_kept_with_null_sizes(videos, prompts, tmp_path):
     (videos / bad).write_bytes(b"\x00" * 100)
     result = ingest_videos(videos, prompts, tmp_path / "run", progress=False)
     assert result.unreadable == [bad] and result.videos == 6
-    row = next(r for r in read_manifest(tmp_path / "run").to_pylist() if r["path"].endswith(bad))
+    row = next(
+        r for r in RunDir(tmp_path / "run").read_manifest().to_pylist() if r["path"].endswith(bad)
+    )
     assert row["num_frames"] is None and row["height"] is None and row["seed"] == 0
 
 
@@ -97,12 +100,12 @@ def test_prefix_matching_needs_a_separator():
 def test_copy_and_default_run_dir(videos, prompts, tmp_path):
     run = tmp_path / "copied"
     ingest_videos(videos, prompts, run, copy=True, progress=False)
-    for r in read_manifest(run).to_pylist():
+    for r in RunDir(run).read_manifest().to_pylist():
         path = Path(r["path"])
         assert path.parent == (run / "samples").resolve()
         assert path.read_bytes() == (videos / path.name).read_bytes()
     ingest_videos(videos, prompts, progress=False)
-    assert read_manifest(videos).num_rows == 5  # VIDEOS_DIR/samples/manifest.parquet
+    assert RunDir(videos).read_manifest().num_rows == 5  # VIDEOS_DIR/samples/manifest.parquet
 
 
 def test_existing_prompts_file_must_know_the_ids(videos, prompts, tmp_path):
@@ -119,7 +122,7 @@ def test_cli_ingest(videos, tmp_path, capsys):
     main(["ingest", str(videos), "--prompts", str(OFFICIAL_CSV), "--run-dir", str(run)])
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("ingest: 5 video(s) of 2 prompt(s)")
-    assert read_manifest(run).num_rows == 5
+    assert RunDir(run).read_manifest().num_rows == 5
     with pytest.raises(SystemExit) as exc:
         main(["ingest", str(tmp_path / "nothing"), "--prompts", str(OFFICIAL_CSV)])
     assert exc.value.code == 1

@@ -16,13 +16,9 @@ from spatialalign.cli import main
 from spatialalign.distributed import DistContext
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
+from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import ToyBackend
-from spatialalign.sampling.manifest import (
-    MANIFEST_COLUMNS,
-    manifest_path,
-    part_files,
-    read_manifest,
-)
+from spatialalign.sampling.manifest import MANIFEST_COLUMNS, part_files
 from spatialalign.sampling.naming import parse_video_name, sample_id, video_filename
 from spatialalign.sampling.probe import probe_video
 from spatialalign.sampling.sampler import plan_samples, sample_videos, select_prompts
@@ -82,7 +78,7 @@ def test_plan_is_prompt_major_over_seeds(prompts, tmp_path):
     assert [(s.prompt_id, s.seed) for s in specs] == [
         (p.prompt_id, k) for p in prompts for k in range(2)
     ]
-    assert all(s.path.parent == tmp_path.resolve() for s in specs)
+    assert all(s.path.parent == RunDir(tmp_path).samples_dir for s in specs)
     with pytest.raises(SpatialAlignError, match="--seeds"):
         plan_samples(prompts, 0, 9, tmp_path)
 
@@ -110,9 +106,9 @@ def test_sample_writes_official_names_lossless_videos_and_manifest(prompts, toy,
     assert (result.total, result.generated, result.skipped) == (6, 6, 0)
     assert [len(c) for c in backend.calls] == [4, 2]  # batched
 
-    table = read_manifest(tmp_path)
+    table = RunDir(tmp_path).read_manifest()
     assert table.column_names == list(MANIFEST_COLUMNS)
-    assert pq.read_schema(manifest_path(tmp_path)).equals(MANIFEST, check_metadata=False)
+    assert pq.read_schema(RunDir(tmp_path).manifest_path).equals(MANIFEST, check_metadata=False)
     rows = {r["sample_id"]: r for r in table.to_pylist()}
     expected = {f"{p.prompt_id}_F09_seed{k:02d}" for p in prompts for k in range(2)}
     assert set(rows) == expected
@@ -157,13 +153,13 @@ def test_resume_after_interrupt_generates_only_the_rest(prompts, toy, tmp_path):
     first = interrupted.calls[0]
     assert len(list((run / "samples").glob("*.mp4"))) == 2
     assert not list((run / "samples").glob(".*.tmp"))
-    assert read_manifest(run).num_rows == 2  # merged on the way out
+    assert RunDir(run).read_manifest().num_rows == 2  # merged on the way out
 
     resumed = CountingBackend(toy)
     result = sample_videos(run, resumed, prompts, seeds=2, batch_size=2, progress=False)
     assert (result.generated, result.skipped) == (4, 2)
     assert sum(len(c) for c in resumed.calls) == 4 and first == [0, 1]
-    assert read_manifest(run).num_rows == 6 and not part_files(run)
+    assert RunDir(run).read_manifest().num_rows == 6 and not part_files(RunDir(run))
 
     clean = tmp_path / "clean"
     sample_videos(clean, CountingBackend(toy), prompts, seeds=2, batch_size=2, progress=False)
@@ -181,7 +177,7 @@ def test_rebuilds_manifest_from_videos_and_regenerates_corrupt_ones(prompts, toy
     sample_videos(tmp_path, CountingBackend(toy), prompts, seeds=2, batch_size=6, progress=False)
     samples = tmp_path / "samples"
     # a kill between writing a video and its manifest row; a corrupt file; a stale temp file
-    manifest_path(tmp_path).unlink()
+    RunDir(tmp_path).manifest_path.unlink()
     broken = samples / f"{prompts[1].prompt_id}_F09_seed01.mp4"
     good = read_video(broken)
     broken.write_bytes(b"not an mp4")
@@ -191,7 +187,7 @@ def test_rebuilds_manifest_from_videos_and_regenerates_corrupt_ones(prompts, toy
     result = sample_videos(tmp_path, backend, prompts, seeds=2, batch_size=6, progress=False)
     assert backend.calls == [[1]] and (result.generated, result.skipped) == (1, 5)
     np.testing.assert_array_equal(read_video(broken), good)
-    table = read_manifest(tmp_path)
+    table = RunDir(tmp_path).read_manifest()
     assert table.num_rows == 6
     assert set(table.column("num_frames").to_pylist()) == {9}
     assert not (samples / ".x.mp4.abcd.tmp").exists()
@@ -202,7 +198,7 @@ def test_more_seeds_later_keeps_earlier_rows(prompts, toy, tmp_path):
     backend = CountingBackend(toy)
     sample_videos(tmp_path, backend, prompts[:2], seeds=3, progress=False)
     assert sum(len(c) for c in backend.calls) == 5
-    assert read_manifest(tmp_path).num_rows == 6
+    assert RunDir(tmp_path).read_manifest().num_rows == 6
 
 
 def test_refuses_to_mix_another_models_videos(prompts, toy, tmp_path):
@@ -218,15 +214,15 @@ def test_two_ranks_without_a_process_group_split_the_work(prompts, toy, tmp_path
     r0 = sample_videos(
         tmp_path, b0, prompts, seeds=2, batch_size=2, dist=DistContext(0, 2), progress=False
     )
-    assert read_manifest(tmp_path).num_rows == 3  # rank 0 merged its own share
+    assert RunDir(tmp_path).read_manifest().num_rows == 3  # rank 0 merged its own share
     r1 = sample_videos(
         tmp_path, b1, prompts, seeds=2, batch_size=2, dist=DistContext(1, 2), progress=False
     )
     assert (r0.generated, r1.generated) == (3, 3)
-    specs = plan_samples(prompts, 2, 9, tmp_path / "samples")
+    specs = plan_samples(prompts, 2, 9, tmp_path)
     done0 = sorted(zip(b0.texts, (s for c in b0.calls for s in c), strict=True))
     assert done0 == sorted((s.prompt, s.seed) for s in specs[0::2])  # every 2nd sample
-    assert read_manifest(tmp_path).num_rows == 6 and not part_files(tmp_path)
+    assert RunDir(tmp_path).read_manifest().num_rows == 6 and not part_files(RunDir(tmp_path))
 
 
 # --- LoRA and CLI -------------------------------------------------------------------------
@@ -283,7 +279,7 @@ def test_toy_lora_adapter_changes_samples_and_is_recorded(prompts, tmp_path, pre
         tmp_path / "run", with_lora, prompts[:1], seeds=1, adapter=str(lora), progress=False
     )
     assert result.generated == 1
-    assert read_manifest(tmp_path / "run").column("adapter").to_pylist() == [str(lora)]
+    assert RunDir(tmp_path / "run").read_manifest().column("adapter").to_pylist() == [str(lora)]
 
 
 def test_bad_adapter_is_one_clear_error(tmp_path):
@@ -310,8 +306,8 @@ def test_cli_sample_toy(prompts, tmp_path, capsys):
     args += ["--prompts", str(tmp_path / "prompts.parquet"), "--split", "test", "--seeds", "2"]
     main(args)
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("sample: generated 6 video(s), skipped 0")
-    assert read_manifest(run).num_rows == 6
+    assert out[-1].startswith("sample: generated 6 video(s) (6 new), skipped 0")
+    assert RunDir(run).read_manifest().num_rows == 6
     assert (run / "prompts.parquet").is_file()  # later stages find the run's prompts
     assert [p.prompt_id for p in read_prompts(run / "prompts.parquet")] == [
         p.prompt_id for p in prompts

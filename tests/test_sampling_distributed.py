@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import ToyBackend
-from spatialalign.sampling.manifest import part_files, read_manifest
+from spatialalign.sampling.manifest import part_files
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.video import read_video
@@ -66,8 +67,8 @@ def test_two_ranks_with_a_process_group_split_and_merge(tmp_path):
     assert "rank 0/2: generated 3 video(s), skipped 1" in summaries[0]
     assert "rank 1/2: generated 2 video(s), skipped 1" in summaries[1]
 
-    rows = read_manifest(run).to_pylist()
-    assert len(rows) == 6 and not part_files(run)
+    rows = RunDir(run).read_manifest().to_pylist()
+    assert len(rows) == 6 and not part_files(RunDir(run))
     want = {p.stem: read_video(p) for p in (single / "samples").glob("*.mp4")}
     for row in rows:
         np.testing.assert_array_equal(read_video(row["path"]), want[row["sample_id"]])

@@ -16,13 +16,13 @@ from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import (
     BackendConfig,
     WanBackend,
     load_backend,
     load_wan_pipeline,
 )
-from spatialalign.sampling.manifest import read_manifest
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.video import read_video
 
@@ -121,7 +121,7 @@ def test_wan_backend_samples_yuv420p_videos_with_manifest(wan_pipe, prompts, tmp
     backend = WanBackend(wan_pipe, **GEOMETRY, max_sequence_length=32)
     result = sample_videos(tmp_path, backend, prompts, seeds=2, batch_size=3, progress=False)
     assert (result.generated, result.total) == (4, 4)
-    rows = read_manifest(tmp_path).to_pylist()
+    rows = RunDir(tmp_path).read_manifest().to_pylist()
     assert {r["model"] for r in rows} == {"wan"}
     assert sorted(r["sample_id"] for r in rows) == sorted(
         f"{p.prompt_id}_F05_seed{k:02d}" for p in prompts for k in range(2)
@@ -202,7 +202,7 @@ def test_wan_cli_end_to_end(wan_dir, prompts, tmp_path, capsys):
     assert (
         capsys.readouterr().out.strip().splitlines()[-1].startswith("sample: generated 2 video(s)")
     )
-    rows = read_manifest(tmp_path).to_pylist()
+    rows = RunDir(tmp_path).read_manifest().to_pylist()
     assert [(r["num_frames"], r["fps"]) for r in rows] == [(5, 8.0), (5, 8.0)]
 
 

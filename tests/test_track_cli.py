@@ -16,12 +16,13 @@ import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.config import scoring_config
-from spatialalign.detection.pipeline import PARTS_DIR, track_run
+from spatialalign.detection.pipeline import track_run
 from spatialalign.detection.registry import make_detector
 from spatialalign.detection.tracker import tracker_config
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_parquet, write_parquet
 from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.rundir import RunDir
 from spatialalign.schemas import DETECTIONS, MANIFEST, TRACKS
 from spatialalign.toy.world import render_clip
 from spatialalign.video import write_video
@@ -140,7 +141,7 @@ def test_track_run_end_to_end_and_resume(toy_run, tmp_path):
     assert again.n_tracked == 0 and again.n_done_before == len(order) and again.merged
     assert read_parquet(run / "tracks.parquet").equals(first)
     # losing one sample's part redoes only that sample
-    parts = next((run / PARTS_DIR).iterdir())
+    parts = next(RunDir(run).track_parts_dir.iterdir())
     (parts / f"{order[3]}.det.parquet").unlink()
     assert track_run(run, det, TOY, tracker_config("toy"), progress=False).n_tracked == 1
     assert read_parquet(run / "tracks.parquet").equals(first)
@@ -244,7 +245,7 @@ def test_background_decoding_is_bounded_and_in_order(toy_run, monkeypatch):
     from spatialalign.detection import pipeline
 
     src, _, order = toy_run
-    samples = pipeline._read_samples(src, None)
+    samples = pipeline._read_samples(RunDir(src), None)
     reads: list[tuple[str, str]] = []
     real_read = pipeline.read_video
 
@@ -260,10 +261,10 @@ def test_background_decoding_is_bounded_and_in_order(toy_run, monkeypatch):
     assert 2 <= len(reads) <= 2 + 2
     assert {name for _, name in reads} == {"track-decode"}
     got = [first] + list(gen)
-    assert [s.sample_id for s, _, _ in got] == order
-    errors = {s.sample_id: e for s, _, e in got if e is not None}
+    assert [s.sample_id for s, *_ in got] == order
+    errors = {s.sample_id: e for s, _, e, _ in got if e is not None}
     assert set(errors) == {"corrupt", "missing"}
-    assert all(f.shape == (9, 16, 16, 3) for s, f, e in got if e is None)
+    assert all(f.shape == (9, 16, 16, 3) for s, f, e, _ in got if e is None)
     # closing early stops the decoder thread
     stop2 = threading.Event()
     gen2 = pipeline._decoded(samples, 1, stop2)

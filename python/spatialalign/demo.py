@@ -3,8 +3,8 @@
 By default it runs the real stages on the toy world, exactly as a user would from the
 command line: ``prompts`` (a small seeded test set) -> ``sample`` (the shipped toy T2V
 model) -> ``track`` (the toy colour detector, toy validity rules) -> ``score-batch``
-(toy preset), then prints the summary table and where the files are. Every stage is
-resumable, so rerunning the demo reuses what is already there.
+(the toy preset, which ``track`` recorded), then prints the summary table and where the
+files are. Every stage is resumable, so rerunning the demo reuses what is already there.
 
 ``--synthetic`` instead scores a small run that ships with the package
 (``spatialalign/data/demo/``, written by ``scripts/make_demo_data.py``: 30 prompts x 3
@@ -22,13 +22,17 @@ import click
 from spatialalign.config import OFFICIAL
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path
+from spatialalign.rundir import RunDir
 
-DEMO_FILES: tuple[str, ...] = (
-    "prompts.parquet",
-    "samples/manifest.parquet",
-    "tracks.parquet",
-    "detections.parquet",
-)
+
+def _demo_files() -> tuple[str, ...]:
+    """The shipped demo run's files, relative to a run directory (names from RunDir)."""
+    run = RunDir(Path("."))
+    paths = (run.prompts_path, run.manifest_path, run.tracks_path, run.detections_path)
+    return tuple(p.relative_to(run.root).as_posix() for p in paths)
+
+
+DEMO_FILES: tuple[str, ...] = _demo_files()
 
 
 def demo_data_dir() -> resources.abc.Traversable:
@@ -57,7 +61,8 @@ def run_toy_pipeline(out_dir: Path, *, n_prompts: int, seeds: int, plots: bool) 
         ["prompts", str(out_dir), "--train", "0", "--test", str(n_prompts), "--seed", "0"],
         ["sample", str(out_dir), "--model", "toy", "--seeds", str(seeds)],
         ["track", str(out_dir), "--detector", "toy", "--preset", "toy"],
-        ["score-batch", str(out_dir), "--preset", "toy", *(["--plots"] if plots else [])],
+        # no --preset: score-batch uses the one track recorded (toy)
+        ["score-batch", str(out_dir), *(["--plots"] if plots else [])],
     ]
     for args in stages:
         click.secho(f"$ spatialalign {' '.join(args)}", bold=True)
@@ -87,10 +92,10 @@ def demo(out_dir: Path, n_prompts: int, seeds: int, plots: bool, synthetic: bool
     """Run the toy pipeline (prompts -> sample -> track -> score-batch) in OUT_DIR."""
     if not synthetic:
         run_toy_pipeline(out_dir, n_prompts=n_prompts, seeds=seeds, plots=plots)
-        click.echo(
-            f"demo run in {out_dir}/: prompts.parquet, samples/, tracks.parquet, "
-            "detections.parquet, scores.parquet, summary.json, correctness.png"
-        )
+        run = RunDir(out_dir)
+        files = (run.prompts_path, run.samples_dir, run.tracks_path, run.detections_path)
+        files += (run.scores_path, run.summary_path, run.correctness_path)
+        click.echo(f"demo run in {out_dir}/: " + ", ".join(p.name for p in files))
         return
 
     from spatialalign.scoring.batch import score_run

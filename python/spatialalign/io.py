@@ -60,13 +60,6 @@ def read_parquet(path: str | os.PathLike[str], what: str | None = None) -> pa.Ta
         raise SpatialAlignError(f"cannot read {label}{path}: {e}") from e
 
 
-def require_columns(table: pa.Table, columns: list[str], path: str | os.PathLike[str]) -> None:
-    """Raises :class:`SpatialAlignError` naming the columns ``table`` lacks."""
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise SpatialAlignError(f"{path}: missing column(s) {', '.join(missing)}")
-
-
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Writes ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

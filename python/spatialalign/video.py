@@ -30,8 +30,13 @@ def write_video(
     fps: int = 16,
     *,
     lossless: bool = True,
+    comment: str | None = None,
 ) -> Path:
-    """Encodes ``frames`` (uint8 [F, H, W, 3]) to an mp4 at ``path``, atomically."""
+    """Encodes ``frames`` (uint8 [F, H, W, 3]) to an mp4 at ``path``, atomically.
+
+    ``comment`` goes into the container's ``comment`` tag (``sample`` stores there what
+    the video was made from, so the record travels with the file).
+    """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -42,6 +47,8 @@ def write_video(
         raise ValueError(f"yuv420p video needs even height and width, got {h}x{w}")
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
+            if comment:
+                container.metadata["comment"] = comment
             if lossless:
                 stream = container.add_stream("libx264rgb", rate=Fraction(fps))
                 stream.pix_fmt = "rgb24"
@@ -75,16 +82,3 @@ def read_video(path: str | os.PathLike[str]) -> np.ndarray:
     if not frames:
         raise VideoReadError(f"no decodable frames in {path}")
     return np.stack(frames)
-
-
-def video_info(path: str | os.PathLike[str]) -> dict[str, int | float]:
-    """Frame count, fps, height and width of a video (decodes it to count frames)."""
-    frames = read_video(path)
-    with av.open(str(path)) as container:
-        rate = container.streams.video[0].average_rate
-    return {
-        "num_frames": int(frames.shape[0]),
-        "fps": float(rate) if rate else 0.0,
-        "height": int(frames.shape[1]),
-        "width": int(frames.shape[2]),
-    }

@@ -55,8 +55,9 @@ def track(
 ) -> None:
     """Write RUN_DIR/tracks.parquet and detections.parquet from the run's videos.
 
-    Resumable (finished samples are skipped) and sharded by RANK/WORLD_SIZE under
-    torchrun or accelerate launch; rank 0 merges the tables.
+    Resumable: a sample is skipped only when it was tracked with these settings from a
+    video with the same content (a rerun says how many it redid and why). Sharded by
+    RANK/WORLD_SIZE under torchrun or accelerate launch; rank 0 merges the tables.
     """
     from spatialalign.detection.pipeline import track_run
     from spatialalign.detection.tracker import tracker_config
@@ -79,6 +80,7 @@ def track(
         scoring,
         tracker_config(preset),
         prompts=prompts_file,
+        preset=preset,
         settings={"model_dir": _abs(model_dir), "onnx_dir": _abs(onnx_dir), "sam": _abs(sam)},
         overwrite=overwrite,
         merge_timeout=merge_timeout,

@@ -11,11 +11,16 @@ Resumable and shardable: each sample's result is written as two small Parquet
 parts under ``RUN_DIR/track_parts/<settings>/`` (tracks first, then the detections
 row, which marks the sample done), atomically. The ``<settings>`` key is a hash of
 the detector and thresholds, so results made with other settings are never reused.
-A rerun skips samples whose parts exist. Under ``torchrun`` / ``accelerate launch``
-(``RANK`` / ``WORLD_SIZE``) rank r takes every world_size-th sample; rank 0 merges
-all parts into the two final tables once they all exist (or the next plain run
-does). The parts are kept as the resumable cache; the final tables are derived
-from them and list the manifest's samples in manifest order.
+The detections part records the content fingerprint of the video it was made from
+(:class:`~spatialalign.provenance.StampedFingerprint`); a rerun skips a sample only
+when its part exists and the video still has that content, and says how many it
+redid and why (new sample, settings changed, video changed). A video that was
+missing (a moved run directory) is retried once it is there again. Under
+``torchrun`` / ``accelerate launch`` (``RANK`` / ``WORLD_SIZE``) rank r takes every
+world_size-th sample; rank 0 merges all parts into the two final tables once they
+all exist (or the next plain run does). The parts are kept as the resumable cache;
+the final tables are derived from them, list the manifest's samples in manifest
+order and record the settings, the preset and each video's fingerprint.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -51,14 +55,10 @@ from spatialalign.detection.validity import (
 from spatialalign.distributed import env_rank_world
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_parquet, write_json, write_parquet
+from spatialalign.provenance import StampedFingerprint, explain_change, record_of, with_record
+from spatialalign.rundir import RunDir
 from spatialalign.schemas import DETECTIONS, TRACKS, validate_table
 from spatialalign.video import VideoReadError, read_video
-
-TRACKS_NAME = "tracks.parquet"
-DETECTIONS_NAME = "detections.parquet"
-PARTS_DIR = "track_parts"
-MANIFEST = Path("samples") / "manifest.parquet"
-PROMPTS_NAME = "prompts.parquet"
 
 
 @dataclass
@@ -73,11 +73,15 @@ class TrackSummary:
     n_mine: int = 0
     """Samples assigned to this process."""
     n_done_before: int = 0
-    """Of those, already finished by an earlier run (skipped)."""
+    """Of those, already finished by an earlier run from the same video and settings."""
     n_tracked: int = 0
     """Tracked by this call."""
+    reasons: Counter = field(default_factory=Counter)
+    """Why this call tracked them: ``new`` or why an earlier result was redone."""
     counts: Counter = field(default_factory=Counter)
-    """``valid`` / rejection reason -> videos, over the merged table (or this call's work)."""
+    """``valid`` / rejection reason -> videos tracked by this call."""
+    run_counts: Counter = field(default_factory=Counter)
+    """``valid`` / rejection reason -> videos over the merged tables (when merged)."""
     n_multi_instance: int = 0
     """Videos tracked now whose animal or object showed more than one instance."""
     merged: bool = False
@@ -90,32 +94,39 @@ class TrackSummary:
 
     @property
     def tracks_path(self) -> Path:
-        return self.run_dir / TRACKS_NAME
+        return RunDir(self.run_dir).tracks_path
 
     @property
     def detections_path(self) -> Path:
-        return self.run_dir / DETECTIONS_NAME
+        return RunDir(self.run_dir).detections_path
 
     def line(self) -> str:
-        """The one-line summary the CLI prints."""
+        """The one-line summary: this call's work, then (when merged) the run's totals."""
         who = f"rank {self.rank}/{self.world_size}: " if self.world_size > 1 else ""
-        head = (
-            f"{who}{self.n_tracked} video(s) tracked, {self.n_done_before} already done"
-            f" (shard of {self.n_mine} of {self.n_samples} samples)"
-            if self.world_size > 1
-            else f"{self.n_tracked} video(s) tracked, {self.n_done_before} already done"
+        why = ""
+        if self.n_tracked:
+            groups = sorted(self.reasons.items(), key=lambda kv: (kv[0] != "new", -kv[1]))
+            why = (
+                " ("
+                + "; ".join(f"{n} new" if r == "new" else f"{n} redone: {r}" for r, n in groups)
+                + ")"
+            )
+        shard = (
+            f" (shard of {self.n_mine} of {self.n_samples} samples)" if self.world_size > 1 else ""
         )
-        n_valid = self.counts.get("valid", 0)
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()) if k != "valid")
-        n_rej = sum(v for k, v in self.counts.items() if k != "valid")
-        verdict = f"{n_valid} valid, {n_rej} rejected" + (f" ({reasons})" if reasons else "")
+        head = (
+            f"{who}{self.n_tracked} video(s) tracked{why}, {self.n_done_before} already done{shard}"
+        )
         multi = (
             f"; {self.n_multi_instance} with several instances of a class"
             if self.n_multi_instance
             else ""
         )
+        this_call = f"; this call: {_verdicts(self.counts)}" if self.n_tracked else ""
         if self.merged:
-            where = f" -> {self.tracks_path}, {self.detections_path}"
+            where = (
+                f"; run: {_verdicts(self.run_counts)} -> {self.tracks_path}, {self.detections_path}"
+            )
         elif self.rank != 0:
             where = "; rank 0 merges the tables"
         else:
@@ -123,8 +134,14 @@ class TrackSummary:
                 f"; not merged: {self.waiting_for} sample(s) of other ranks unfinished "
                 "(rerun 'spatialalign track' to finish and merge)"
             )
-        scope = "" if self.merged else " (this call)"
-        return f"track: {head}; {verdict}{scope}{multi}{where}"
+        return f"track: {head}{this_call}{multi}{where}"
+
+
+def _verdicts(counts: Counter) -> str:
+    n_valid = counts.get("valid", 0)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "valid")
+    n_rej = sum(v for k, v in counts.items() if k != "valid")
+    return f"{n_valid} valid, {n_rej} rejected" + (f" ({reasons})" if reasons else "")
 
 
 @dataclass
@@ -135,41 +152,20 @@ class _Sample:
     class_names: tuple[str, str]
 
 
-def _read_samples(run_dir: Path, prompts_path: Path | None) -> list[_Sample]:
+def _read_samples(run: RunDir, prompts_path: Path | None) -> list[_Sample]:
     """The manifest's samples with their class names, in manifest order."""
-    manifest_path = run_dir / MANIFEST
-    table = validate_table(
-        read_parquet(manifest_path, "manifest"),
-        "manifest",
-        manifest_path,
-        columns=["sample_id", "prompt_id", "path"],
-    )
-    rows = table.select(["sample_id", "prompt_id", "path"]).to_pylist()
-    ids = [r["sample_id"] for r in rows]
-    dupes = sorted({s for s in ids if ids.count(s) > 1}) if len(set(ids)) < len(ids) else []
-    if dupes:
-        raise SpatialAlignError(f"{manifest_path}: duplicate sample_id(s) {', '.join(dupes[:5])}")
-
-    from spatialalign.prompts import read_prompts
-
-    prompts_path = prompts_path or run_dir / PROMPTS_NAME
-    if not prompts_path.is_file():
-        raise SpatialAlignError(f"prompts file not found: {prompts_path} (pass --prompts FILE)")
-    names = {p.prompt_id: (p.animal, p.object) for p in read_prompts(prompts_path)}
+    rows = run.read_manifest(["prompt_id", "path"]).to_pylist()
+    names = {p.prompt_id: (p.animal, p.object) for p in run.read_prompts(prompts_path)}
     missing = sorted({r["prompt_id"] for r in rows} - set(names))
     if missing:
         raise SpatialAlignError(
-            f"{len(missing)} prompt_id(s) of the manifest are not in {prompts_path}: "
-            f"{', '.join(missing[:5])}"
+            f"{len(missing)} prompt_id(s) of the manifest are not in "
+            f"{prompts_path or run.prompts_path}: {', '.join(missing[:5])}"
         )
-    samples = []
-    for r in rows:
-        path = Path(r["path"]) if r["path"] else Path()
-        if r["path"] and not path.is_absolute():
-            in_samples = manifest_path.parent / path
-            path = in_samples if in_samples.exists() else run_dir / path
-        samples.append(_Sample(r["sample_id"], r["prompt_id"], path, names[r["prompt_id"]]))
-    return samples
+    return [
+        _Sample(r["sample_id"], r["prompt_id"], Path(r["path"] or ""), names[r["prompt_id"]])
+        for r in rows
+    ]
 
 
 def settings_key(
@@ -190,13 +186,9 @@ def settings_key(
     return digest[:12], settings
 
 
-def _part_paths(parts: Path, sample_id: str) -> tuple[Path, Path]:
-    stem = quote(sample_id, safe="")
-    return parts / f"{stem}.tracks.parquet", parts / f"{stem}.det.parquet"
-
-
 def _decoded(samples: Sequence[_Sample], prefetch: int, stop: threading.Event) -> Iterator:
-    """Yields (sample, frames or None, error or None), decoding on a background thread."""
+    """Yields (sample, frames or None, error or None, the video's fingerprint), decoding on
+    a background thread."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     end = object()
 
@@ -211,12 +203,13 @@ def _decoded(samples: Sequence[_Sample], prefetch: int, stop: threading.Event) -
 
     def work() -> None:
         for s in samples:
+            stamp = StampedFingerprint.of(s.path)  # the content about to be decoded
             try:
-                item = (s, read_video(s.path), None)
+                item = (s, read_video(s.path), None, stamp)
             except VideoReadError as e:
-                item = (s, None, e)
+                item = (s, None, e, stamp)
             except Exception as e:  # noqa: BLE001 - any decoder failure is an unreadable video
-                item = (s, None, VideoReadError(f"cannot decode {s.path}: {e}"))
+                item = (s, None, VideoReadError(f"cannot decode {s.path}: {e}"), stamp)
             if not put(item):
                 return
         put(end)
@@ -258,20 +251,71 @@ def process_video(
     return verdict, tracks.rows(""), tracks.n_instances
 
 
-def _write_part(parts: Path, sample_id: str, verdict: VideoValidity, rows: list[dict]) -> None:
-    tracks_part, det_part = _part_paths(parts, sample_id)
+def _write_part(
+    run: RunDir,
+    key: str,
+    sample: _Sample,
+    verdict: VideoValidity,
+    rows: list[dict],
+    stamp: StampedFingerprint,
+) -> None:
+    tracks_part, det_part = run.track_part_paths(key, sample.sample_id)
     for r in rows:
-        r["sample_id"] = sample_id
+        r["sample_id"] = sample.sample_id
     write_parquet(pa.Table.from_pylist(rows, TRACKS), tracks_part)
-    write_parquet(pa.Table.from_pylist([verdict.to_row(sample_id)], DETECTIONS), det_part)
+    det = pa.Table.from_pylist([verdict.to_row(sample.sample_id)], DETECTIONS)
+    record = {"video": stamp.to_dict(), "path": str(sample.path)}
+    write_parquet(with_record(det, record), det_part)
 
 
-def merge_parts(run_dir: Path, parts: Path, samples: Sequence[_Sample]) -> Counter:
-    """Writes the final tables from the parts of ``samples`` (all must exist)."""
+def _part_video(det_part: Path) -> StampedFingerprint | None:
+    """The video fingerprint a detections part was made from (None: no part, or no record)."""
+    return StampedFingerprint.from_dict((record_of(det_part) or {}).get("video"))
+
+
+def _redo_reason(
+    run: RunDir, key: str, sample: _Sample, earlier: dict[str, Any] | None
+) -> str | None:
+    """Why ``sample`` must be tracked now; None when its part is current."""
+    det_part = run.track_part_paths(key, sample.sample_id)[1]
+    if not det_part.is_file():
+        if (
+            earlier
+            and earlier.get("settings_key") != key
+            and sample.sample_id in (earlier.get("videos") or {})
+        ):
+            return earlier["why"]
+        return "new"
+    known = _part_video(det_part)
+    if known is None:
+        return "no record of the video it was made from"
+    if StampedFingerprint.of(sample.path, known).fingerprint != known.fingerprint:
+        return "video changed"
+    return None
+
+
+def _earlier_settings(run: RunDir, key: str, described: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of the tables a previous ``track`` wrote, with why its settings differ."""
+    record = record_of(run.detections_path) if run.detections_path.is_file() else None
+    if not record or record.get("stage") != "track" or record.get("settings_key") == key:
+        return record
+    changes = explain_change(record.get("settings") or {}, described)
+    return {**record, "why": "settings changed: " + (", ".join(changes) or "other detector files")}
+
+
+def merge_track_parts(
+    run: RunDir, key: str, samples: Sequence[_Sample], record: dict[str, Any]
+) -> Counter:
+    """Writes the final tables from the parts of ``samples`` (all must exist), recording
+    ``record`` (settings, preset) and each video's fingerprint in both files."""
     tracks, dets = [], []
+    videos: dict[str, str] = {}
     for s in samples:
-        tracks_part, det_part = _part_paths(parts, s.sample_id)
-        dets.append(validate_table(read_parquet(det_part, "track part"), "detections", det_part))
+        tracks_part, det_part = run.track_part_paths(key, s.sample_id)
+        det = read_parquet(det_part, "track part")
+        known = StampedFingerprint.from_dict((record_of(det) or {}).get("video"))
+        videos[s.sample_id] = known.fingerprint if known else ""
+        dets.append(validate_table(det, "detections", det_part))
         tracks.append(
             validate_table(read_parquet(tracks_part, "track part"), "tracks", tracks_part)
         )
@@ -281,8 +325,9 @@ def merge_parts(run_dir: Path, parts: Path, samples: Sequence[_Sample]) -> Count
     track_table = pa.concat_tables(
         [TRACKS.empty_table()] + [t.select(TRACKS.names).cast(TRACKS) for t in tracks]
     )
-    write_parquet(track_table, run_dir / TRACKS_NAME)
-    write_parquet(det_table, run_dir / DETECTIONS_NAME)
+    full = {**record, "stage": "track", "settings_key": key, "videos": videos}
+    write_parquet(with_record(track_table, full), run.tracks_path)
+    write_parquet(with_record(det_table, full), run.detections_path)
     return Counter(
         "valid" if st == "valid" else reason
         for st, reason in zip(
@@ -303,6 +348,7 @@ def track_run(
     rank: int | None = None,
     world_size: int | None = None,
     settings: Mapping[str, Any] | None = None,
+    preset: str | None = None,
     overwrite: bool = False,
     prefetch: int = 2,
     merge_timeout: float = 3600.0,
@@ -312,11 +358,12 @@ def track_run(
 
     ``settings`` adds detector details (e.g. the model directory) to the key that
     decides whether earlier parts can be reused; ``overwrite`` discards them (one
-    process only). Rank and world size default to ``RANK`` / ``WORLD_SIZE``.
+    process only). ``preset`` is the scoring preset's name, recorded in the tables so
+    ``score-batch`` scores with the same one. Rank and world size default to ``RANK`` /
+    ``WORLD_SIZE``.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SpatialAlignError(f"run directory not found: {run_dir}")
+    run = RunDir(run_dir).require()
+    run_dir = run.root
     tracker = tracker or TrackerConfig()
     env_rank, env_world = env_rank_world()
     rank = env_rank if rank is None else rank
@@ -325,18 +372,24 @@ def track_run(
         raise SpatialAlignError(f"invalid rank {rank} / world size {world_size}")
     if overwrite and world_size > 1:
         raise SpatialAlignError(
-            f"--overwrite works in a single process; delete {run_dir / PARTS_DIR} instead"
+            f"--overwrite works in a single process; delete {run.track_parts_dir} instead"
         )
-    samples = _read_samples(run_dir, Path(prompts) if prompts else None)
+    samples = _read_samples(run, Path(prompts) if prompts else None)
     key, described = settings_key(detector, scoring, tracker, settings or {})
-    parts = run_dir / PARTS_DIR / key
+    parts = run.track_parts_dir / key
     if overwrite and parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     write_json(described, parts / "settings.json")
 
     mine = samples[rank::world_size]
-    todo = [s for s in mine if not _part_paths(parts, s.sample_id)[1].is_file()]
+    earlier = _earlier_settings(run, key, described)
+    todo, why = [], Counter()
+    for s in mine:
+        reason = _redo_reason(run, key, s, earlier)
+        if reason is not None:
+            todo.append(s)
+            why[reason] += 1
     summary = TrackSummary(
         run_dir,
         len(samples),
@@ -344,6 +397,7 @@ def track_run(
         world_size,
         n_mine=len(mine),
         n_done_before=len(mine) - len(todo),
+        reasons=why,
     )
     bar = tqdm(
         total=len(todo),
@@ -355,7 +409,7 @@ def track_run(
     stop = threading.Event()
     t_wait = time.perf_counter()
     with bar:
-        for sample, frames, error in _decoded(todo, prefetch, stop):
+        for sample, frames, error, stamp in _decoded(todo, prefetch, stop):
             t0 = time.perf_counter()
             summary.decode_wait_s += t0 - t_wait
             if error is not None:
@@ -365,7 +419,7 @@ def track_run(
                 verdict, rows, instances = process_video(
                     frames, sample.class_names, detector, scoring, tracker
                 )
-            _write_part(parts, sample.sample_id, verdict, rows or [])
+            _write_part(run, key, sample, verdict, rows or [], stamp)
             summary.n_tracked += 1
             summary.counts["valid" if verdict.valid else verdict.reason] += 1
             summary.n_multi_instance += int(any(n > 1 for n in instances.values()))
@@ -378,12 +432,13 @@ def track_run(
         return summary
     deadline = time.monotonic() + (merge_timeout if world_size > 1 else 0.0)
     while True:
-        waiting = [s for s in samples if not _part_paths(parts, s.sample_id)[1].is_file()]
+        waiting = [s for s in samples if not run.track_part_paths(key, s.sample_id)[1].is_file()]
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
     summary.waiting_for = len(waiting)
     if not waiting:
-        summary.counts = merge_parts(run_dir, parts, samples)
+        record = {"preset": preset, "settings": described}
+        summary.run_counts = merge_track_parts(run, key, samples, record)
         summary.merged = True
     return summary

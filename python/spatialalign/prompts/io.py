@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from spatialalign.errors import SpatialAlignError
+from spatialalign.ids import id_problem, refuse_duplicates
 from spatialalign.io import atomic_path, read_parquet, write_parquet
 from spatialalign.prompts.grammar import (
     final_phrase,
@@ -83,7 +84,8 @@ def prompts_from_records(
     """Turns row dicts (each with at least ``prompt``) into prompts, cross-checking columns.
 
     Raises ONE :class:`SpatialAlignError` listing every unparseable prompt, every row whose
-    columns disagree with its text, and every duplicated prompt id.
+    columns disagree with its text, every prompt_id that is not a safe file name
+    (:mod:`spatialalign.ids`: these become video names) and every duplicated prompt id.
     """
     if not records:
         raise SpatialAlignError(f"{where}: contains no prompts")
@@ -100,6 +102,11 @@ def prompts_from_records(
             problems.append(f"[{i}] {text!r}: " + ", ".join(diffs))
             continue
         pid = rec.get("prompt_id")
+        if _present(pid):
+            problem = id_problem(str(pid).strip())
+            if problem is not None:
+                problems.append(f"[{i}] prompt_id {str(pid)[:60]!r} {problem}")
+                continue
         split = rec.get("split")
         prompts.append(
             DSRPrompt(
@@ -243,9 +250,7 @@ def _prompt_text(p: DSRPrompt) -> str:
 
 def _resolved_ids(prompts: Sequence[DSRPrompt]) -> list[str]:
     ids = [p.prompt_id or default_prompt_id(i, p) for i, p in enumerate(prompts)]
-    dups = sorted({x for x in ids if ids.count(x) > 1}) if len(set(ids)) != len(ids) else []
-    if dups:
-        raise SpatialAlignError("duplicate prompt_id(s): " + ", ".join(map(repr, dups)))
+    refuse_duplicates(ids, "prompts", "prompt_id")
     return ids
 
 

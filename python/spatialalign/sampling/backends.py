@@ -9,6 +9,7 @@ writes). A back end is a small object with the video geometry and one method,
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.lora import load_lora_into_pipeline, load_lora_into_transformer
+from spatialalign.provenance import fingerprint
 
 MODELS: tuple[str, ...] = ("toy", "wan")
 
@@ -45,6 +47,14 @@ class Backend(Protocol):
 
     def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
         """Videos for ``prompts[i]`` with seed ``seeds[i]``: uint8 ``[B, F, H, W, 3]``."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """Every sampler setting that changes a video (recorded as its provenance)."""
+        ...
+
+    def identity(self) -> str:
+        """A fingerprint of the model weights in use (recorded as its provenance)."""
         ...
 
 
@@ -81,6 +91,45 @@ class BackendConfig:
     fp32 on CPU); the VAE always runs in float32."""
 
 
+MAX_STEPS = 10_000
+
+
+def check_config(config: BackendConfig) -> None:
+    """Refuses settings no model can use, before anything is loaded (one line each)."""
+    if config.steps is not None and not 1 <= config.steps <= MAX_STEPS:
+        raise SpatialAlignError(f"--steps must be in 1..{MAX_STEPS}, got {config.steps}")
+    for name in ("guidance", "fps"):
+        value = getattr(config, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise SpatialAlignError(f"--{name} must be a finite number >= 0, got {value}")
+    if config.fps is not None and config.fps == 0:
+        raise SpatialAlignError("--fps must be > 0")
+
+
+def check_device(device: str) -> str:
+    """Returns ``device`` when torch can use it here; else one clear error."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise SpatialAlignError(
+            f"unknown device {device!r} (use cpu, cuda or cuda:N): {str(e).splitlines()[0]}"
+        ) from e
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SpatialAlignError(f"device {device!r}: CUDA is not available on this machine")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise SpatialAlignError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise SpatialAlignError(f"device {device!r}: MPS is not available on this machine")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise SpatialAlignError(f"unsupported device {device!r} (use cpu, cuda or cuda:N)")
+    return device
+
+
 def default_device(local_rank: int = 0) -> str:
     """``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
     import torch
@@ -104,6 +153,29 @@ class ToyBackend:
         self.height = int(pipeline.height)
         self.width = int(pipeline.width)
         self.fps = float(pipeline.fps)
+        self._identity: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "guidance": float(self.guidance),
+            "num_frames": self.num_frames,
+            "height": self.height,
+            "width": self.width,
+            "fps": self.fps,
+        }
+
+    def identity(self) -> str:
+        """A hash of every weight (LoRA included): the toy model is small enough to hash."""
+        if self._identity is None:
+            import hashlib
+
+            h = hashlib.blake2b(digest_size=16)
+            for name, tensor in sorted(self.pipeline.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._identity = f"weights:{h.hexdigest()}"
+        return self._identity
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> ToyBackend:
@@ -176,6 +248,27 @@ class WanBackend:
         self.fps = float(fps)
         self.negative_prompt = negative_prompt
         self.max_sequence_length = max_sequence_length
+        self.model_path: str | None = None
+        """The weights directory (from_config sets it; else the pipeline's own)."""
+
+    def settings(self) -> dict[str, Any]:
+        dtype = getattr(getattr(self.pipe, "transformer", None), "dtype", None)
+        return {
+            "steps": self.steps,
+            "guidance": None if self.guidance is None else float(self.guidance),
+            "num_frames": self.num_frames,
+            "height": self.height,
+            "width": self.width,
+            "fps": self.fps,
+            "negative_prompt": self.negative_prompt,
+            "max_sequence_length": self.max_sequence_length,
+            "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
+        }
+
+    def identity(self) -> str:
+        """The content fingerprint of the weights directory (weights are not rehashed)."""
+        path = self.model_path or getattr(getattr(self.pipe, "config", None), "_name_or_path", "")
+        return fingerprint(path) if path else ""
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> WanBackend:
@@ -191,11 +284,13 @@ class WanBackend:
             "fps": config.fps,
             "negative_prompt": config.negative_prompt,
         }
-        return cls(
+        backend = cls(
             pipe,
             max_sequence_length=config.max_sequence_length,
             **{k: v for k, v in kwargs.items() if v is not None},
         )
+        backend.model_path = str(Path(config.model_path).expanduser().resolve())
+        return backend
 
     def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
         import torch
@@ -257,10 +352,18 @@ def load_wan_pipeline(
     key = "dtype" if hasattr(deprecation, "_resolve_dtype") else "torch_dtype"
     try:
         vae = AutoencoderKLWan.from_pretrained(
-            path, subfolder="vae", local_files_only=True, **{key: torch.float32}
+            path,
+            subfolder="vae",
+            local_files_only=True,
+            use_safetensors=True,
+            **{key: torch.float32},
         )
         pipe = WanPipeline.from_pretrained(
-            path, vae=vae, local_files_only=True, **{key: getattr(torch, dtype)}
+            path,
+            vae=vae,
+            local_files_only=True,
+            use_safetensors=True,
+            **{key: getattr(torch, dtype)},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -274,7 +377,8 @@ def load_backend(config: BackendConfig, *, local_rank: int = 0) -> Backend:
     """Builds the back end ``config.model`` names."""
     if config.model not in MODELS:
         raise SpatialAlignError(f"unknown model {config.model!r} (choose from {', '.join(MODELS)})")
-    device = config.device or default_device(local_rank)
+    check_config(config)
+    device = check_device(config.device) if config.device else default_device(local_rank)
     if config.model == "toy":
         return ToyBackend.from_config(config, device=device)
     return WanBackend.from_config(config, device=device)

@@ -13,7 +13,14 @@ Decisions, so scores stay honest:
   scored); ``--ignore-unknown`` leaves them out instead and reports how many;
 * an unreadable video is *kept* in the manifest with null frame count/fps/size and
   reported: ``track`` then rejects it as ``unreadable_video`` and it counts as an invalid
-  video in Correctness, as a broken generation should.
+  video in Correctness, as a broken generation should;
+* a file name whose sample id is not a safe id (:mod:`spatialalign.ids`) is refused,
+  naming the file: sample ids become file names in later stages.
+
+Each manifest row records the video's content fingerprint
+(:func:`spatialalign.provenance.fingerprint`); ``--copy`` recopies a file whose
+fingerprint differs from the copy's (not just its size), and ``track`` redoes videos
+whose content changed since it last saw them.
 """
 
 from __future__ import annotations
@@ -29,18 +36,20 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from spatialalign.errors import SpatialAlignError
+from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id
 from spatialalign.io import atomic_path
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.provenance import fingerprint
+from spatialalign.rundir import VIDEO_SUFFIX, RunDir
 from spatialalign.sampling.manifest import (
+    PROVENANCE,
     Row,
     manifest_lock,
-    manifest_path,
     merge_rows,
     read_rows,
-    samples_dir,
     write_rows,
 )
-from spatialalign.sampling.naming import VIDEO_SUFFIX, parse_video_name
+from spatialalign.sampling.naming import parse_video_name
 from spatialalign.sampling.probe import VideoReadError, probe_video
 from spatialalign.sampling.run_prompts import ensure_run_prompts
 
@@ -67,6 +76,10 @@ class IngestResult:
     unknown: list[str] = field(default_factory=list)
     manifest: Path = Path()
     seconds: float = 0.0
+    copied: int = 0
+    """Files copied (``--copy``) because the run dir had no identical copy."""
+    changed: int = 0
+    """Samples already in the manifest whose video content is now different."""
 
     def summary(self) -> str:
         """The verb's one-line summary."""
@@ -75,6 +88,10 @@ class IngestResult:
             extra += f", {len(self.unreadable)} unreadable (kept; track rejects them)"
         if self.unknown:
             extra += f", {len(self.unknown)} with no matching prompt left out"
+        if self.changed:
+            extra += f", {self.changed} with new content (track redoes them)"
+        if self.copied:
+            extra += f", {self.copied} copied"
         return (
             f"ingest: {self.videos} video(s) of {self.prompts} prompt(s){extra}; "
             f"{self.seconds:.1f} s -> {self.manifest}"
@@ -117,6 +134,7 @@ def match_videos(
     stems: dict[str, str] = {}
     for path in files:
         stem = path.name[: -len(VIDEO_SUFFIX)]
+        check_id(stem, "sample id (the file name)", str(path), MAX_SAMPLE_ID_LENGTH)
         if stem in stems:
             raise SpatialAlignError(
                 f"two videos share the sample id {stem!r}: {stems[stem]} and {path.name}"
@@ -146,13 +164,13 @@ def match_videos(
     return matched, unknown
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    """Copies ``src`` to ``dst`` atomically unless an identical-size copy is there."""
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-        return dst
+def _copy(src: Path, dst: Path, src_fingerprint: str) -> bool:
+    """Copies ``src`` to ``dst`` atomically unless ``dst`` has the same content; True if copied."""
+    if dst.is_file() and fingerprint(dst) == src_fingerprint:
+        return False
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-    return dst
+    return True
 
 
 def ingest_videos(
@@ -172,7 +190,7 @@ def ingest_videos(
     """
     start = time.perf_counter()
     videos_dir = Path(videos_dir).resolve()
-    run = Path(run_dir).resolve() if run_dir is not None else videos_dir
+    run = RunDir(Path(run_dir).resolve() if run_dir is not None else videos_dir)
     files = find_videos(videos_dir)
     if not files:
         raise SpatialAlignError(f"no .mp4 videos in {videos_dir}")
@@ -187,23 +205,32 @@ def ingest_videos(
         )
     if not matched:
         raise SpatialAlignError(f"no video in {videos_dir} matches a prompt id")
-    ensure_run_prompts(run, prompts, {m.prompt_id for m in matched})
+    ensure_run_prompts(run.root, prompts, {m.prompt_id for m in matched})
 
+    before = {r["sample_id"]: r for r in read_rows(run.manifest_path)}
     rows: list[Row] = []
     unreadable: list[str] = []
+    copied = changed = 0
     for m in tqdm(matched, unit="video", desc="ingest", disable=not progress):
-        path = _copy(m.path, samples_dir(run) / m.path.name) if copy else m.path
+        content = fingerprint(m.path)
+        path = m.path
+        if copy:
+            path = run.video_path(m.sample_id)
+            copied += _copy(m.path, path, content)
+        old = (before.get(m.sample_id) or {}).get(PROVENANCE) or {}
+        changed += bool(old) and old.get("fingerprint") != content
         row: Row = {
             "sample_id": m.sample_id,
             "prompt_id": m.prompt_id,
             "seed": m.seed,
             "model": model,
             "adapter": "",
-            "path": str(path),
+            "path": run.stored_video_path(path),
             "num_frames": None,
             "fps": None,
             "height": None,
             "width": None,
+            PROVENANCE: {"source": str(m.path), "fingerprint": content},
         }
         try:
             info = probe_video(path)
@@ -215,7 +242,7 @@ def ingest_videos(
             )
         rows.append(row)
 
-    target = manifest_path(run)
+    target = run.manifest_path
     with manifest_lock(run):
         write_rows(merge_rows(read_rows(target), rows), target)
     return IngestResult(
@@ -225,4 +252,6 @@ def ingest_videos(
         unknown=unknown,
         manifest=target,
         seconds=time.perf_counter() - start,
+        copied=copied,
+        changed=changed,
     )

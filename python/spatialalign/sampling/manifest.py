@@ -1,14 +1,19 @@
-"""``samples/manifest.parquet``: which video belongs to which prompt and seed.
+"""``samples/manifest.parquet``: which video belongs to which prompt and seed, and what made it.
 
 Columns (DESIGN.md): sample_id, prompt_id, seed, model, adapter, path, num_frames, fps,
-height, width. ``path`` is the absolute path of the video, so later stages open it without
-guessing a base directory; ``adapter`` is ``""`` for the base model. Rows are keyed by
-``sample_id``: merging keeps one row per sample, the newest winning.
+height, width. ``path`` is relative to the run directory for videos inside it (so a run
+directory can be moved) and absolute for videos referenced elsewhere (``ingest``);
+:meth:`~spatialalign.rundir.RunDir.read_manifest` resolves both. ``adapter`` is ``""``
+for the base model. Rows are keyed by ``sample_id``: merging keeps one row per sample,
+the newest winning. Each row's provenance (what ``sample`` or ``ingest`` made it from:
+prompt text, seed, model, adapter and settings, the video's content fingerprint) is a
+dict under the row key ``"provenance"``, stored in the file's schema metadata as
+``{"samples": {sample_id: provenance}}``.
 
 Sampling workers (one per rank) never write the manifest directly: each appends to its
-own *part* under ``samples/.manifest-parts/``; :func:`merge_parts` folds parts into the
-manifest under a file lock. A killed run leaves at worst a part and some finished
-videos, both of which the next run merges back in.
+own *part* (:meth:`RunDir.manifest_part_path`); :func:`merge_manifest_parts` folds parts
+into the manifest under a file lock. A killed run leaves at worst a part and some
+finished videos, both of which the next run merges back in.
 """
 
 from __future__ import annotations
@@ -23,49 +28,37 @@ from typing import Any
 import pyarrow as pa
 
 from spatialalign.io import read_parquet, write_parquet
-from spatialalign.schemas import MANIFEST, validate_table
+from spatialalign.provenance import record_of, with_record
+from spatialalign.rundir import RunDir, check_manifest
+from spatialalign.schemas import MANIFEST
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(MANIFEST.names)
-SAMPLES_DIR = "samples"
-MANIFEST_NAME = "manifest.parquet"
-PARTS_DIR = ".manifest-parts"
+PROVENANCE = "provenance"
+"""Row key of a sample's provenance dict (kept in the file's schema metadata)."""
 
 Row = dict[str, Any]
 
 
-def samples_dir(run_dir: str | os.PathLike[str]) -> Path:
-    """``RUN_DIR/samples``: where videos and the manifest live."""
-    return Path(run_dir) / SAMPLES_DIR
-
-
-def manifest_path(run_dir: str | os.PathLike[str]) -> Path:
-    """``RUN_DIR/samples/manifest.parquet``."""
-    return samples_dir(run_dir) / MANIFEST_NAME
-
-
-def part_path(run_dir: str | os.PathLike[str], rank: int) -> Path:
-    """The manifest part written by worker ``rank``."""
-    return samples_dir(run_dir) / PARTS_DIR / f"rank{rank:05d}.parquet"
-
-
 def manifest_table(rows: Sequence[Row]) -> pa.Table:
-    """The manifest table of ``rows`` (dicts with the manifest columns), typed per the schema."""
-    return pa.Table.from_pylist([{c: r.get(c) for c in MANIFEST_COLUMNS} for r in rows], MANIFEST)
-
-
-def read_manifest(path: str | os.PathLike[str]) -> pa.Table:
-    """Reads and validates a manifest file (or ``RUN_DIR``'s manifest when given a directory)."""
-    path = Path(path)
-    if path.is_dir():
-        path = manifest_path(path)
-    return validate_table(read_parquet(path, "manifest"), "manifest", path)
+    """The manifest table of ``rows`` (dicts with the manifest columns), typed per the schema,
+    with the rows' provenance in the schema metadata."""
+    table = pa.Table.from_pylist([{c: r.get(c) for c in MANIFEST_COLUMNS} for r in rows], MANIFEST)
+    samples = {r["sample_id"]: r[PROVENANCE] for r in rows if r.get(PROVENANCE)}
+    return with_record(table, {"stage": "manifest", "samples": samples})
 
 
 def read_rows(path: str | os.PathLike[str]) -> list[Row]:
-    """The rows of a manifest or part file; ``[]`` when it does not exist."""
+    """The rows (paths as stored) of a manifest or part file, with their provenance;
+    ``[]`` when the file does not exist."""
     if not Path(path).is_file():
         return []
-    return read_manifest(path).select(list(MANIFEST_COLUMNS)).to_pylist()
+    table = check_manifest(read_parquet(path, "manifest"), path)
+    samples = (record_of(table) or {}).get("samples") or {}
+    rows = table.select(list(MANIFEST_COLUMNS)).to_pylist()
+    for r in rows:
+        if isinstance(samples.get(r["sample_id"]), dict):
+            r[PROVENANCE] = samples[r["sample_id"]]
+    return rows
 
 
 def merge_rows(*row_lists: Iterable[Row]) -> list[Row]:
@@ -83,9 +76,9 @@ def write_rows(rows: Sequence[Row], path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def manifest_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
+def manifest_lock(run: RunDir) -> Iterator[None]:
     """An exclusive lock (``flock``) that serialises manifest merges between processes."""
-    lock = samples_dir(run_dir) / ".manifest.lock"
+    lock = run.manifest_lock_path
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -95,14 +88,20 @@ def manifest_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def part_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+def part_files(run: RunDir) -> list[Path]:
     """Every manifest part currently on disk, in rank order."""
-    parts = samples_dir(run_dir) / PARTS_DIR
+    parts = run.manifest_parts_dir
     return sorted(parts.glob("rank*.parquet")) if parts.is_dir() else []
 
 
-def merge_parts(
-    run_dir: str | os.PathLike[str],
+def existing_rows(run: RunDir) -> dict[str, Row]:
+    """sample_id -> row over the manifest and every part (parts win)."""
+    rows = merge_rows(read_rows(run.manifest_path), *map(read_rows, part_files(run)))
+    return {r["sample_id"]: r for r in rows}
+
+
+def merge_manifest_parts(
+    run: RunDir,
     *,
     extra_rows: Iterable[Row] = (),
     delete: Iterable[Path] | None = None,
@@ -114,11 +113,11 @@ def merge_parts(
     of them); a worker that may still be writing keeps its part until it merges itself.
     Returns the merged rows.
     """
-    with manifest_lock(run_dir):
-        path = manifest_path(run_dir)
-        parts = part_files(run_dir)
+    with manifest_lock(run):
+        path = run.manifest_path
+        parts = part_files(run)
         rows = merge_rows(read_rows(path), *(read_rows(p) for p in parts), extra_rows)
-        rows = [r for r in rows if r["path"] and Path(r["path"]).is_file()]
+        rows = [r for r in rows if (v := run.resolve_video(r["path"])) and v.is_file()]
         if rows or path.exists():
             write_rows(rows, path)
         for part in parts if delete is None else delete:

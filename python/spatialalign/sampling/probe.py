@@ -1,7 +1,7 @@
 """Cheap video probing with PyAV: size, frame rate and frame count without decoding all frames.
 
-``sample`` uses it to decide whether a finished video can be skipped, ``ingest`` to fill
-the manifest. A video counts as readable when its container opens, it has a video
+``sample`` uses it to decide whether a finished video can be skipped (and reads what it
+was made from, the ``comment`` tag), ``ingest`` to fill the manifest. A video counts as readable when its container opens, it has a video
 stream and its first frame decodes.
 """
 
@@ -24,6 +24,8 @@ class VideoInfo:
     fps: float
     height: int
     width: int
+    comment: str = ""
+    """The container's ``comment`` tag (``sample``'s provenance record, JSON)."""
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -39,6 +41,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoReadError(f"no video stream in {path}")
+            comment = str(container.metadata.get("comment", ""))
             stream = container.streams.video[0]
             first = next(container.decode(stream), None)
             if first is None:
@@ -55,14 +58,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     except (av.error.FFmpegError, OSError, ValueError, StopIteration) as e:
         raise VideoReadError(f"cannot decode {path}: {e}") from e
     return VideoInfo(
-        num_frames=num_frames, fps=float(rate) if rate else 0.0, height=height, width=width
+        num_frames=num_frames,
+        fps=float(rate) if rate else 0.0,
+        height=height,
+        width=width,
+        comment=comment,
     )
-
-
-def is_readable(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` exists and its first frame decodes."""
-    try:
-        probe_video(path)
-    except VideoReadError:
-        return False
-    return True

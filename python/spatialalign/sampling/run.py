@@ -8,9 +8,15 @@ from pathlib import Path
 from spatialalign.distributed import dist_context
 from spatialalign.errors import SpatialAlignError
 from spatialalign.lora import resolve_adapter
-from spatialalign.sampling.backends import BackendConfig, load_backend
-from spatialalign.sampling.run_prompts import PROMPTS_NAME, ensure_run_prompts
-from spatialalign.sampling.sampler import SampleResult, sample_videos, select_prompts
+from spatialalign.rundir import RunDir
+from spatialalign.sampling.backends import BackendConfig, check_config, load_backend
+from spatialalign.sampling.run_prompts import ensure_run_prompts
+from spatialalign.sampling.sampler import (
+    MAX_SEEDS,
+    SampleRunResult,
+    sample_videos,
+    select_prompts,
+)
 
 
 def run_sample(
@@ -22,7 +28,7 @@ def run_sample(
     seeds: int = 5,
     batch_size: int | None = None,
     progress: bool = True,
-) -> SampleResult:
+) -> SampleRunResult:
     """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model.
 
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
@@ -30,14 +36,12 @@ def run_sample(
     every sampled prompt id. ``batch_size`` defaults to 16 for toy and 1 for wan (81
     frames at 480x832 fill a GPU quickly).
     """
-    from spatialalign.prompts import read_prompts
-
+    # every user error is refused here, before the model is loaded
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {seeds}")
+    check_config(config)
     run_dir = Path(run_dir)
-    source = Path(prompts_file) if prompts_file is not None else run_dir / PROMPTS_NAME
-    if not source.is_file():
-        hint = "" if prompts_file is not None else " (run `spatialalign prompts` or pass --prompts)"
-        raise SpatialAlignError(f"prompts file not found: {source}{hint}")
-    prompts = read_prompts(source)
+    prompts = RunDir(run_dir).read_prompts(prompts_file)  # ids checked: safe file names
     chosen = select_prompts(prompts, split)
     adapter = str(resolve_adapter(config.adapter)) if config.adapter else ""
 

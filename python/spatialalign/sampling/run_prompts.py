@@ -12,8 +12,7 @@ from pathlib import Path
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts.model import DSRPrompt
-
-PROMPTS_NAME = "prompts.parquet"
+from spatialalign.rundir import RunDir
 
 
 def ensure_run_prompts(
@@ -25,14 +24,15 @@ def ensure_run_prompts(
 ) -> Path:
     """Writes ``RUN_DIR/prompts.parquet`` from ``prompts`` when absent (and ``write``);
     when present, checks it holds every id in ``used_ids`` (else one clear error)."""
-    from spatialalign.prompts import read_prompts, write_prompts
+    from spatialalign.prompts import write_prompts
 
-    target = Path(run_dir) / PROMPTS_NAME
+    run = RunDir(run_dir)
+    target = run.prompts_path
     if not target.exists():
         if write:
             write_prompts(list(prompts), target)
         return target
-    have = {p.prompt_id for p in read_prompts(target)}
+    have = {p.prompt_id for p in run.read_prompts()}
     missing = sorted(set(used_ids) - have)
     if missing:
         shown = ", ".join(missing[:10]) + (

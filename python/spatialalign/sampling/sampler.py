@@ -1,12 +1,16 @@
 """Generate a video per prompt x seed into ``RUN_DIR/samples/`` and keep the manifest in step.
 
 The work list is every (prompt, seed) pair, seeds ``0..N-1``, prompt-major; a sample's
-video is ``samples/{prompt_id}_F{frames}_seed{NN}.mp4``. Finished, readable videos are
-skipped, so a killed run resumes where it stopped (video writes are atomic, so a kill
-never leaves a half-written mp4 under its final name). Each worker writes a manifest part
-after every batch; parts are merged into ``samples/manifest.parquet`` at the end, and
-videos that finished without making it into the manifest (killed between the two
-writes) are added back from the files themselves.
+video is ``samples/{prompt_id}_F{frames}_seed{NN}.mp4`` (:meth:`RunDir.video_path`).
+Each video carries, in its ``comment`` tag, what it was made from: prompt text, seed,
+model and adapter identity and every sampler setting (:func:`sample_record`). A rerun
+skips a readable video only when that record equals the one it would write now, and
+regenerates the others, counting why (``settings changed: guidance 3.0 -> 4.5``,
+``prompt text changed``, ...). Video writes are atomic, so a kill never leaves a
+half-written mp4 under its final name. Each worker writes a manifest part after every
+batch; parts are merged into ``samples/manifest.parquet`` at the end, and finished videos
+that never made it into the manifest (killed between the two writes) are added back
+from the files themselves.
 
 Sharding: with a process group (``torchrun`` / ``accelerate launch``) the workers agree
 on the pending list after a barrier and rank ``r`` takes every ``world_size``-th pending
@@ -18,34 +22,38 @@ under a file lock, so the last one to finish leaves a complete manifest.
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from spatialalign.distributed import DistContext
 from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.provenance import explain_change, fingerprint
+from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import Backend
 from spatialalign.sampling.manifest import (
+    PROVENANCE,
     Row,
-    manifest_path,
-    merge_parts,
-    merge_rows,
-    part_files,
-    part_path,
+    existing_rows,
+    merge_manifest_parts,
     read_rows,
-    samples_dir,
     write_rows,
 )
-from spatialalign.sampling.naming import sample_id, video_filename
-from spatialalign.sampling.probe import VideoReadError, probe_video
+from spatialalign.sampling.naming import sample_id
+from spatialalign.sampling.probe import VideoInfo, VideoReadError, probe_video
 from spatialalign.video import write_video
 
 SPLITS: tuple[str, ...] = ("all", "train", "test")
+MAX_SEEDS = 1000
+"""Most seeds per prompt (the work list is built up front: prompts x seeds)."""
 
 
 @dataclass(frozen=True)
@@ -60,31 +68,41 @@ class SampleSpec:
 
 
 @dataclass
-class SampleResult:
-    """What one worker did (``generated`` and ``skipped`` count its own share)."""
+class SampleRunResult:
+    """What one ``sample`` worker did (``generated`` and ``skipped`` count its own share)."""
 
     total: int
     """Samples in the work list (all workers)."""
     generated: int
     skipped: int
-    """Samples already finished when this run started (all workers)."""
+    """Samples already finished, from the same inputs and settings (all workers)."""
     rank: int
     world_size: int
     seconds: float
     manifest: Path
     manifest_rows: int
     """Rows in the manifest after the merge (-1 when another worker merges)."""
+    reasons: Counter = field(default_factory=Counter)
+    """Why this worker's share was generated: ``new`` or why it was redone
+    (``settings changed: guidance 3.0 -> 4.5``, ``prompt text changed``, ...)."""
 
     def summary(self) -> str:
         """The verb's one-line summary."""
         rate = self.generated / self.seconds if self.seconds > 0 else 0.0
         who = f"rank {self.rank}/{self.world_size}: " if self.world_size > 1 else ""
         rows = f", manifest {self.manifest_rows} rows" if self.manifest_rows >= 0 else ""
+        why = f" ({redo_line(self.reasons)})" if self.generated and self.reasons else ""
         return (
-            f"sample: {who}generated {self.generated} video(s), skipped {self.skipped} finished, "
-            f"{self.total} in the work list; {self.seconds:.1f} s ({rate:.2f} videos/s)"
-            f"{rows} -> {self.manifest}"
+            f"sample: {who}generated {self.generated} video(s){why}, skipped {self.skipped} "
+            f"finished, {self.total} in the work list; {self.seconds:.1f} s "
+            f"({rate:.2f} videos/s){rows} -> {self.manifest}"
         )
+
+
+def redo_line(reasons: Counter) -> str:
+    """``3 new; 12 redone: settings changed: guidance 3.0 -> 4.5`` (largest group first)."""
+    groups = sorted(reasons.items(), key=lambda kv: (kv[0] != "new", -kv[1], kv[0]))
+    return "; ".join(f"{n} new" if why == "new" else f"{n} redone: {why}" for why, n in groups)
 
 
 def select_prompts(prompts: Sequence[DSRPrompt], split: str = "all") -> list[DSRPrompt]:
@@ -105,12 +123,16 @@ def select_prompts(prompts: Sequence[DSRPrompt], split: str = "all") -> list[DSR
 
 
 def plan_samples(
-    prompts: Sequence[DSRPrompt], seeds: int, num_frames: int, out_dir: str | os.PathLike[str]
+    prompts: Sequence[DSRPrompt],
+    seeds: int,
+    num_frames: int,
+    run_dir: RunDir | str | os.PathLike[str],
 ) -> list[SampleSpec]:
-    """Every (prompt, seed) pair for seeds ``0..seeds-1``, prompt-major."""
-    if seeds < 1:
-        raise SpatialAlignError(f"--seeds must be at least 1, got {seeds}")
-    out_dir = Path(out_dir).resolve()
+    """Every (prompt, seed) pair for seeds ``0..seeds-1``, prompt-major, with its video path."""
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {seeds}")
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run.root.absolute())
     specs = []
     for p in prompts:
         if not p.prompt_id:
@@ -121,31 +143,68 @@ def plan_samples(
 
             text = format_prompt(p)
         for seed in range(seeds):
-            specs.append(
-                SampleSpec(
-                    prompt_id=p.prompt_id,
-                    prompt=text,
-                    seed=seed,
-                    sample_id=sample_id(p.prompt_id, num_frames, seed),
-                    path=out_dir / video_filename(p.prompt_id, num_frames, seed),
-                )
-            )
+            sid = sample_id(p.prompt_id, num_frames, seed)
+            specs.append(SampleSpec(p.prompt_id, text, seed, sid, run.video_path(sid)))
     return specs
 
 
-def _row(spec: SampleSpec, backend: Backend, adapter: str, info: dict) -> Row:
+def sample_record(
+    spec: SampleSpec, backend: Backend, adapter: str, adapter_id: str, model_id: str
+) -> dict[str, Any]:
+    """What one video is made from; a finished video is reused only if its record is equal."""
+    return {
+        "prompt": spec.prompt,
+        "seed": spec.seed,
+        "model": backend.model,
+        "model_id": model_id,
+        "adapter": adapter,
+        "adapter_id": adapter_id,
+        "settings": backend.settings(),
+    }
+
+
+def redo_reason(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str | None:
+    """Why a video with record ``old`` must be made again for ``new`` (None: reuse it)."""
+    if old is None:
+        return "no record of what the video was made from"
+    if old == new:
+        return None
+    if old.get("prompt") != new.get("prompt"):
+        return "prompt text changed"
+    if old.get("model_id") != new.get("model_id"):
+        return "model weights changed"
+    if old.get("adapter_id") != new.get("adapter_id"):
+        return "adapter changed"
+    changes = explain_change(old.get("settings") or {}, new.get("settings") or {})
+    if changes:
+        return f"settings changed: {', '.join(changes)}"
+    return f"record changed: {', '.join(explain_change(old, new))}"
+
+
+def _record_in(info: VideoInfo) -> dict[str, Any] | None:
+    try:
+        record = json.loads(info.comment) if info.comment else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _row(run: RunDir, spec: SampleSpec, record: dict, info: dict) -> Row:
     return {
         "sample_id": spec.sample_id,
         "prompt_id": spec.prompt_id,
         "seed": spec.seed,
-        "model": backend.model,
-        "adapter": adapter,
-        "path": str(spec.path),
+        "model": record["model"],
+        "adapter": record["adapter"],
+        "path": run.stored_video_path(spec.path),
         **info,
+        PROVENANCE: {**record, "fingerprint": fingerprint(spec.path)},
     }
 
 
-def _check_provenance(specs: Sequence[SampleSpec], rows: dict[str, Row], model: str, adapter: str):
+def _check_same_model(
+    run: RunDir, specs: Sequence[SampleSpec], rows: dict[str, Row], model: str, adapter: str
+) -> None:
     """Refuses to mix videos of another model/adapter into this run's samples."""
     clash = [
         rows[s.sample_id]
@@ -157,7 +216,7 @@ def _check_provenance(specs: Sequence[SampleSpec], rows: dict[str, Row], model: 
     if clash:
         r = clash[0]
         raise SpatialAlignError(
-            f"{manifest_path(specs[0].path.parent.parent)} already records {len(clash)} of these "
+            f"{run.manifest_path} already records {len(clash)} of these "
             f"samples from model={r['model']!r} adapter={r['adapter']!r} (now model={model!r} "
             f"adapter={adapter!r}); sample into another run directory"
         )
@@ -179,36 +238,43 @@ def sample_videos(
     adapter: str = "",
     dist: DistContext | None = None,
     progress: bool = True,
-) -> SampleResult:
-    """Generates the missing videos of ``prompts`` x seeds ``0..seeds-1`` into ``RUN_DIR/samples``.
+) -> SampleRunResult:
+    """Generates the missing or outdated videos of ``prompts`` x seeds ``0..seeds-1``.
 
-    ``adapter`` is what the manifest records for the LoRA in use (``""`` for none). Returns
-    this worker's :class:`SampleResult`; the manifest is merged before returning (by rank
-    0 with a process group, else by every worker).
+    ``adapter`` is what the manifest records for the LoRA in use (``""`` for none; its
+    file's fingerprint goes into each video's record). Returns this worker's
+    :class:`SampleRunResult`; the manifest is merged before returning (by rank 0 with a
+    process group, else by every worker).
     """
     if batch_size < 1:
         raise SpatialAlignError(f"--batch-size must be at least 1, got {batch_size}")
     ctx = dist or DistContext()
     start = time.perf_counter()
-    out_dir = samples_dir(run_dir)
+    run = RunDir(Path(run_dir).absolute())
+    out_dir = run.samples_dir
+    specs = plan_samples(prompts, seeds, backend.num_frames, run)
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs = plan_samples(prompts, seeds, backend.num_frames, out_dir)
 
-    existing = {
-        r["sample_id"]: r
-        for r in merge_rows(read_rows(manifest_path(run_dir)), *map(read_rows, part_files(run_dir)))
-    }
-    _check_provenance(specs, existing, backend.model, adapter)
+    existing = existing_rows(run)
+    _check_same_model(run, specs, existing, backend.model, adapter)
     if ctx.is_main and (ctx.has_group or ctx.world_size == 1):
         _remove_stale_tmp(out_dir)
     # with a group, nobody writes before everyone has seen the same finished set
     ctx.barrier()
 
+    model_id, adapter_id = backend.identity(), fingerprint(adapter) if adapter else ""
+    records = {s.sample_id: sample_record(s, backend, adapter, adapter_id, model_id) for s in specs}
     done: dict[str, dict] = {}
+    why: dict[str, str] = {}
     for spec in specs:
         try:
             info = probe_video(spec.path)
         except VideoReadError:
+            why[spec.sample_id] = "new" if not spec.path.exists() else "unreadable video"
+            continue
+        reason = redo_reason(_record_in(info), records[spec.sample_id])
+        if reason is not None:
+            why[spec.sample_id] = reason
             continue
         done[spec.sample_id] = {
             "num_frames": info.num_frames,
@@ -216,12 +282,14 @@ def sample_videos(
             "height": info.height,
             "width": info.width,
         }
-    # finished videos the manifest lacks (or records elsewhere): rebuild their rows
-    recovered = [
-        _row(s, backend, adapter, done[s.sample_id])
-        for s in specs
-        if s.sample_id in done and existing.get(s.sample_id, {}).get("path") != str(s.path)
-    ]
+    # finished videos the manifest lacks (or records elsewhere / without provenance)
+    recovered = []
+    for s in specs:
+        row = existing.get(s.sample_id, {})
+        if s.sample_id in done and (
+            row.get("path") != run.stored_video_path(s.path) or PROVENANCE not in row
+        ):
+            recovered.append(_row(run, s, records[s.sample_id], done[s.sample_id]))
     ctx.barrier()
 
     if ctx.has_group:
@@ -230,7 +298,7 @@ def sample_videos(
     else:
         mine = [s for s in specs[ctx.rank :: ctx.world_size] if s.sample_id not in done]
 
-    my_part = part_path(run_dir, ctx.rank)
+    my_part = run.manifest_part_path(ctx.rank)
     my_rows: list[Row] = read_rows(my_part)
     bar = tqdm(
         total=len(mine),
@@ -249,17 +317,21 @@ def sample_videos(
                     f"back end returned {videos.shape[0]} videos for a batch of {len(batch)}"
                 )
             for spec, frames in zip(batch, videos, strict=True):
-                write_video(spec.path, frames, fps=backend.fps, lossless=backend.lossless)
+                record = records[spec.sample_id]
+                comment = json.dumps(record, sort_keys=True)
+                write_video(
+                    spec.path, frames, fps=backend.fps, lossless=backend.lossless, comment=comment
+                )
                 f, h, w = frames.shape[:3]
                 info = {"num_frames": f, "fps": float(backend.fps), "height": h, "width": w}
-                my_rows.append(_row(spec, backend, adapter, info))
+                my_rows.append(_row(run, spec, record, info))
             write_rows(my_rows, my_part)
             generated += len(batch)
             bar.update(len(batch))
     except BaseException:
         # interrupted (Ctrl-C) or failed: leave a consistent manifest when no peer needs us
         if not ctx.has_group:
-            merge_parts(run_dir, extra_rows=recovered, delete=[my_part])
+            merge_manifest_parts(run, extra_rows=recovered, delete=[my_part])
         raise
     finally:
         bar.close()
@@ -268,18 +340,19 @@ def sample_videos(
     if ctx.has_group:
         ctx.barrier()
         if ctx.is_main:
-            rows_after = len(merge_parts(run_dir, extra_rows=recovered))
+            rows_after = len(merge_manifest_parts(run, extra_rows=recovered))
         ctx.barrier()
     else:
         delete = None if ctx.world_size == 1 else [my_part]
-        rows_after = len(merge_parts(run_dir, extra_rows=recovered, delete=delete))
-    return SampleResult(
+        rows_after = len(merge_manifest_parts(run, extra_rows=recovered, delete=delete))
+    return SampleRunResult(
         total=len(specs),
         generated=generated,
         skipped=len(done),
         rank=ctx.rank,
         world_size=ctx.world_size,
         seconds=time.perf_counter() - start,
-        manifest=manifest_path(run_dir),
+        manifest=run.manifest_path,
         manifest_rows=rows_after,
+        reasons=Counter(why[s.sample_id] for s in mine),
     )

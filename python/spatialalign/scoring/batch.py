@@ -17,7 +17,13 @@ Every manifest sample gets one row in ``scores.parquet``. Its ``reason`` is
 * ``too_few_frames`` when fewer than ``min_frames`` frames are kept,
 * ``""`` when the sample is valid.
 
-Invalid samples keep NaN scores and count in the Correctness denominator.
+Invalid samples keep NaN scores and count in the Correctness denominator. Samples
+with neither tracks nor a detections row were not tracked yet: scoring says how many
+(a warning) rather than silently counting them invalid.
+
+Which thresholds: ``track`` records its preset in ``detections.parquet`` /
+``tracks.parquet`` (:func:`recorded_preset`); ``score-batch`` uses that one by default
+and warns when told another. ``scores.parquet`` records the preset and the numbers used.
 """
 
 from __future__ import annotations
@@ -36,17 +42,14 @@ from tqdm.auto import tqdm
 
 from spatialalign.config import OFFICIAL, ScoringConfig
 from spatialalign.errors import SpatialAlignError
+from spatialalign.ids import refuse_duplicates
 from spatialalign.io import atomic_path, read_parquet, write_json, write_parquet
-from spatialalign.prompts import DSRPrompt, read_prompts
+from spatialalign.provenance import record_of, with_record
+from spatialalign.rundir import RunDir
 from spatialalign.schemas import SCORES, validate_table
 
 LABELS = ("animal", "object")
 ACCEPTED_STATUSES = frozenset({"valid", "ok", "accepted"})
-MANIFEST_PATH = Path("samples") / "manifest.parquet"
-SCORES_NAME = "scores.parquet"
-SUMMARY_NAME = "summary.json"
-CURVE_NAME = "correctness.png"
-PLOTS_DIR = "plots"
 
 # tracks.parquet is loaded in batches of this many rows; a bar shows past _PROGRESS_MIN_ROWS
 _BATCH_ROWS = 262_144
@@ -108,38 +111,28 @@ class ScoreResult:
 # ---------------------------------------------------------------------------- inputs
 
 
-def read_manifest(path: str | os.PathLike[str]) -> pa.Table:
-    """Reads the manifest columns scoring needs (sample_id, prompt_id, seed)."""
-    table = read_parquet(path, "manifest")
-    table = validate_table(table, "manifest", path, columns=["sample_id", "prompt_id", "seed"])
-    table = table.select(["sample_id", "prompt_id", "seed"])
-    _refuse_duplicates(table.column("sample_id"), path, "sample_id")
-    return table
-
-
-def read_prompt_infos(path: str | os.PathLike[str]) -> dict[str, PromptInfo]:
-    """prompt_id -> relation letters, read with :func:`spatialalign.prompts.read_prompts`."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpatialAlignError(f"prompts file not found: {path}")
-    prompts = _read_prompts(path)
-    infos: dict[str, PromptInfo] = {}
-    for p in prompts:
-        if not p.prompt_id:
-            raise SpatialAlignError(f"{path}: a prompt has no prompt_id")
-        if p.prompt_id in infos:
-            raise SpatialAlignError(f"{path}: duplicate prompt_id {p.prompt_id!r}")
-        infos[p.prompt_id] = PromptInfo(p.prompt_id, p.initial, p.final)
-    return infos
-
-
-def _read_prompts(path: Path) -> list[DSRPrompt]:
+def read_prompt_infos(
+    run: RunDir, path: str | os.PathLike[str] | None = None
+) -> dict[str, PromptInfo]:
+    """prompt_id -> relation letters of the run's prompts (``path`` overrides the file)."""
     try:
-        return read_prompts(path)
+        prompts = run.read_prompts(path)
     except SpatialAlignError:
         raise
     except (ValueError, OSError, pa.ArrowException) as e:
-        raise SpatialAlignError(f"cannot read prompts {path}: {e}") from e
+        raise SpatialAlignError(f"cannot read prompts {path or run.prompts_path}: {e}") from e
+    return {p.prompt_id: PromptInfo(p.prompt_id, p.initial, p.final) for p in prompts}
+
+
+def recorded_preset(run_dir: str | os.PathLike[str]) -> str | None:
+    """The scoring preset ``track`` recorded for this run (None when it recorded none)."""
+    run = RunDir(run_dir)
+    for path in (run.detections_path, run.tracks_path):
+        if path.is_file():
+            preset = (record_of(path) or {}).get("preset")
+            if isinstance(preset, str) and preset:
+                return preset
+    return None
 
 
 def read_tracks(
@@ -296,7 +289,7 @@ def read_rejections(path: str | os.PathLike[str], sample_ids: pa.Array) -> tuple
     """From ``detections.parquet``: (has_row[V] bool, reason[V] with None when accepted)."""
     table = read_parquet(path, "detections")
     table = validate_table(table, "detections", path, columns=["sample_id", "status", "reason"])
-    _refuse_duplicates(table.column("sample_id"), path, "sample_id")
+    refuse_duplicates(table.column("sample_id").to_pylist(), str(path), "sample_id")
     idx = pc.index_in(table.column("sample_id"), value_set=sample_ids).fill_null(-1).to_numpy()
     status = pc.utf8_lower(pc.utf8_trim_whitespace(table.column("status")))
     reason = pc.utf8_trim_whitespace(table.column("reason")).fill_null("")
@@ -316,14 +309,6 @@ def read_rejections(path: str | os.PathLike[str], sample_ids: pa.Array) -> tuple
         if not accepted[j]:
             reasons[i] = label[j]
     return has_row, reasons
-
-
-def _refuse_duplicates(column: pa.ChunkedArray, path: str | os.PathLike[str], name: str) -> None:
-    counts = pc.value_counts(column)
-    dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    if len(dup):
-        shown = ", ".join(repr(v) for v in dup.to_pylist()[:5])
-        raise SpatialAlignError(f"{path}: duplicate {name} value(s) {shown}")
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -350,13 +335,11 @@ def load_run(
     progress: bool | None = None,
 ) -> LoadedRun:
     """Reads and checks every scoring input of ``run_dir``; writes nothing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SpatialAlignError(f"run directory not found: {run_dir}")
-    manifest = read_manifest(run_dir / MANIFEST_PATH)
+    run = RunDir(run_dir).require()
+    manifest = run.read_manifest(["prompt_id", "seed"])
     if manifest.num_rows == 0:
-        raise SpatialAlignError(f"{run_dir / MANIFEST_PATH}: the manifest lists no samples")
-    prompts = read_prompt_infos(prompts_path or run_dir / "prompts.parquet")
+        raise SpatialAlignError(f"{run.manifest_path}: the manifest lists no samples")
+    prompts = read_prompt_infos(run, prompts_path)
     prompt_ids = manifest.column("prompt_id").to_pylist()
     unknown = sorted({p for p in prompt_ids if p not in prompts})
     if unknown:
@@ -365,8 +348,8 @@ def load_run(
             f"{len(unknown)} prompt_id(s) of the manifest are not in the prompts: {shown}"
         )
     sample_ids = manifest.column("sample_id").combine_chunks()
-    tracks = read_tracks(run_dir / "tracks.parquet", sample_ids, progress=progress)
-    det_path = run_dir / "detections.parquet"
+    tracks = read_tracks(run.tracks_path, sample_ids, progress=progress)
+    det_path = run.detections_path
     if det_path.exists():
         has_row, rejection = read_rejections(det_path, sample_ids)
     else:
@@ -375,6 +358,12 @@ def load_run(
     if tracks.n_unknown_rows:
         warnings.append(
             f"ignored {tracks.n_unknown_rows} tracks row(s) of samples not in the manifest"
+        )
+    untracked = int(((tracks.n_rows == 0) & ~has_row).sum())
+    if untracked:
+        warnings.append(
+            f"{untracked} of {len(sample_ids)} sample(s) have neither tracks nor a detections "
+            "row (not tracked yet? run `spatialalign track`); they are scored invalid (no_tracks)"
         )
     return LoadedRun(
         manifest=manifest,
@@ -421,6 +410,7 @@ def score_run(
     *,
     prompts_path: str | os.PathLike[str] | None = None,
     config: ScoringConfig = OFFICIAL,
+    preset: str | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     plots: bool = False,
     progress: bool | None = None,
@@ -430,7 +420,8 @@ def score_run(
     Everything is read, checked, scored and rendered in memory before the first
     output is written (each write atomic), so bad input leaves no outputs behind.
     ``out_dir`` defaults to ``run_dir``; ``plots`` adds per-video SSR curves under
-    ``out_dir/plots/``.
+    ``out_dir/plots/``. ``preset`` names ``config``'s preset, recorded in scores.parquet
+    with the numbers themselves.
     """
     from spatialalign.scoring.plots import correctness_figure_png, write_ssr_plots
     from spatialalign.scoring.summary import build_summary
@@ -441,14 +432,20 @@ def score_run(
     summary = build_summary(scores, dsr_types, config)
     png = correctness_figure_png(summary)
 
-    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    out = RunDir(out_dir if out_dir is not None else run_dir)
+    record = {
+        "stage": "score-batch",
+        "preset": preset,
+        "config": config.to_dict(),
+        "track_preset": recorded_preset(run_dir),
+    }
     paths = {
-        "scores": write_parquet(scores, out / SCORES_NAME),
-        "summary": write_json(summary, out / SUMMARY_NAME),
-        "correctness": _write_bytes(png, out / CURVE_NAME),
+        "scores": write_parquet(with_record(scores, record), out.scores_path),
+        "summary": write_json(summary, out.summary_path),
+        "correctness": _write_bytes(png, out.correctness_path),
     }
     if plots:
-        paths["plots"] = write_ssr_plots(out / PLOTS_DIR, run, scores, config, progress=progress)
+        paths["plots"] = write_ssr_plots(out.plots_dir, run, scores, config, progress=progress)
     return ScoreResult(scores=scores, summary=summary, paths=paths, warnings=run.warnings)
 
 

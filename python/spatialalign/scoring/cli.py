@@ -7,8 +7,12 @@ from pathlib import Path
 import click
 
 from spatialalign.config import PRESETS, scoring_config
-from spatialalign.scoring.batch import score_run
+from spatialalign.errors import SpatialAlignError
+from spatialalign.scoring.batch import recorded_preset, score_run
 from spatialalign.scoring.summary import format_summary, one_line
+
+MAX_M = 10_000
+MAX_MIN_FRAMES = 1_000_000
 
 
 @click.command("score-batch")
@@ -23,9 +27,8 @@ from spatialalign.scoring.summary import format_summary, one_line
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),
-    default="official",
-    show_default=True,
-    help="Scoring thresholds preset.",
+    default=None,
+    help="Scoring thresholds preset.  [default: the one `track` recorded, else official]",
 )
 @click.option("--m", type=click.IntRange(min=1), default=None, help="Override: frames averaged.")
 @click.option(
@@ -43,7 +46,7 @@ from spatialalign.scoring.summary import format_summary, one_line
 def score_batch(
     run_dir: Path,
     prompts_path: Path | None,
-    preset: str,
+    preset: str | None,
     m: int | None,
     min_frames: int | None,
     plots: bool,
@@ -51,11 +54,28 @@ def score_batch(
     quiet: bool,
 ) -> None:
     """Score DIR's tracks.parquet: writes scores.parquet, summary.json, correctness.png."""
+    for name, value, most in (("--m", m, MAX_M), ("--min-frames", min_frames, MAX_MIN_FRAMES)):
+        if value is not None and value > most:
+            raise SpatialAlignError(f"{name} must be at most {most}, got {value}")
+    recorded = recorded_preset(run_dir)
+    warnings = []
+    if preset is not None and recorded is not None and preset != recorded:
+        warnings.append(
+            f"track used the {recorded!r} preset; scoring with {preset!r} as told "
+            f"(omit --preset to use {recorded!r})"
+        )
+    preset = preset or recorded or "official"
     config = scoring_config(preset, m=m, min_frames=min_frames)
     result = score_run(
-        run_dir, prompts_path=prompts_path, config=config, out_dir=out_dir, plots=plots
+        run_dir,
+        prompts_path=prompts_path,
+        config=config,
+        preset=preset,
+        out_dir=out_dir,
+        plots=plots,
+        progress=False if quiet else None,
     )
-    for warning in result.warnings:
+    for warning in warnings + result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if not quiet:
         click.echo(format_summary(result.summary))

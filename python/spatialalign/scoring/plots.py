@@ -6,6 +6,7 @@ pyplot global state, no display needed) and written atomically.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -18,6 +19,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from spatialalign.config import ScoringConfig
+from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, id_problem
 from spatialalign.io import atomic_path, write_json
 from spatialalign.prompts.model import RELATIONS
 
@@ -101,8 +103,14 @@ def ssr_figure_png(
     return png_bytes(fig)
 
 
-def _safe_name(sample_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[:150] or "_"
+def plot_name(sample_id: str) -> str:
+    """The plot file stem of a sample: the id itself when it is a safe id, else a cleaned
+    id plus ``~`` and a hash of the id (``~`` is outside the safe set), so two ids never
+    share a file."""
+    if id_problem(sample_id, MAX_SAMPLE_ID_LENGTH) is None:
+        return sample_id
+    digest = hashlib.blake2b(sample_id.encode(), digest_size=8).hexdigest()
+    return f"{re.sub(r'[^A-Za-z0-9_-]+', '_', sample_id)[:100]}~{digest}"
 
 
 def write_ssr_plots(
@@ -139,7 +147,7 @@ def write_ssr_plots(
     show = len(todo) >= _PROGRESS_MIN_PLOTS if progress is None else progress
     for i in tqdm(todo, desc="SSR plots", unit="video", disable=not show):
         row = rows[i]
-        path = plot_dir / f"{_safe_name(row['sample_id'])}.png"
+        path = plot_dir / f"{plot_name(row['sample_id'])}.png"
         if reuse and path.exists():
             continue
         frames, animal, obj = t.sample(i)

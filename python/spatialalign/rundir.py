@@ -1,0 +1,201 @@
+"""The layout of a run directory (DESIGN.md, "Files between stages"), owned in one place.
+
+Every stage gets its paths from :class:`RunDir` and reads the prompts, the manifest
+and the scores through it, so a file name is defined once and a table is validated
+the same way wherever it is read. Paths built from data (a video per sample id) go
+through :meth:`RunDir.video_path`, which refuses ids that could leave the directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
+from spatialalign.io import read_parquet
+from spatialalign.prompts.io import PROMPTS_FILE, read_prompts
+from spatialalign.prompts.model import DSRPrompt
+from spatialalign.schemas import validate_table
+
+VIDEO_SUFFIX = ".mp4"
+
+
+def check_manifest(
+    table: pa.Table, path: str | os.PathLike[str], columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Validates a manifest (or manifest part) table: schema, safe unique sample ids.
+
+    ``columns`` limits the schema check to what the reader needs (sample_id is always
+    checked); returns the table with types cast to the schema.
+    """
+    wanted = None if columns is None else list(dict.fromkeys(["sample_id", *columns]))
+    table = validate_table(table, "manifest", path, columns=wanted)
+    ids = table.column("sample_id").to_pylist()
+    for i, sid in enumerate(ids):
+        if id_problem(sid, MAX_SAMPLE_ID_LENGTH) is not None:
+            check_id(sid, "sample_id", f"{path}: row {i}", MAX_SAMPLE_ID_LENGTH)
+    refuse_duplicates(ids, str(path), "sample_id")
+    return table
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One experiment's directory and the names of every file the stages write in it."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def prompts_path(self) -> Path:
+        return self.root / PROMPTS_FILE
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.samples_dir / "manifest.parquet"
+
+    @property
+    def manifest_parts_dir(self) -> Path:
+        """Per-worker manifest parts of ``sample`` (merged into the manifest)."""
+        return self.samples_dir / ".manifest-parts"
+
+    @property
+    def manifest_lock_path(self) -> Path:
+        return self.samples_dir / ".manifest.lock"
+
+    def manifest_part_path(self, rank: int) -> Path:
+        """The manifest part written by worker ``rank``."""
+        return self.manifest_parts_dir / f"rank{int(rank):05d}.parquet"
+
+    @property
+    def tracks_path(self) -> Path:
+        return self.root / "tracks.parquet"
+
+    @property
+    def detections_path(self) -> Path:
+        return self.root / "detections.parquet"
+
+    @property
+    def track_parts_dir(self) -> Path:
+        """``track``'s resumable per-sample results, one sub-directory per settings key."""
+        return self.root / "track_parts"
+
+    def track_part_paths(self, settings_key: str, sample_id: str) -> tuple[Path, Path]:
+        """(tracks part, detections part) of one sample under one settings key."""
+        check_id(settings_key, "track settings key")
+        sid = check_id(sample_id, "sample_id", max_length=MAX_SAMPLE_ID_LENGTH)
+        parts = self.track_parts_dir / settings_key
+        return parts / f"{sid}.tracks.parquet", parts / f"{sid}.det.parquet"
+
+    @property
+    def scores_path(self) -> Path:
+        return self.root / "scores.parquet"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def correctness_path(self) -> Path:
+        return self.root / "correctness.png"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def pairs_path(self) -> Path:
+        return self.root / "pairs.parquet"
+
+    @property
+    def cache_dir(self) -> Path:
+        """``train``'s latents and text embeddings (safetensors)."""
+        return self.root / "cache"
+
+    @property
+    def train_dir(self) -> Path:
+        """``train``'s output: the LoRA, checkpoints, logs (``RUN/run/``)."""
+        return self.root / "run"
+
+    def video_path(self, sample_id: str) -> Path:
+        """``samples/{sample_id}.mp4``; refuses an id that could name a file elsewhere."""
+        sid = check_id(sample_id, "sample_id", max_length=MAX_SAMPLE_ID_LENGTH)
+        path = self.samples_dir / f"{sid}{VIDEO_SUFFIX}"
+        # belt and braces: the checked charset already rules out separators and '..'
+        if path.parent != self.samples_dir or Path(os.path.normpath(path)) != path:
+            raise SpatialAlignError(f"sample_id {sample_id!r} would leave {self.samples_dir}")
+        return path
+
+    def stored_video_path(self, path: Path) -> str:
+        """What the manifest records for a video: relative to the run dir when inside it
+        (so the directory can move), else absolute."""
+        path = Path(path)
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path.resolve())
+
+    def resolve_video(self, stored: str | None) -> Path | None:
+        """The file a manifest ``path`` names now: relative paths are under the run dir; an
+        absolute path that no longer exists but whose name is in ``samples/`` (a moved run
+        directory) is found there. None when the manifest has no path."""
+        if not stored:
+            return None
+        path = Path(stored)
+        if not path.is_absolute():
+            return (self.root / path).absolute()
+        if not path.exists():
+            moved = self.samples_dir / path.name
+            if moved.is_file():
+                return moved.absolute()
+        return path
+
+    # ------------------------------------------------------------------ tables
+    def require(self) -> RunDir:
+        """Raises when the run directory does not exist."""
+        if not self.root.is_dir():
+            raise SpatialAlignError(f"run directory not found: {self.root}")
+        return self
+
+    def read_prompts(self, path: str | os.PathLike[str] | None = None) -> list[DSRPrompt]:
+        """The run's prompts (``path`` overrides ``prompts.parquet``), ids checked and unique."""
+        source = Path(path) if path is not None else self.prompts_path
+        if not source.is_file():
+            hint = "" if path is not None else " (run `spatialalign prompts` or pass --prompts)"
+            raise SpatialAlignError(f"prompts file not found: {source}{hint}")
+        return read_prompts(source)
+
+    def read_manifest(
+        self, columns: Sequence[str] | None = None, *, resolve_paths: bool = True
+    ) -> pa.Table:
+        """The validated manifest (``columns`` only, when given); ``path`` resolved with
+        :meth:`resolve_video` unless ``resolve_paths`` is False."""
+        path = self.manifest_path
+        table = check_manifest(read_parquet(path, "manifest"), path, columns)
+        if columns is not None:
+            table = table.select(list(dict.fromkeys(["sample_id", *columns])))
+        if resolve_paths and "path" in table.column_names:
+            resolved = [self.resolve_video(p) for p in table.column("path").to_pylist()]
+            index = table.column_names.index("path")
+            table = table.set_column(
+                index, "path", pa.array([None if p is None else str(p) for p in resolved])
+            )
+        return table
+
+    def read_scores(self) -> pa.Table:
+        """``scores.parquet``, validated; sample ids unique."""
+        path = self.scores_path
+        table = validate_table(read_parquet(path, "scores"), "scores", path)
+        refuse_duplicates(table.column("sample_id").to_pylist(), str(path), "sample_id")
+        return table
