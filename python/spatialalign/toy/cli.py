@@ -94,6 +94,12 @@ def pretrain_cmd(
     default=None,
     help="Toy model directory (default: the weights shipped in the package).",
 )
+@click.option(
+    "--adapter",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A LoRA (diffusers format: file or directory) to load into the model first.",
+)
 @click.option("--seeds", type=int, default=5, show_default=True, help="Seeds 0..N-1 per prompt.")
 @click.option("--test-prompts", "n_test", type=int, default=120, show_default=True)
 @click.option("--steps", type=int, default=20, show_default=True)
@@ -114,6 +120,7 @@ def pretrain_cmd(
 )
 def evaluate_cmd(
     model_dir: Path | None,
+    adapter: Path | None,
     seeds: int,
     n_test: int,
     steps: int,
@@ -144,12 +151,16 @@ def evaluate_cmd(
         guidance_scale=guidance,
     )
     prompts = eval_prompts(cfg)
+    if rendered and adapter is not None:
+        raise click.BadParameter("--rendered judges rendered clips: no model to adapt")
     if rendered:
         summary, _ = evaluate_rendered(prompts, cfg)
     else:
         from spatialalign.toy.pipeline import ToyPipeline
 
         pipe = ToyPipeline.from_pretrained(model_dir)
+        if adapter is not None:
+            pipe.load_lora_weights(adapter)
         summary, _ = evaluate_pipeline(pipe, prompts, cfg)
         if figure is not None:
             from spatialalign.toy.evaluate import comparison_figure
