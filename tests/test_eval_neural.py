@@ -200,3 +200,17 @@ def test_local_loading_only(tmp_path, dino, clip):
     a = ClipIqa(model, processor).frame_scores(frames)["natural"]
     b = ClipIqa(m2, p2).frame_scores(frames)["natural"]
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_video_metrics_row_with_models(dino, clip):
+    from spatialalign.evaluation.metrics import video_metrics
+
+    frames = video([(200, 10, 10), (10, 200, 10), (10, 10, 200)], 32, 32)
+    box = [2.0, 2, 14, 12]
+    animal = np.array([box, box, box])
+    obj = np.array([box, [np.nan] * 4, box])
+    iqa = ClipIqa(*clip)
+    row = video_metrics(frames, animal, obj, dino=dino, clip_iqa=iqa, dino_image_size=S)
+    c = id_consistency(frames, animal, dino, obj=obj, image_size=S)
+    assert row["id_consistency"] == c.mean and row["id_consistency_first"] == c.to_first
+    assert row["clip_iqa_natural"] == iqa(frames)["natural"]
