@@ -126,3 +126,12 @@ def test_bad_inputs():
         compare_runs([("a", TINY), ("a", TINY)])
     with pytest.raises(ValueError, match="dsr"):
         compare_runs([("a", TINY.drop_columns(["dsr"]))])
+
+
+def test_empty_run_has_no_estimate():
+    cmp = compare_runs([("base", TINY), ("empty", TINY.slice(0, 0))])
+    empty = cmp.runs[1]
+    assert empty.n_videos == 0 and math.isnan(empty.correctness.value)
+    assert cmp.differences[0].n_shared_prompts == 0
+    assert "| empty | 0 | 0 | - | - [-, -] | - [-, -] |" in cmp.to_markdown()
+    json.dumps(cmp.to_dict(), allow_nan=False)

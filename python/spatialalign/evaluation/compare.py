@@ -203,7 +203,7 @@ def _interval_of(value: float, replicates: np.ndarray, confidence: float) -> Int
 # ----------------------------------------------------------------------------- compare
 
 
-def _metric_names(runs: Sequence[tuple[str, pa.Table]], metrics: Sequence[str] | None) -> list:
+def _metric_names(runs: Sequence[tuple[str, pa.Table]], metrics: Sequence[str] | None) -> list[str]:
     if metrics is not None:
         return list(metrics)
     names: list[str] = []
@@ -224,8 +224,8 @@ def summarise_run(
     dsr = scores.column("dsr").to_numpy(zero_copy_only=False).astype(np.float64)
     curve = correctness(np.where(valid, dsr, np.nan))
     n = scores.num_rows
-    weights = resample_weights(len(counts.prompt_ids), config)
     if n:
+        weights = resample_weights(len(counts.prompt_ids), config)
         c_reps = _ratio_replicates(weights, counts.hits, counts.videos)
         v_reps = _ratio_replicates(weights, counts.valid, counts.videos)
         c = _interval_of(curve[HEADLINE_KEY], c_reps, config.confidence)

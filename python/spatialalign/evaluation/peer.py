@@ -8,7 +8,7 @@ animal plays the benchmarks' "object 1" and the object their "object 2": a promp
 
 **T2V-CompBench, spatial relationships (2D)** — Sun et al., *T2V-CompBench: A
 Comprehensive Benchmark for Compositional Text-to-video Generation*, arXiv:2407.14505,
-Sec. 4 (detection-based evaluation of the spatial-relationships category). Definition
+section "Evaluation metrics", detection-based metric for spatial relationships. Definition
 as in repository ``KaiyueSun98/T2V-CompBench``, file
 ``Grounded-Segment-Anything/compbench_eval_spatial_relationships.py``: functions
 ``spatial_judge`` (per frame), ``calculate_iou`` and ``combine_frame`` (frame -> video).
@@ -27,8 +27,8 @@ The official script keeps, among several detections, the pair with the best
 that choice does not arise here.
 
 **VBench, spatial_relationship** — Huang et al., *VBench: Comprehensive Benchmark Suite
-for Video Generative Models*, CVPR 2024, Sec. 3 (the "Spatial Relationship" dimension
-of video-condition consistency). Definition as in repository ``Vchitect/VBench``, file
+for Video Generative Models*, CVPR 2024 (arXiv:2311.17982), the "Spatial Relationship"
+dimension of video-condition consistency. Definition as in repository ``Vchitect/VBench``, file
 ``vbench/spatial_relationship.py``: ``get_position_score`` (per frame pair of boxes),
 ``check_generate`` (per frame: the best pair, ``0`` when fewer than two boxes) and
 ``spatial_relationship`` (video: mean over 16 frames). Per frame, for a horizontal
