@@ -6,7 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from spatialalign.evaluation.metrics import METRIC_COLUMNS, both_detected, video_metrics
+from spatialalign.evaluation.metrics import (
+    METRIC_COLUMNS,
+    both_detected,
+    metrics_table,
+    video_metrics,
+)
 from spatialalign.evaluation.proxies import (
     colourfulness,
     crop_histogram_consistency,
@@ -37,3 +42,33 @@ def test_both_detected():
     assert np.isnan(got[:2]).all() and (got[2] == a[2]).all()
     with pytest.raises(ValueError, match="shape"):
         both_detected(a, o[:2])
+
+
+def test_metrics_table_over_tracks(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from spatialalign.schemas import TRACKS
+    from spatialalign.scoring.batch import read_tracks
+    from spatialalign.video import read_video, write_video
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    write_video(tmp_path / "a.mp4", frames, fps=8)
+    rows = []
+    for f in (0, 1, 3):  # frames 2 and 4 untracked
+        rows.append(dict(sample_id="a", frame=f, label="animal", x0=1.0, y0=1.0, x1=7.0, y1=7.0))
+        rows.append(dict(sample_id="a", frame=f, label="object", x0=8.0, y0=2.0, x1=15.0, y1=9.0))
+    for r in rows:
+        r["score"] = 0.9
+    pq.write_table(pa.Table.from_pylist(rows, schema=TRACKS), tmp_path / "tracks.parquet")
+    ids = ["a", "b"]
+    tracks = read_tracks(tmp_path / "tracks.parquet", pa.array(ids), progress=False)
+    table = metrics_table(tracks, ids, [tmp_path / "a.mp4", tmp_path / "missing.mp4"])
+    assert table.column_names == ["sample_id", *METRIC_COLUMNS]
+    got = table.to_pylist()
+    decoded = read_video(tmp_path / "a.mp4")
+    animal = np.full((5, 4), np.nan)
+    animal[[0, 1, 3]] = [1, 1, 7, 7]
+    assert got[0]["sharpness"] == sharpness(decoded)
+    assert got[0]["hist_consistency"] == crop_histogram_consistency(decoded, animal).mean
+    assert math.isnan(got[1]["sharpness"])  # unreadable video: a NaN row

@@ -9,11 +9,16 @@ the object were detected; CLIP-IQA and the image proxies use every frame.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from spatialalign.evaluation.proxies import colourfulness, crop_histogram_consistency, sharpness
+from spatialalign.scoring.batch import Tracks
+from spatialalign.video import VideoReadError, read_video
 
 if TYPE_CHECKING:
     from torch import nn
@@ -66,3 +71,48 @@ def video_metrics(
     if clip_iqa is not None:
         row["clip_iqa_natural"] = clip_iqa(frames).get("natural", math.nan)
     return row
+
+
+def frame_boxes(tracks: Tracks, i: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``i``'s animal and object boxes as ``[n_frames, 4]`` (NaN where untracked)."""
+    idx, a, o = tracks.sample(i)
+    animal = np.full((n_frames, 4), np.nan)
+    obj = np.full((n_frames, 4), np.nan)
+    inside = idx < n_frames
+    animal[idx[inside]] = a[inside]
+    obj[idx[inside]] = o[inside]
+    return animal, obj
+
+
+def metrics_table(
+    tracks: Tracks,
+    sample_ids: Sequence[str],
+    videos: Sequence[str | os.PathLike[str]],
+    *,
+    dino: nn.Module | None = None,
+    clip_iqa: ClipIqa | None = None,
+    dino_image_size: int = 518,
+) -> pa.Table:
+    """sample_id + :data:`METRIC_COLUMNS` for every sample (NaN row for an unreadable video).
+
+    ``tracks`` is :func:`spatialalign.scoring.batch.read_tracks` for ``sample_ids``;
+    ``videos`` the matching video paths.
+    """
+    if len(videos) != len(sample_ids) or len(tracks.offsets) != len(sample_ids) + 1:
+        raise ValueError("sample_ids, videos and tracks must describe the same samples")
+    rows = []
+    for i, path in enumerate(videos):
+        try:
+            frames = read_video(path)
+        except VideoReadError:
+            rows.append({c: math.nan for c in METRIC_COLUMNS})
+            continue
+        animal, obj = frame_boxes(tracks, i, len(frames))
+        rows.append(
+            video_metrics(
+                frames, animal, obj, dino=dino, clip_iqa=clip_iqa, dino_image_size=dino_image_size
+            )
+        )
+    cols = {"sample_id": pa.array(list(sample_ids), pa.string())}
+    cols.update({c: pa.array([r[c] for r in rows], pa.float64()) for c in METRIC_COLUMNS})
+    return pa.table(cols)
