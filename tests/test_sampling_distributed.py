@@ -64,8 +64,8 @@ def test_two_ranks_with_a_process_group_split_and_merge(tmp_path):
         stdout += out
     summaries = sorted(line for line in stdout.splitlines() if line.startswith("sample:"))
     assert len(summaries) == 2
-    assert "rank 0/2: generated 3 video(s), skipped 1" in summaries[0]
-    assert "rank 1/2: generated 2 video(s), skipped 1" in summaries[1]
+    assert "rank 0/2: generated 3 video(s) (3 new), skipped 1" in summaries[0]
+    assert "rank 1/2: generated 2 video(s) (2 new), skipped 1" in summaries[1]
 
     rows = RunDir(run).read_manifest().to_pylist()
     assert len(rows) == 6 and not part_files(RunDir(run))
