@@ -203,12 +203,15 @@ class ClipIqa:
     ) -> None:
         from torchmetrics.multimodal import CLIPImageQualityAssessment
 
-        wrapped, proc = ClipFeatures(model).eval(), iqa_processor(processor)
+        device = next(model.parameters()).device
+        # torchmetrics computes the text anchors at construction on its (CPU) device, so
+        # the model is built in on the CPU and the whole metric then moved to ``device``
+        wrapped, proc = ClipFeatures(model.to("cpu")).eval(), iqa_processor(processor)
         self.batch_size = batch_size
         self.metric = CLIPImageQualityAssessment(
             model_name_or_path=lambda: (wrapped, proc), data_range=255.0, prompts=prompts
         )
-        self.metric.to(next(model.parameters()).device)
+        self.metric.to(device)
         self.prompt_names = list(self.metric.prompts_name)
 
     @torch.inference_mode()
