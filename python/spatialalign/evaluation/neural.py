@@ -76,7 +76,9 @@ def load_dinov2(path: str | os.PathLike[str]) -> Dinov2Model:
     return Dinov2Model.from_pretrained(p, local_files_only=True, use_safetensors=True).eval()
 
 
-def dinov2_transform(crops: Sequence[np.ndarray], image_size: int = DINOV2_IMAGE_SIZE):
+def dinov2_transform(
+    crops: Sequence[np.ndarray], image_size: int = DINOV2_IMAGE_SIZE
+) -> torch.Tensor:
     """uint8 ``[h, w, 3]`` crops -> normalised ``[N, 3, S, S]`` float tensor (official transform).
 
     Short side resized to ``S`` (the long one to ``int(S * long / short)``, as
@@ -102,7 +104,9 @@ def dinov2_transform(crops: Sequence[np.ndarray], image_size: int = DINOV2_IMAGE
 
 
 @torch.inference_mode()
-def dinov2_features(model: nn.Module, pixels: torch.Tensor, *, batch_size: int = 16):
+def dinov2_features(
+    model: nn.Module, pixels: torch.Tensor, *, batch_size: int = 16
+) -> torch.Tensor:
     """L2-normalised CLS features ``[N, D]`` of preprocessed pixels, in batches."""
     device = next(model.parameters()).device
     feats = []
