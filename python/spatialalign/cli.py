@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "score-batch": "spatialalign.scoring.cli:score_batch",
     "pairs": "spatialalign.pairs.cli:pairs",
     "toy": "spatialalign.toy.cli:toy",
+    "convert-lora": "spatialalign.lora_convert_cli:convert_lora_cmd",
 }
 
 
