@@ -188,26 +188,30 @@ def test_rerun_with_other_guidance_redoes_every_video_and_says_why(toy, tmp_path
 def test_prompts_force_with_a_new_seed_then_sample_redoes_changed_prompts(
     toy, tmp_path, capsys
 ) -> None:
-    """Finding 3: an old prompt's video was kept for a new prompt with the same id."""
-    main(["prompts", str(tmp_path), "--train", "0", "--test", "6", "--seed", "0"])
-    old = {p.prompt_id: p.text for p in RunDir(tmp_path).read_prompts()}
-    sample_videos(tmp_path, _backend(toy), RunDir(tmp_path).read_prompts(), seeds=1, progress=False)
-    main(["prompts", str(tmp_path), "--train", "0", "--test", "6", "--seed", "3", "--force"])
+    """Finding 3: an old prompt's video was kept for a new prompt with the same id, and
+    track/score-batch then refused the run (manifest rows of prompts no longer there)."""
+    model = toy.save_pretrained(tmp_path / "toy")
+    run = tmp_path / "run"
+    sample = ["sample", str(run), "--model-path", str(model), "--steps", "2", "--seeds", "1"]
+    main(["prompts", str(run), "--train", "0", "--test", "6", "--seed", "0"])
+    old = {p.prompt_id: p.text for p in RunDir(run).read_prompts()}
+    main(sample)
+    main(["prompts", str(run), "--train", "0", "--test", "6", "--seed", "3", "--force"])
     capsys.readouterr()
-    new = RunDir(tmp_path).read_prompts()
-    same_id_new_text = sum(p.prompt_id in old and old[p.prompt_id] != p.text for p in new)
-    new_ids = sum(p.prompt_id not in old for p in new)
+    new = {p.prompt_id: p.text for p in RunDir(run).read_prompts()}
+    same_id_new_text = sum(i in old and old[i] != t for i, t in new.items())
     assert same_id_new_text == 2  # ids are {index}_{type}: two of them come back
-    result = sample_videos(tmp_path, _backend(toy), new, seeds=1, progress=False)
-    assert (result.generated, result.skipped) == (6, 0)
-    assert result.reasons == {"new": new_ids, "prompt text changed": 2}
-    assert f"({new_ids} new; 2 redone: prompt text changed)" in result.summary()
-    # every video now in the manifest was made from its prompt's current text
-    prompts_now = {p.prompt_id: p.text for p in new}
-    for r in RunDir(tmp_path).read_manifest().to_pylist():
-        if r["prompt_id"] in prompts_now:
-            rec = record_of(RunDir(tmp_path).manifest_path)["samples"][r["sample_id"]]
-            assert rec["prompt"] == prompts_now[r["prompt_id"]]
+    main(sample)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "generated 6 video(s) (4 new; 2 redone: prompt text changed), skipped 0" in line
+    # the manifest holds the current prompts' samples only, each made from its current text
+    rows = RunDir(run).read_manifest().to_pylist()
+    assert sorted(r["prompt_id"] for r in rows) == sorted(new)
+    records = record_of(RunDir(run).manifest_path)["samples"]
+    assert all(records[r["sample_id"]]["prompt"] == new[r["prompt_id"]] for r in rows)
+    main(["track", str(run)])
+    main(["score-batch", str(run), "-q"])
+    assert pq.read_table(RunDir(run).scores_path).num_rows == 6
 
 
 def test_a_video_without_a_record_is_redone(toy, tmp_path) -> None:

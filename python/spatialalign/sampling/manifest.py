@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +105,24 @@ def merge_manifest_parts(
     *,
     extra_rows: Iterable[Row] = (),
     delete: Iterable[Path] | None = None,
+    prompt_ids: Collection[str] | None = None,
 ) -> list[Row]:
     """Folds every part (and ``extra_rows``) into the manifest, under :func:`manifest_lock`.
 
     Rows whose video no longer exists are dropped, so the manifest always lists files
-    that are there. ``delete`` names the parts to remove after the merge (default: all
-    of them); a worker that may still be writing keeps its part until it merges itself.
-    Returns the merged rows.
+    that are there, and so are rows of prompts not in ``prompt_ids`` (when given: the
+    run's prompts file was replaced, e.g. ``prompts --force``; their videos stay on
+    disk). ``delete`` names the parts to remove after the merge (default: all of them);
+    a worker that may still be writing keeps its part until it merges itself. Returns
+    the merged rows.
     """
     with manifest_lock(run):
         path = run.manifest_path
         parts = part_files(run)
         rows = merge_rows(read_rows(path), *(read_rows(p) for p in parts), extra_rows)
         rows = [r for r in rows if (v := run.resolve_video(r["path"])) and v.is_file()]
+        if prompt_ids is not None:
+            rows = [r for r in rows if r["prompt_id"] in prompt_ids]
         if rows or path.exists():
             write_rows(rows, path)
         for part in parts if delete is None else delete:

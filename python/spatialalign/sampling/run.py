@@ -33,7 +33,7 @@ def run_sample(
 
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
     is absent, so later stages find the prompts of the run; an existing one must know
-    every sampled prompt id. ``batch_size`` defaults to 16 for toy and 1 for wan (81
+    every sampled prompt id, and manifest rows of prompts it no longer has are dropped. ``batch_size`` defaults to 16 for toy and 1 for wan (81
     frames at 480x832 fill a GPU quickly).
     """
     # every user error is refused here, before the model is loaded
@@ -48,7 +48,12 @@ def run_sample(
     ctx = dist_context()
     try:
         # every rank checks an existing file; only rank 0 writes a missing one
-        ensure_run_prompts(run_dir, prompts, (p.prompt_id for p in chosen), write=ctx.is_main)
+        target = ensure_run_prompts(
+            run_dir, prompts, (p.prompt_id for p in chosen), write=ctx.is_main
+        )
+        # the manifest keeps only samples of the run's prompts (a replaced prompts file
+        # drops the samples of prompts it no longer has)
+        run_prompts = RunDir(run_dir).read_prompts() if target.is_file() else prompts
         backend = load_backend(config, local_rank=ctx.local_rank)
         return sample_videos(
             run_dir,
@@ -57,6 +62,7 @@ def run_sample(
             seeds=seeds,
             batch_size=batch_size or (16 if config.model == "toy" else 1),
             adapter=adapter,
+            run_prompt_ids={p.prompt_id for p in run_prompts},
             dist=ctx,
             progress=progress,
         )

@@ -26,7 +26,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,13 +236,15 @@ def sample_videos(
     seeds: int,
     batch_size: int = 8,
     adapter: str = "",
+    run_prompt_ids: Collection[str] | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> SampleRunResult:
     """Generates the missing or outdated videos of ``prompts`` x seeds ``0..seeds-1``.
 
     ``adapter`` is what the manifest records for the LoRA in use (``""`` for none; its
-    file's fingerprint goes into each video's record). Returns this worker's
+    file's fingerprint goes into each video's record). ``run_prompt_ids`` (the ids of the
+    run's prompts file) drops manifest rows of prompts no longer there. Returns this worker's
     :class:`SampleRunResult`; the manifest is merged before returning (by rank 0 with a
     process group, else by every worker).
     """
@@ -331,7 +333,9 @@ def sample_videos(
     except BaseException:
         # interrupted (Ctrl-C) or failed: leave a consistent manifest when no peer needs us
         if not ctx.has_group:
-            merge_manifest_parts(run, extra_rows=recovered, delete=[my_part])
+            merge_manifest_parts(
+                run, extra_rows=recovered, delete=[my_part], prompt_ids=run_prompt_ids
+            )
         raise
     finally:
         bar.close()
@@ -340,11 +344,17 @@ def sample_videos(
     if ctx.has_group:
         ctx.barrier()
         if ctx.is_main:
-            rows_after = len(merge_manifest_parts(run, extra_rows=recovered))
+            rows_after = len(
+                merge_manifest_parts(run, extra_rows=recovered, prompt_ids=run_prompt_ids)
+            )
         ctx.barrier()
     else:
         delete = None if ctx.world_size == 1 else [my_part]
-        rows_after = len(merge_manifest_parts(run, extra_rows=recovered, delete=delete))
+        rows_after = len(
+            merge_manifest_parts(
+                run, extra_rows=recovered, delete=delete, prompt_ids=run_prompt_ids
+            )
+        )
     return SampleRunResult(
         total=len(specs),
         generated=generated,
