@@ -1,0 +1,90 @@
+"""Command-line options derived from a documented dataclass (as trl derives its CLI).
+
+A config dataclass documents each field once, in ``field(metadata={"help": ...})``;
+:func:`document_fields` appends those lines (with defaults) to the class docstring and
+:func:`click_options` turns the same fields into ``--field-name`` options, so the CLI can
+never drift from the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _field_type(cls: type, f: dataclasses.Field) -> tuple[Any, bool]:
+    """The field's click type and whether ``None`` is allowed."""
+    hint = typing.get_type_hints(cls)[f.name]
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if typing.get_origin(hint) is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(hint)]), optional
+    if hint in (int, float, str, bool):
+        return hint, optional
+    raise TypeError(f"{cls.__name__}.{f.name}: no command-line type for {hint!r}")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"field {f.name} has no default")
+
+
+def document_fields(cls: type[T]) -> type[T]:
+    """Class decorator: appends every field's help text and default to the docstring."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        help_ = f.metadata.get("help", "")
+        lines.append(f"    {f.name} (default ``{_default(f)!r}``): {help_}")
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n\n    Fields:\n\n" + "\n".join(lines) + "\n"
+    return cls
+
+
+def click_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Decorator adding one click option per field of dataclass ``cls`` (``--field-name``;
+    booleans as ``--flag/--no-flag``), the field's help text and default shown."""
+
+    def decorate(fn: F) -> F:
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in exclude or not f.init:
+                continue
+            kind, _ = _field_type(cls, f)
+            name = f.name.replace("_", "-")
+            help_ = f.metadata.get("help", "")
+            if kind is bool:
+                decl = f"--{name}/--no-{name}"
+                fn = click.option(decl, f.name, default=_default(f), help=help_, show_default=True)(
+                    fn
+                )
+            else:
+                fn = click.option(
+                    f"--{name}",
+                    f.name,
+                    type=kind,
+                    default=_default(f),
+                    help=help_,
+                    show_default=True,
+                )(fn)
+        return fn
+
+    return decorate
+
+
+def from_options(cls: type[T], options: dict[str, Any], **overrides: Any) -> T:
+    """An instance of ``cls`` from parsed options (extra keys ignored) and ``overrides``."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kw = {k: v for k, v in options.items() if k in names}
+    return cls(**{**kw, **overrides})

@@ -1,0 +1,496 @@
+"""The training loop: LoRA on a diffusers transformer with the losses of ``losses.py``.
+
+Per optimizer step and micro-batch: winner and loser latents get one shared noise level per
+pair (optionally the same noise), go through the transformer in **one batched forward**,
+and the reference prediction comes from the same transformer with the adapter disabled
+under ``no_grad`` (no second copy). ``accelerate`` runs it on one or several processes
+(DDP). Checkpoints (LoRA, optimizer, scheduler, RNG, step) are safetensors + JSON, written
+atomically; a resumed run continues bit for bit; SIGINT/SIGTERM save before stopping. The
+adapter is saved in diffusers' LoRA format, loadable by ``WanPipeline.load_lora_weights``,
+``ToyPipeline.load_lora_weights`` and ``sample --adapter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.io import atomic_path, write_json
+from spatialalign.lora import LORA_WEIGHT_NAME, adapter_disabled, lora_config
+from spatialalign.training.checkpoint import (
+    add_prefix,
+    load_training_state,
+    save_training_state,
+    strip_prefix,
+)
+from spatialalign.training.config import TrainConfig
+from spatialalign.training.data import (
+    Pair,
+    TrainData,
+    collate_pairs,
+    collate_samples,
+    item_generator,
+    micro_batch_positions,
+)
+from spatialalign.training.flow import (
+    noisy_latents,
+    predict_velocity,
+    sample_sigmas,
+    velocity_target,
+)
+from spatialalign.training.losses import is_pair_variant, pair_loss, sample_loss
+
+log = logging.getLogger("spatialalign.training")
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_NAME = "train_log.jsonl"
+CONFIG_NAME = "train_config.json"
+LORA_PREFIX = "lora."
+RESUME_FREE = ("max_steps", "resume", "checkpoint_every", "keep_checkpoints", "log_every")
+"""Fields a resumed run may change; any other difference from the saved config refuses."""
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    out_dir: Path
+    steps: int
+    """The global step reached."""
+    adapter: Path | None
+    """The diffusers LoRA file (None when the run was interrupted before the end)."""
+    interrupted: bool = False
+    last_log: dict[str, float] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------- set-up
+def prepare_transformer(transformer: torch.nn.Module, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """Freezes the transformer, adds the SpatialAlign LoRA (seeded), makes the LoRA weights
+    float32 and trainable; returns them."""
+    from diffusers.training_utils import cast_training_params
+
+    transformer.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        transformer.add_adapter(lora_config(cfg.lora_rank, cfg.lora_alpha))
+    cast_training_params(transformer, dtype=torch.float32)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    if not params:
+        raise SpatialAlignError("the LoRA adapter matched no layer of the transformer")
+    return params
+
+
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> tuple[Any, Any]:
+    """AdamW and diffusers' learning-rate schedule (warm-up, then ``cfg.lr_scheduler``)."""
+    from diffusers.optimization import get_scheduler
+
+    opt = torch.optim.AdamW(
+        params,
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        weight_decay=cfg.weight_decay,
+    )
+    sched = get_scheduler(
+        cfg.lr_scheduler,
+        optimizer=opt,
+        num_warmup_steps=cfg.lr_warmup_steps,
+        num_training_steps=cfg.max_steps,
+    )
+    return opt, sched
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    """An ``accelerate.Accelerator``: bf16 autocast only on a GPU (``auto``). Without a GPU
+    it is told ``cpu=True``, so ``torchrun``/``accelerate launch`` processes on a CPU-only
+    machine form a gloo group (accelerate assumes one process otherwise)."""
+    from accelerate import Accelerator
+
+    gpu = torch.cuda.is_available()
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if gpu else "no"
+    return Accelerator(mixed_precision=mp, cpu=not gpu)
+
+
+# ---------------------------------------------------------------------- one step
+@dataclass
+class StepContext:
+    """What a micro-batch needs besides its data."""
+
+    model: torch.nn.Module
+    """The (possibly DDP-wrapped) transformer the policy forward goes through."""
+    base: torch.nn.Module
+    """The unwrapped transformer (reference forward with the adapter disabled)."""
+    cfg: TrainConfig
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager]
+
+
+def draw_noise(
+    cfg: TrainConfig, positions: list[int], shape: tuple[int, ...], pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per item (stream position): its noise level, noise, and for pairs the loser's noise
+    (the winner's with ``shared_noise``), each from the position's own generator."""
+    sig, n1, n2 = [], [], []
+    for pos in positions:
+        g = item_generator(cfg.seed, pos)
+        sig.append(
+            sample_sigmas(
+                1,
+                g,
+                mode=cfg.timestep_sampling,
+                shift=cfg.timestep_shift,
+                logit_mean=cfg.logit_mean,
+                logit_std=cfg.logit_std,
+            )
+        )
+        n1.append(torch.randn(shape, generator=g))
+        if pairs:
+            n2.append(n1[-1] if cfg.shared_noise else torch.randn(shape, generator=g))
+    noise_l = torch.stack(n2) if pairs else torch.empty(0)
+    return torch.cat(sig), torch.stack(n1), noise_l
+
+
+def pair_step(
+    ctx: StepContext, x_w: torch.Tensor, x_l: torch.Tensor, text: torch.Tensor, positions: list[int]
+) -> dict[str, torch.Tensor]:
+    """The loss of a micro-batch of pairs: one shared level per pair, winner and loser in
+    one forward, the reference with the adapter disabled under ``no_grad``."""
+    cfg = ctx.cfg
+    sig, noise_w, noise_l = draw_noise(cfg, positions, tuple(x_w.shape[1:]), pairs=True)
+    x0 = torch.cat([x_w, x_l]).to(ctx.device)
+    noise = torch.cat([noise_w, noise_l]).to(ctx.device)
+    sig2 = torch.cat([sig, sig]).to(ctx.device)
+    text2 = torch.cat([text, text]).to(ctx.device)
+    x_t = noisy_latents(x0, noise, sig2)
+    with torch.no_grad(), adapter_disabled(ctx.base), ctx.autocast():
+        ref = predict_velocity(ctx.base, x_t, sig2, text2)
+    with ctx.autocast():
+        pred = predict_velocity(ctx.model, x_t, sig2, text2)
+    target = velocity_target(x0, noise)
+    (pw, pl), (rw, rl), (tw, tl) = pred.chunk(2), ref.chunk(2), target.chunk(2)
+    return pair_loss(
+        cfg.loss,
+        pw,
+        pl,
+        rw,
+        rl,
+        tw,
+        tl,
+        beta=cfg.beta,
+        lambda_zo=cfg.lambda_zo,
+        lambda_sft=cfg.lambda_sft,
+        clip=cfg.margin_clip,
+    )
+
+
+def sample_step(
+    ctx: StepContext,
+    x0: torch.Tensor,
+    text: torch.Tensor,
+    rewards: torch.Tensor,
+    positions: list[int],
+) -> dict[str, torch.Tensor]:
+    """The loss of a micro-batch of single samples (``sft``, ``rwr``): no reference."""
+    sig, noise, _ = draw_noise(ctx.cfg, positions, tuple(x0.shape[1:]), pairs=False)
+    sig, noise, x0 = sig.to(ctx.device), noise.to(ctx.device), x0.to(ctx.device)
+    with ctx.autocast():
+        pred = predict_velocity(ctx.model, noisy_latents(x0, noise, sig), sig, text.to(ctx.device))
+    return sample_loss(
+        ctx.cfg.loss,
+        pred,
+        velocity_target(x0, noise),
+        rewards.to(ctx.device),
+        rwr_temperature=ctx.cfg.rwr_temperature,
+    )
+
+
+# -------------------------------------------------------------------- checkpoints
+def checkpoint_paths(out_dir: Path) -> list[Path]:
+    """The run's checkpoints, oldest first."""
+    d = out_dir / CHECKPOINT_DIR
+    return sorted(d.glob("checkpoint-*.safetensors")) if d.is_dir() else []
+
+
+def _lora_state(base: torch.nn.Module) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(base)
+
+
+def save_checkpoint(
+    out_dir: Path, base: torch.nn.Module, opt: Any, sched: Any, step: int, keep: int
+) -> Path:
+    """``checkpoints/checkpoint-{step}.safetensors``; prunes all but the latest ``keep``."""
+    path = out_dir / CHECKPOINT_DIR / f"checkpoint-{step:07d}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = add_prefix(_lora_state(base), LORA_PREFIX)
+    save_training_state(path, weights, opt, {"step": step}, scheduler=sched)
+    for old in checkpoint_paths(out_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest_checkpoint(out_dir: Path, base: torch.nn.Module, opt: Any, sched: Any) -> int:
+    """Restores LoRA weights, optimizer, scheduler and RNG from the latest checkpoint;
+    returns its step (0 when there is none)."""
+    from peft.utils import set_peft_model_state_dict
+
+    paths = checkpoint_paths(out_dir)
+    if not paths:
+        return 0
+    weights, meta = load_training_state(paths[-1], opt, scheduler=sched)
+    lora = strip_prefix(weights, LORA_PREFIX)
+    device = next(p.device for p in base.parameters() if p.requires_grad)
+    result = set_peft_model_state_dict(base, {k: v.to(device) for k, v in lora.items()})
+    if getattr(result, "unexpected_keys", None):
+        raise SpatialAlignError(f"checkpoint {paths[-1]} does not fit this model's adapter")
+    return int(meta["step"])
+
+
+def save_adapter(out_dir: Path, base: torch.nn.Module) -> Path:
+    """The adapter in diffusers' LoRA format (``pytorch_lora_weights.safetensors`` with the
+    adapter's ``lora_alpha`` in its metadata), written atomically."""
+    from diffusers import WanPipeline
+
+    config = base.peft_config["default"].to_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in _lora_state(base).items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".adapter.") as tmp:
+        WanPipeline.save_lora_weights(
+            tmp,
+            transformer_lora_layers=state,
+            transformer_lora_adapter_metadata=config,
+            safe_serialization=True,
+        )
+        os.replace(Path(tmp) / LORA_WEIGHT_NAME, out_dir / LORA_WEIGHT_NAME)
+    return out_dir / LORA_WEIGHT_NAME
+
+
+# ------------------------------------------------------------------------ logging
+class StepLogger:
+    """Per-step records to ``train_log.jsonl`` and, when installed, TensorBoard (rank 0)."""
+
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int) -> None:
+        self.path = out_dir / LOG_NAME
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        _truncate_log(self.path, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed: logging to %s only", self.path)
+        else:
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def write(self, step: int, record: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **record}) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                self.tb.add_scalar(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drops records after ``step`` (written after the checkpoint a resumed run restarts
+    from), so the log reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+
+
+# ---------------------------------------------------------------------- signals
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.warning("signal %d: saving a checkpoint after this step", signum)
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+# --------------------------------------------------------------------------- run
+def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool) -> None:
+    """Refuses to resume, or to train into a directory holding checkpoints, with another
+    configuration; writes ``train_config.json``."""
+    path = out_dir / CONFIG_NAME
+    if path.is_file() and checkpoint_paths(out_dir):
+        old = json.loads(path.read_text())
+        new = cfg.to_dict()
+        diff = sorted(k for k in new if k not in RESUME_FREE and old.get(k) != new[k])
+        if not resume:
+            raise SpatialAlignError(
+                f"{out_dir} already holds a training run: resume it (--resume) or use a new "
+                "directory"
+            )
+        if diff:
+            raise SpatialAlignError(
+                f"cannot resume {out_dir}: configuration differs in {', '.join(diff)}"
+            )
+    write_json(cfg.to_dict(), path)
+
+
+def train(
+    transformer: torch.nn.Module,
+    data: TrainData,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    accelerator: Any = None,
+    progress: bool = True,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Trains a SpatialAlign LoRA on ``transformer`` (a diffusers Wan transformer, toy or
+    real) into ``out_dir``; returns where it stopped and the adapter file.
+
+    ``on_step(step, record)`` is called after every optimizer step (tests, callbacks).
+    """
+    cfg.validate()
+    out = Path(out_dir)
+    acc = accelerator if accelerator is not None else make_accelerator(cfg)
+    pairs = is_pair_variant(cfg.loss)
+    items = data.items(pairs)
+    accum = cfg.accumulation_steps(acc.num_processes)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_config(out, cfg, cfg.resume)
+    acc.wait_for_everyone()
+
+    params = prepare_transformer(transformer, cfg)
+    opt, sched = make_optimizer(params, cfg)
+    model = acc.prepare(transformer)
+    base = acc.unwrap_model(model)
+    step = load_latest_checkpoint(out, base, opt, sched) if cfg.resume else 0
+    if step:
+        log.info("resumed %s at step %d", out, step)
+    ctx = StepContext(model, base, cfg, acc.device, acc.autocast)
+    logger = StepLogger(out, acc.is_main_process, step)
+    bar = _progress(cfg.max_steps, step, progress and acc.is_main_process)
+    record: dict[str, float] = {}
+    stop = StopRequest()
+    with stop.installed():
+        while step < cfg.max_steps:
+            t0 = time.perf_counter()
+            terms = _optimizer_step(ctx, data, items, step, accum, acc, params, opt, sched)
+            step += 1
+            record = {**terms, "step_time": time.perf_counter() - t0}
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                logger.write(step, record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            if on_step is not None:
+                on_step(step, record)
+            stopping = _any_process(acc, stop.requested)
+            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+            if due or stopping or step == cfg.max_steps:
+                if acc.is_main_process:
+                    save_checkpoint(out, base, opt, sched, step, cfg.keep_checkpoints)
+                acc.wait_for_everyone()
+            if stopping:
+                break
+    bar.close()
+    logger.close()
+    done = step >= cfg.max_steps
+    if done and acc.is_main_process:
+        save_adapter(out, base)
+    acc.wait_for_everyone()
+    adapter = out / LORA_WEIGHT_NAME if done else None
+    return TrainResult(out, step, adapter, interrupted=not done, last_log=record)
+
+
+def _optimizer_step(
+    ctx: StepContext,
+    data: TrainData,
+    items: list,
+    step: int,
+    accum: int,
+    acc: Any,
+    params: list[torch.nn.Parameter],
+    opt: Any,
+    sched: Any,
+) -> dict[str, float]:
+    """``accum`` micro-batches (gradients synchronised on the last), clip, AdamW, schedule;
+    returns the logged terms averaged over micro-batches and processes, and the step's lr."""
+    cfg = ctx.cfg
+    sums: dict[str, torch.Tensor] = {}
+    for m in range(accum):
+        k = step * accum + m
+        pos_idx = micro_batch_positions(
+            len(items), cfg.train_batch_size, k, cfg.seed, acc.process_index, acc.num_processes
+        )
+        positions = [p for p, _ in pos_idx]
+        batch = [items[i] for _, i in pos_idx]
+        sync = contextlib.nullcontext() if m == accum - 1 else acc.no_sync(ctx.model)
+        with sync:
+            if isinstance(batch[0], Pair):
+                out = pair_step(ctx, *collate_pairs(data, batch), positions)
+            else:
+                out = sample_step(ctx, *collate_samples(data, batch), positions)
+            acc.backward(out["loss"] / accum)
+        for key, v in out.items():
+            sums[key] = sums.get(key, 0.0) + v.detach().float() / accum
+    if cfg.max_grad_norm > 0:
+        acc.clip_grad_norm_(params, cfg.max_grad_norm)
+    lr = opt.param_groups[0]["lr"]
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    keys = sorted(sums)
+    values = acc.reduce(torch.stack([sums[key] for key in keys]), reduction="mean")
+    terms = {key: float(v) for key, v in zip(keys, values.tolist(), strict=True)}
+    return {**terms, "lr": lr}
+
+
+def _any_process(acc: Any, flag: bool) -> bool:
+    """True when ``flag`` is set on any process (all stop together)."""
+    if acc.num_processes == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+    return bool(acc.reduce(t, reduction="sum").item() > 0)
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", disable=not enabled, mininterval=1)

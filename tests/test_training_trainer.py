@@ -1,0 +1,179 @@
+"""The training loop on the toy model with tiny data: resume bit for bit, the saved adapter,
+two processes (accelerate launch --cpu, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("peft")
+pytest.importorskip("accelerate")
+
+from safetensors.torch import load_file  # noqa: E402
+from spatialalign.errors import SpatialAlignError  # noqa: E402
+from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.training.config import TrainConfig  # noqa: E402
+from spatialalign.training.data import Pair, Sample, TrainData  # noqa: E402
+from spatialalign.training.trainer import checkpoint_paths, train  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PROMPTS = [
+    "In a garden, a fox is on the left of a stump, then the fox runs to the right of the stump.",
+    "In a kitchen, a cat is on the top of a box, then the cat jumps to the left of the box.",
+]
+
+
+def tiny_data(pipe: ToyPipeline) -> TrainData:
+    g = torch.Generator().manual_seed(0)
+    latents = {f"s{i}": torch.randn(*pipe.latent_shape, generator=g) for i in range(6)}
+    emb = pipe.encode_prompt(PROMPTS)
+    text = {"p0": emb[0], "p1": emb[1]}
+    pairs = [Pair("p0", "s0", "s1"), Pair("p0", "s2", "s1"), Pair("p1", "s3", "s4")]
+    samples = [Sample("p0" if i < 3 else "p1", f"s{i}", i / 6) for i in range(6)]
+    return TrainData(latents, text, pairs, samples)
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(
+        max_steps=5,
+        train_batch_size=2,
+        learning_rate=1e-2,
+        lr_warmup_steps=1,
+        lora_rank=4,
+        lora_alpha=8.0,
+        checkpoint_every=2,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def run(out: Path, cfg: TrainConfig, **kw):
+    pipe = ToyPipeline.random(0)
+    return train(pipe.transformer, tiny_data(pipe), cfg, out, progress=False, **kw)
+
+
+def _log(out: Path) -> list[dict]:
+    recs = [json.loads(ln) for ln in (out / "train_log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "step_time"} for r in recs]
+
+
+def test_interrupted_run_resumes_bit_for_bit(tmp_path):
+    full = run(tmp_path / "full", tiny_cfg())
+    assert full.steps == 5 and not full.interrupted and full.adapter.is_file()
+    expected = load_file(str(full.adapter))
+
+    def kill_at_3(step, record):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled: checkpoint, then stop
+
+    part = run(tmp_path / "part", tiny_cfg(), on_step=kill_at_3)
+    assert part.interrupted and part.steps == 3 and part.adapter is None
+    assert [p.name for p in checkpoint_paths(tmp_path / "part")] == [
+        "checkpoint-0000002.safetensors",
+        "checkpoint-0000003.safetensors",
+    ]
+    # a hard kill after step 3 would leave only the periodic checkpoint of step 2
+    shutil.copytree(tmp_path / "part", tmp_path / "hard")
+    checkpoint_paths(tmp_path / "hard")[-1].unlink()
+    for name in ("part", "hard"):
+        with pytest.raises(SpatialAlignError, match="already holds a training run"):
+            run(tmp_path / name, tiny_cfg())
+        done = run(tmp_path / name, tiny_cfg(resume=True))
+        assert done.steps == 5 and not done.interrupted
+        got = load_file(str(done.adapter))
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected), name
+        assert _log(tmp_path / name) == _log(tmp_path / "full"), name
+    with pytest.raises(SpatialAlignError, match="differs in beta"):
+        run(tmp_path / "hard", tiny_cfg(resume=True, beta=2.0))
+
+
+def test_logged_terms_and_adapter_loads_into_the_toy_pipeline(tmp_path):
+    res = run(tmp_path / "run", tiny_cfg(max_steps=3, checkpoint_every=0))
+    rec = _log(tmp_path / "run")[-1]
+    for key in ("loss", "loss_dpo", "loss_zo", "score_w", "score_l", "margin", "accuracy", "lr"):
+        assert key in rec and rec[key] == rec[key], key  # present, not NaN
+    pipe = ToyPipeline.random(0)
+    base = pipe.sample_latents([PROMPTS[0]], [0], num_inference_steps=2)
+    pipe.load_lora_weights(res.adapter)
+    adapted = pipe.sample_latents([PROMPTS[0]], [0], num_inference_steps=2)
+    assert not torch.allclose(base, adapted)
+    cfg = pipe.transformer.peft_config["default"]
+    assert (cfg.r, cfg.lora_alpha) == (4, 8.0)  # alpha != r survives the file
+
+
+@pytest.mark.parametrize("loss", ["dpo", "dpo+sft", "sft", "rwr"])
+def test_every_variant_trains(tmp_path, loss):
+    res = run(tmp_path / loss, tiny_cfg(loss=loss, max_steps=2, shared_noise=True))
+    assert res.steps == 2 and res.last_log["loss"] > 0
+
+
+def test_adapter_loads_into_a_tiny_wan_pipeline(tmp_path):
+    from diffusers import WanPipeline
+    from shared_data import OFFICIAL_CSV
+    from spatialalign.lora import load_lora_into_pipeline
+    from spatialalign.prompts import read_prompts
+    from test_sampling_wan import build_tiny_wan
+
+    wan_dir = build_tiny_wan(tmp_path / "wan", read_prompts(OFFICIAL_CSV)[:1])
+    pipe = WanPipeline.from_pretrained(wan_dir)
+    g = torch.Generator().manual_seed(0)
+    lat = {f"s{i}": torch.randn(16, 2, 2, 2, generator=g) for i in range(4)}
+    data = TrainData(lat, {"p": torch.randn(8, 32, generator=g)}, [Pair("p", "s0", "s1")])
+    res = train(pipe.transformer, data, tiny_cfg(max_steps=2, checkpoint_every=0), tmp_path / "r")
+
+    def latents(p):
+        return p(
+            "a fox",
+            num_frames=5,
+            height=16,
+            width=16,
+            num_inference_steps=2,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(0),
+        ).frames
+
+    fresh = WanPipeline.from_pretrained(wan_dir)
+    base = latents(fresh)
+    load_lora_into_pipeline(fresh, res.adapter)
+    assert not torch.allclose(base, latents(fresh))
+
+
+def _worker(out: str, batch: int) -> None:
+    """Entry point of the two-process run (``accelerate launch``)."""
+    torch.set_num_threads(1)
+    run(Path(out), tiny_cfg(max_steps=3, train_batch_size=batch, checkpoint_every=0))
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(tmp_path):
+    """DDP on two CPU processes (torchrun, gloo) with one pair each = one process with two
+    pairs. (``accelerate launch --cpu`` starts several CPU processes only through mpirun.)"""
+    one = run(tmp_path / "one", tiny_cfg(max_steps=3, train_batch_size=2, checkpoint_every=0))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, __file__, str(tmp_path / "two"), "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_file(str(one.adapter)), load_file(str(tmp_path / "two" / one.adapter.name))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    assert _log(tmp_path / "two")[-1]["loss"] == pytest.approx(_log(tmp_path / "one")[-1]["loss"])
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], int(sys.argv[2]))
