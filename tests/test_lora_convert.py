@@ -175,6 +175,24 @@ def test_round_trip_through_comfyui_is_bit_identical(adapter, tmp_path):
     assert _alpha_in_metadata(tmp_path / "back.safetensors") == ALPHA
 
 
+def test_comfyui_to_diffsynth_drops_only_the_prefix(adapter, tmp_path):
+    convert_lora(adapter[0], tmp_path / "cf.safetensors", "comfyui")
+    convert_lora(tmp_path / "cf.safetensors", tmp_path / "ds.safetensors", "diffsynth")
+    comfy = read_tensors(tmp_path / "cf.safetensors")[0]
+    ds = read_tensors(tmp_path / "ds.safetensors")[0]
+    assert sorted(ds) == sorted(k.removeprefix("diffusion_model.") for k in comfy)
+    assert all(torch.equal(ds[k.removeprefix("diffusion_model.")], v) for k, v in comfy.items())
+
+
+def test_alpha_equal_to_rank_writes_no_alpha_tensors(adapter, tmp_path, capsys):
+    out = tmp_path / "ds.safetensors"
+    main(["convert-lora", str(adapter[0]), str(out), "--to", "diffsynth", "--alpha", str(RANK)])
+    assert f"alpha {RANK}" in capsys.readouterr().out
+    tensors = read_tensors(out)[0]
+    assert len(tensors) == 2 * (2 + 2 * LAYERS)
+    assert not any(k.endswith(".alpha") for k in tensors)  # no alpha: unit scale everywhere
+
+
 def test_bf16_tensors_keep_their_dtype(adapter, tmp_path):
     from safetensors.torch import save_file
 
@@ -283,7 +301,9 @@ class _Payload:
 def test_checkpoint_with_objects_is_refused_without_running_them(adapter, tmp_path):
     ckpt = tmp_path / "evil.ckpt"
     torch.save({"state_dict": _official_like_state(adapter[0]), "hparams": _Payload()}, ckpt)
-    with pytest.raises(SpatialAlignError, match="refusing to read .*never unpickles"):
+    with pytest.raises(
+        SpatialAlignError, match="refusing to read .*Unsupported global.*never unpickled"
+    ):
         convert_lora(ckpt, tmp_path / "out.safetensors", "diffusers")
     assert UNPICKLED == []
     assert not (tmp_path / "out.safetensors").exists()

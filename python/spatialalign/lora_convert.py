@@ -9,7 +9,9 @@ The three formats hold the same low-rank factors under different names:
   module names: ``blocks.0.cross_attn.k.lora_A.weight``, ``text_embedding.0...``; the released
   Lightning checkpoint carries peft's ``.default`` infix, which is accepted on reading.
 * ``comfyui`` — the original names under ``diffusion_model.``, never a ``.default`` infix
-  (what ComfyUI and diffusers' non-diffusers Wan converter load).
+  (what ComfyUI loads, and the only non-diffusers Wan layout ``WanPipeline.load_lora_weights``
+  converts: it skips bare DiffSynth names with a warning, and rejects ``.alpha`` on
+  ``text_embedding``, so for that route use ``fold_alpha`` when alpha differs from the rank).
 
 Alpha (the LoRA scale is ``alpha / rank``) travels as diffusers metadata or as kohya-style
 ``<module>.alpha`` scalar tensors in the other two, written only where it differs from the
@@ -194,11 +196,12 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        found = re.search(r"WeightsUnpickler error: ([^.\n]*)", str(e))
+        reason = found.group(1) if found else type(e).__name__
         raise SpatialAlignError(
-            f"refusing to read {path}: it holds Python objects other than tensors, which "
-            f"torch.load(weights_only=True) will not load and this tool never unpickles "
-            f"({first}); export its tensors to .safetensors with the tool that wrote it"
+            f"refusing to read {path}: it holds Python objects other than tensors ({reason}); "
+            f"it was read with torch.load(weights_only=True) and is never unpickled: export "
+            f"its tensors to .safetensors with the tool that wrote it"
         ) from e
     except Exception as e:
         raise SpatialAlignError(f"cannot read {path} as a torch checkpoint: {e}") from e
