@@ -91,6 +91,10 @@ class RunDir:
         """``track``'s resumable per-sample results, one sub-directory per settings key."""
         return self.root / "track_parts"
 
+    def track_settings_path(self, settings_key: str) -> Path:
+        """What a settings key stands for (JSON), beside its parts."""
+        return self.track_parts_dir / check_id(settings_key, "track settings key") / "settings.json"
+
     def track_part_paths(self, settings_key: str, sample_id: str) -> tuple[Path, Path]:
         """(tracks part, detections part) of one sample under one settings key."""
         check_id(settings_key, "track settings key")

@@ -380,7 +380,7 @@ def track_run(
     if overwrite and parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    write_json(described, parts / "settings.json")
+    write_json(described, run.track_settings_path(key))
 
     mine = samples[rank::world_size]
     earlier = _earlier_settings(run, key, described)

@@ -43,7 +43,7 @@ from spatialalign.sampling.backends import MODELS
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
-    help="Videos per prompt, seeds 0..N-1.",
+    help="Videos per prompt, seeds 0..N-1 (at most 1000).",
 )
 @click.option(
     "--adapter",
@@ -58,7 +58,7 @@ from spatialalign.sampling.backends import MODELS
     "--guidance",
     type=float,
     default=None,
-    help="Guidance scale [toy 3.0, wan diffusers' default 5.0].",
+    help="Guidance scale, finite and >= 0 [toy 3.0, wan diffusers' default 5.0].",
 )
 @click.option(
     "--batch-size",
@@ -105,8 +105,10 @@ def sample(
 ) -> None:
     """Generate a video per prompt x seed into RUN_DIR/samples/ (resumable, shards by rank).
 
-    Under torchrun / accelerate launch each rank takes its share of the pending samples;
-    the manifest (samples/manifest.parquet) is merged at the end.
+    A rerun regenerates exactly the videos whose prompt text, model, adapter or settings
+    changed (each video records what it was made from) and says why. Under torchrun /
+    accelerate launch each rank takes its share of the pending samples; the manifest
+    (samples/manifest.parquet) is merged at the end.
     """
     from spatialalign.sampling.backends import BackendConfig
     from spatialalign.sampling.run import run_sample
