@@ -28,6 +28,7 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,6 +119,7 @@ class LoraLayer:
 
     @property
     def rank(self) -> int:
+        """The LoRA rank (rows of ``lora_A``)."""
         return int(self.down.shape[0])
 
 
@@ -129,9 +131,11 @@ class WanLora:
     source_format: str
 
     def alphas(self) -> Counter[float]:
+        """How many layers have each alpha."""
         return Counter(layer.alpha for layer in self.layers.values())
 
     def ranks(self) -> Counter[int]:
+        """How many layers have each rank."""
         return Counter(layer.rank for layer in self.layers.values())
 
 
@@ -148,6 +152,7 @@ class ConvertResult:
     path: Path
 
     def summary(self) -> str:
+        """The CLI's one line: formats, counts, rank(s), alpha(s), output file."""
         rank = "/".join(str(r) for r in self.ranks)
         alpha = "/".join(f"{a:g}" for a in self.alphas)
         return (
@@ -338,7 +343,7 @@ def _checked_pair(
     return down, up
 
 
-def _metadata_alpha(metadata: dict[str, str], what: str):
+def _metadata_alpha(metadata: dict[str, str], what: str) -> Callable[[str, int], float]:
     """A function ``(module, rank) -> alpha`` from diffusers' adapter metadata (peft's
     ``lora_alpha`` and ``alpha_pattern``); without metadata alpha equals the rank (scale 1)."""
     raw = metadata.get(METADATA_KEY)
