@@ -351,6 +351,28 @@ def test_track_settings_change_is_named(external, tmp_path) -> None:
     strict = scoring_config("toy", min_run=4)
     redo = track_run(run, make_detector("toy"), strict, tracker_config("toy"), progress=False)
     assert redo.reasons == {"settings changed: min_run 3 -> 4": 3}
+    # the detector's own configuration is part of its identity
+    from spatialalign.detection.color import ColorDetector
+
+    other = ColorDetector(min_pixels=ColorDetector().config.min_pixels + 1)
+    redo = track_run(run, other, strict, tracker_config("toy"), progress=False)
+    assert list(redo.reasons) == [
+        f"settings changed: detector_config.min_pixels {other.config.min_pixels - 1} -> "
+        f"{other.config.min_pixels}"
+    ]
+
+
+def test_detector_weights_are_identified_by_content(tmp_path) -> None:
+    from spatialalign.detection.cli import _weights
+
+    onnx = tmp_path / "onnx"
+    onnx.mkdir()
+    (onnx / "gdino.onnx").write_bytes(b"graph one")
+    first = _weights("gdino-onnx", None, onnx, None)
+    (onnx / "gdino.onnx").write_bytes(b"graph two")  # re-exported in place
+    second = _weights("gdino-onnx", None, onnx, None)
+    assert first["onnx_dir"] == second["onnx_dir"]
+    assert first["onnx_dir_fingerprint"] != second["onnx_dir_fingerprint"]
 
 
 def test_track_part_records_the_video_it_was_made_from(external, tmp_path) -> None:

@@ -14,6 +14,20 @@ def _abs(path: Path | None) -> str | None:
     return None if path is None else str(path.resolve())
 
 
+def _weights(detector: str, model_dir: Path | None, onnx_dir: Path | None, sam: Path | None):
+    """Where the detector's weights are and their content fingerprints (its identity)."""
+    from spatialalign.provenance import fingerprint
+
+    if detector == "gdino-onnx" and onnx_dir is None:
+        onnx_dir = DEFAULT_ONNX_DIR
+    out: dict[str, str | None] = {}
+    for name, path in (("model_dir", model_dir), ("onnx_dir", onnx_dir), ("sam", sam)):
+        out[name] = _abs(path)
+        if path is not None:
+            out[f"{name}_fingerprint"] = fingerprint(path)
+    return out
+
+
 @click.command("track")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--detector", type=click.Choice(DETECTORS), default="toy", show_default=True,
@@ -81,7 +95,7 @@ def track(
         tracker_config(preset),
         prompts=prompts_file,
         preset=preset,
-        settings={"model_dir": _abs(model_dir), "onnx_dir": _abs(onnx_dir), "sam": _abs(sam)},
+        settings=_weights(detector, model_dir, onnx_dir, sam),
         overwrite=overwrite,
         merge_timeout=merge_timeout,
     )

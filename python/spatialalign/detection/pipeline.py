@@ -25,6 +25,7 @@ order and record the settings, the preset and each video's fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -171,8 +172,10 @@ def _read_samples(run: RunDir, prompts_path: Path | None) -> list[_Sample]:
 def settings_key(
     detector: Detector, scoring: ScoringConfig, tracker: TrackerConfig, extra: Mapping[str, Any]
 ) -> tuple[str, dict[str, Any]]:
-    """A short hash of everything that changes a sample's result, and what it hashes."""
-    settings = {
+    """A short hash of everything that changes a sample's result, and what it hashes:
+    the detector (name, its config when it has one, ``extra`` such as weight fingerprints),
+    the thresholds and the tracker."""
+    settings: dict[str, Any] = {
         "detector": detector.name,
         "box_threshold": scoring.box_threshold,
         "text_threshold": scoring.text_threshold,
@@ -182,6 +185,9 @@ def settings_key(
         "tracker": asdict(tracker),
         **{k: str(v) for k, v in extra.items() if v is not None},
     }
+    config = getattr(detector, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        settings["detector_config"] = asdict(config)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     return digest[:12], settings
 
