@@ -25,13 +25,12 @@ from spatialalign.ids import check_id
 from spatialalign.io import read_parquet, write_parquet
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.provenance import StampedFingerprint, fingerprint, record_of
-from spatialalign.rundir import RunDir
+from spatialalign.rundir import RunDir, plot_name
 from spatialalign.sampling.backends import ToyBackend
 from spatialalign.sampling.ingest import ingest_videos
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.schemas import MANIFEST
 from spatialalign.scoring.batch import score_run
-from spatialalign.scoring.plots import plot_name
 from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.toy.world import render_clip
 from spatialalign.video import write_video
@@ -79,7 +78,9 @@ def test_run_dir_layout_names() -> None:
     assert run.pairs_path == Path("/r/pairs.parquet")
     assert run.cache_dir == Path("/r/cache")
     assert run.train_dir == Path("/r/run")
+    assert run.metrics_path == Path("/r/metrics.parquet")
     assert run.video_path("1043_TL_F81_seed00") == Path("/r/samples/1043_TL_F81_seed00.mp4")
+    assert run.plot_path("1043_TL_F81_seed00") == Path("/r/plots/1043_TL_F81_seed00.png")
 
 
 @pytest.mark.parametrize(

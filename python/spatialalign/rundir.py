@@ -8,7 +8,9 @@ through :meth:`RunDir.video_path`, which refuses ids that could leave the direct
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,16 @@ from spatialalign.prompts.model import DSRPrompt
 from spatialalign.schemas import validate_table
 
 VIDEO_SUFFIX = ".mp4"
+
+
+def plot_name(sample_id: str) -> str:
+    """The SSR plot file stem of a sample: the id itself when it is a safe id, else a
+    cleaned id plus ``~`` and a hash of the id (``~`` is outside the safe set), so two
+    ids never share a file."""
+    if id_problem(sample_id, MAX_SAMPLE_ID_LENGTH) is None:
+        return sample_id
+    digest = hashlib.blake2b(sample_id.encode(), digest_size=8).hexdigest()
+    return f"{re.sub(r'[^A-Za-z0-9_-]+', '_', sample_id)[:100]}~{digest}"
 
 
 def check_manifest(
@@ -117,6 +129,15 @@ class RunDir:
     @property
     def plots_dir(self) -> Path:
         return self.root / "plots"
+
+    def plot_path(self, sample_id: str) -> Path:
+        """``plots/{sample_id}.png``: one sample's SSR curves (``score-batch --plots``)."""
+        return self.plots_dir / f"{plot_name(sample_id)}.png"
+
+    @property
+    def metrics_path(self) -> Path:
+        """``eval``'s per-sample metrics table."""
+        return self.root / "metrics.parquet"
 
     @property
     def pairs_path(self) -> Path:

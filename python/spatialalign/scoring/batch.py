@@ -445,7 +445,7 @@ def score_run(
         "correctness": _write_bytes(png, out.correctness_path),
     }
     if plots:
-        paths["plots"] = write_ssr_plots(out.plots_dir, run, scores, config, progress=progress)
+        paths["plots"] = write_ssr_plots(out, run, scores, config, progress=progress)
     return ScoreResult(scores=scores, summary=summary, paths=paths, warnings=run.warnings)
 
 

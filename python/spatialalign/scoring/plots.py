@@ -6,10 +6,8 @@ pyplot global state, no display needed) and written atomically.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +17,9 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from spatialalign.config import ScoringConfig
-from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, id_problem
 from spatialalign.io import atomic_path, write_json
 from spatialalign.prompts.model import RELATIONS
+from spatialalign.rundir import RunDir, plot_name  # noqa: F401 - re-exported (report.media)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -103,30 +101,21 @@ def ssr_figure_png(
     return png_bytes(fig)
 
 
-def plot_name(sample_id: str) -> str:
-    """The plot file stem of a sample: the id itself when it is a safe id, else a cleaned
-    id plus ``~`` and a hash of the id (``~`` is outside the safe set), so two ids never
-    share a file."""
-    if id_problem(sample_id, MAX_SAMPLE_ID_LENGTH) is None:
-        return sample_id
-    digest = hashlib.blake2b(sample_id.encode(), digest_size=8).hexdigest()
-    return f"{re.sub(r'[^A-Za-z0-9_-]+', '_', sample_id)[:100]}~{digest}"
-
-
 def write_ssr_plots(
-    plot_dir: Path,
+    out: RunDir,
     run: LoadedRun,
     scores: pa.Table,
     config: ScoringConfig,
     *,
     progress: bool | None = None,
 ) -> Path:
-    """Writes ``plot_dir/<sample_id>.png`` for every sample that has tracks.
+    """Writes ``out``'s :meth:`RunDir.plot_path` of every sample that has tracks; returns
+    ``out.plots_dir``.
 
     Resumable: a plot already written for the same tracks and config is kept (a
     stamp file records the config and the inputs' fingerprint).
     """
-    plot_dir = Path(plot_dir)
+    plot_dir = out.plots_dir
     plot_dir.mkdir(parents=True, exist_ok=True)
     t = run.tracks
     stamp = {
@@ -147,7 +136,7 @@ def write_ssr_plots(
     show = len(todo) >= _PROGRESS_MIN_PLOTS if progress is None else progress
     for i in tqdm(todo, desc="SSR plots", unit="video", disable=not show):
         row = rows[i]
-        path = plot_dir / f"{plot_name(row['sample_id'])}.png"
+        path = out.plot_path(row["sample_id"])
         if reuse and path.exists():
             continue
         frames, animal, obj = t.sample(i)
