@@ -79,6 +79,7 @@ def test_run_dir_layout_names() -> None:
     assert run.cache_dir == Path("/r/cache")
     assert run.train_dir == Path("/r/run")
     assert run.metrics_path == Path("/r/metrics.parquet")
+    assert RunDir(run) == run and Path(run) == Path("/r")  # accepted where a path is
     assert run.video_path("1043_TL_F81_seed00") == Path("/r/samples/1043_TL_F81_seed00.mp4")
     assert run.plot_path("1043_TL_F81_seed00") == Path("/r/plots/1043_TL_F81_seed00.png")
 

@@ -64,6 +64,10 @@ class RunDir:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "root", Path(root))
 
+    def __fspath__(self) -> str:
+        """A RunDir is accepted wherever a path to the run directory is."""
+        return os.fspath(self.root)
+
     # ------------------------------------------------------------------ paths
     @property
     def prompts_path(self) -> Path:

@@ -131,8 +131,7 @@ def plan_samples(
     """Every (prompt, seed) pair for seeds ``0..seeds-1``, prompt-major, with its video path."""
     if not 1 <= seeds <= MAX_SEEDS:
         raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {seeds}")
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    run = RunDir(run.root.absolute())
+    run = RunDir(Path(run_dir).absolute())
     specs = []
     for p in prompts:
         if not p.prompt_id:
