@@ -437,11 +437,11 @@ def track_run(
     if rank != 0:
         return summary
     deadline = time.monotonic() + (merge_timeout if world_size > 1 else 0.0)
-    while True:
-        waiting = [s for s in samples if not run.track_part_paths(key, s.sample_id)[1].is_file()]
-        if not waiting or time.monotonic() >= deadline:
-            break
+    # a part is merged only once it is current (other ranks may be redoing stale ones)
+    waiting = [s for s in samples if _redo_reason(run, key, s, None) is not None]
+    while waiting and time.monotonic() < deadline:
         time.sleep(0.2)
+        waiting = [s for s in waiting if _redo_reason(run, key, s, None) is not None]
     summary.waiting_for = len(waiting)
     if not waiting:
         record = {"preset": preset, "settings": described}
