@@ -257,10 +257,14 @@ def test_reingest_of_different_videos_makes_track_redo_them_and_scores_change(
     write_video(videos / f"{prompts[1].prompt_id}_F09_seed00.mp4", noise, fps=8)
     result = ingest_videos(videos, prompts, run, progress=False)
     assert result.changed == 1 and "1 with new content" in result.summary()
+    stale = score_run(run, config=TOY)  # scoring before tracking again says so
+    assert any("1 sample(s) have other video content" in w for w in stale.warnings)
     again = _track(run)
     assert (again.n_tracked, again.n_done_before) == (1, 2)
     assert again.reasons == {"video changed": 1} and "1 redone: video changed" in again.line()
-    second = score_run(run, config=TOY).scores.to_pylist()
+    current = score_run(run, config=TOY)
+    assert current.warnings == []
+    second = current.scores.to_pylist()
     assert [r["valid"] for r in second] == [True, False, True]
     assert second[1]["reason"] == "too_few_frames"
     # the tables record the fingerprint of each video they were made from

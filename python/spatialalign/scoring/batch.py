@@ -359,6 +359,12 @@ def load_run(
         warnings.append(
             f"ignored {tracks.n_unknown_rows} tracks row(s) of samples not in the manifest"
         )
+    stale = _changed_since_tracked(run)
+    if stale:
+        warnings.append(
+            f"{stale} sample(s) have other video content than when they were tracked "
+            "(rerun `spatialalign track`); their scores are the old videos'"
+        )
     untracked = int(((tracks.n_rows == 0) & ~has_row).sum())
     if untracked:
         warnings.append(
@@ -374,6 +380,20 @@ def load_run(
         has_detection_row=has_row,
         rejection=rejection,
         warnings=warnings,
+    )
+
+
+def _changed_since_tracked(run: RunDir) -> int:
+    """Samples whose video fingerprint in the manifest differs from the one ``track``
+    recorded (both stages record them; 0 when either record is absent)."""
+    if not run.detections_path.is_file():
+        return 0
+    made = (record_of(run.manifest_path) or {}).get("samples") or {}
+    tracked = (record_of(run.detections_path) or {}).get("videos") or {}
+    return sum(
+        1
+        for sid, fp in tracked.items()
+        if fp and isinstance(made.get(sid), dict) and made[sid].get("fingerprint") not in (None, fp)
     )
 
 
