@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "spatialalign.detection.export_cli:export_onnx",
     "score-batch": "spatialalign.scoring.cli:score_batch",
     "pairs": "spatialalign.pairs.cli:pairs",
+    "compare": "spatialalign.evaluation.compare_cli:compare",
+    "report": "spatialalign.report.cli:report",
     "toy": "spatialalign.toy.cli:toy",
     "convert-lora": "spatialalign.lora_convert_cli:convert_lora_cmd",
 }

@@ -1,0 +1,105 @@
+"""What ``compare`` and ``report`` read from a run directory and write for a comparison.
+
+A run's comparison table is its ``scores.parquet`` with the numeric columns of
+``metrics.parquet`` (when present) joined on ``sample_id``; the comparison's files are
+``comparison.md``, ``comparison.json`` and ``correctness_curves.png``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.evaluation.compare import Comparison, curves_png
+from spatialalign.ids import refuse_duplicates
+from spatialalign.io import atomic_path, read_parquet, write_json
+from spatialalign.rundir import RunDir
+
+METRICS_FILE = "metrics.parquet"  # written by `eval` (evaluation.metrics.metrics_table)
+
+
+def metrics_path(run: RunDir) -> Path:
+    """The run's ``metrics.parquet`` (RunDir's own name for it once it has one)."""
+    own = getattr(run, "metrics_path", None)
+    return Path(own) if own is not None else run.root / METRICS_FILE
+
+
+def read_run_table(run_dir: str | os.PathLike[str]) -> pa.Table:
+    """``scores.parquet`` left-joined with ``metrics.parquet``'s numeric columns on sample_id.
+
+    Raises :class:`SpatialAlignError` (one line) on a missing directory or scores file,
+    an invalid table, or duplicate sample ids in the metrics.
+    """
+    run = RunDir(run_dir).require()
+    if not run.scores_path.is_file():
+        raise SpatialAlignError(
+            f"{run.root}: no scores.parquet (run `spatialalign score-batch {run.root}` first)"
+        )
+    scores = run.read_scores()
+    path = metrics_path(run)
+    if not path.is_file():
+        return scores
+    metrics = read_parquet(path, "metrics")
+    if "sample_id" not in metrics.column_names:
+        raise SpatialAlignError(f"{path}: not a metrics table: no 'sample_id' column")
+    refuse_duplicates(metrics.column("sample_id").to_pylist(), str(path), "sample_id")
+    keep = [
+        f.name
+        for f in metrics.schema
+        if f.name not in scores.column_names
+        and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
+    ]
+    if not keep:
+        return scores
+    extra = metrics.select(["sample_id", *keep])
+    extra = extra.cast(pa.schema([("sample_id", pa.string())] + [(k, pa.float64()) for k in keep]))
+    row = "__scores_row"  # the join does not keep row order; this restores the scores' order
+    numbered = scores.append_column(row, pa.array(range(scores.num_rows), pa.int64()))
+    joined = numbered.join(extra, keys="sample_id", join_type="left outer").sort_by(row)
+    return joined.select(scores.column_names + keep)
+
+
+def run_names(run_dirs: Sequence[str | os.PathLike[str]], names: str | None = None) -> list[str]:
+    """Display names: ``names`` split on commas, else each directory's name (its path as
+    given where two directories share a name)."""
+    if names is not None:
+        given = [n.strip() for n in names.split(",")]
+        if len(given) != len(run_dirs) or not all(given):
+            raise SpatialAlignError(
+                f"--names has {len(given)} non-empty name(s) for {len(run_dirs)} run(s): {names!r}"
+            )
+        if len(set(given)) != len(given):
+            raise SpatialAlignError(f"--names must be unique, got {names!r}")
+        return given
+    paths = [Path(p) for p in run_dirs]
+    base = [p.resolve().name or str(p) for p in paths]
+    out = [b if base.count(b) == 1 else str(p) for b, p in zip(base, paths, strict=True)]
+    if len(set(out)) != len(out):
+        raise SpatialAlignError("the same run directory is given twice")
+    return out
+
+
+@dataclass(frozen=True)
+class ComparisonFiles:
+    """Where :func:`write_comparison` wrote the comparison."""
+
+    markdown: Path
+    json: Path
+    curves: Path
+
+
+def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str]) -> ComparisonFiles:
+    """Writes ``comparison.md``, ``comparison.json`` and ``correctness_curves.png``, atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "comparison.md"
+    with atomic_path(md) as tmp:
+        tmp.write_text(comparison.to_markdown() + "\n", encoding="utf-8")
+    js = write_json(comparison.to_dict(), out / "comparison.json")
+    png = curves_png(comparison, out / "correctness_curves.png")
+    return ComparisonFiles(md, Path(js), png)

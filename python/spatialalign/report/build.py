@@ -1,0 +1,199 @@
+"""``build_report``: writes a report directory (index.html beside its figures and media).
+
+The page references every figure and video by a relative path inside the directory, so
+the directory can be copied or opened from disk (``file://``) and makes no request
+elsewhere. It also holds the comparison's own files (comparison.md/.json,
+correctness_curves.png), the same that ``spatialalign compare`` writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.evaluation.compare import CompareConfig, Comparison, compare_runs
+from spatialalign.evaluation.run_tables import run_names, write_comparison
+from spatialalign.io import atomic_path
+from spatialalign.report.figures import per_type_bars_png, training_curves_png
+from spatialalign.report.grid import Sample, shared_samples
+from spatialalign.report.media import VIDEO_SUFFIX, ssr_curve_pngs, write_browser_video
+from spatialalign.report.page import Cell, Image, Page, Row, markdown_table, render
+from spatialalign.report.runs import ReportRun, load_report_run
+from spatialalign.scoring.plots import plot_name
+from spatialalign.video import VideoReadError
+
+INDEX = "index.html"
+MEDIA = "media"
+
+
+@dataclass
+class ReportResult:
+    """Where the report went and what it holds."""
+
+    index: Path
+    comparison: Comparison
+    n_grid_rows: int
+    n_videos: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _write(data: bytes, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def _figures(runs: list[ReportRun], out: Path) -> tuple[Image | None, list[Image]]:
+    """per_type.png from the summaries and train_rN.png from the train logs."""
+    summaries = [(r.name, r.summary) for r in runs if r.summary]
+    png = per_type_bars_png(summaries) if summaries else None
+    per_type = None
+    if png is not None:
+        _write(png, out / "per_type.png")
+        per_type = Image("per_type.png", "Correctness@0.7 and validness per DSR type")
+    training = []
+    for i, r in enumerate(runs):
+        png = training_curves_png(r.name, r.train_log) if r.train_log else None
+        if png is not None:
+            name = f"train_r{i}.png"
+            _write(png, out / name)
+            training.append(Image(name, f"training curves of {r.name}", str(r.train_log_path)))
+    return per_type, training
+
+
+@dataclass
+class _RunInfo:
+    """Per run: video path and (initial, final, text) of each sample / prompt."""
+
+    videos: dict[str, str]
+    prompts: dict[str, tuple[str, str, str]]
+
+
+def _run_info(run: ReportRun, warnings: list[str]) -> _RunInfo:
+    videos: dict[str, str] = {}
+    prompts: dict[str, tuple[str, str, str]] = {}
+    try:
+        manifest = run.run.read_manifest(["path"]).to_pydict()
+        videos = {s: p for s, p in zip(manifest["sample_id"], manifest["path"], strict=True) if p}
+    except SpatialAlignError as e:
+        warnings.append(f"{run.name}: no videos ({e})")
+    try:
+        prompts = {p.prompt_id: (p.initial, p.final, p.text) for p in run.run.read_prompts()}
+    except (SpatialAlignError, ValueError, OSError) as e:
+        warnings.append(f"{run.name}: no prompt texts ({e})")
+    return _RunInfo(videos, prompts)
+
+
+def _grid(
+    runs: list[ReportRun], out: Path, n: int, warnings: list[str]
+) -> tuple[list[Row], set[Path]]:
+    """The before/after rows; writes each sample's WebM copy and SSR curve PNG."""
+    chosen = shared_samples([r.table for r in runs], n)
+    infos = [_run_info(r, warnings) for r in runs]
+    written: set[Path] = set()
+    columns: list[list[Cell]] = []
+    for i, (run, info) in enumerate(zip(runs, infos, strict=True)):
+        samples: list[Sample] = [cells[i] for _, cells in chosen]
+        rel = [info.prompts.get(pid, ("", "", "")) for (pid, _), _ in chosen]
+        requests = [
+            (s.sample_id, ini, fin, f"{run.name}: {s.sample_id}")
+            for s, (ini, fin, _) in zip(samples, rel, strict=True)
+        ]
+        pngs = ssr_curve_pngs(run.run, requests)
+        column = []
+        for s, png in zip(samples, pngs, strict=True):
+            stem = f"{MEDIA}/r{i}_{plot_name(s.sample_id)}"
+            ssr = None
+            if png is not None:
+                written.add(_write(png, out / f"{stem}_ssr.png"))
+                ssr = f"{stem}_ssr.png"
+            video, missing = _video(info.videos.get(s.sample_id), out / f"{stem}{VIDEO_SUFFIX}")
+            if video is not None:
+                written.add(video)
+            elif missing != "no video":
+                warnings.append(f"{run.name}: {s.sample_id}: {missing}")
+            label = f"DSR {s.dsr:.3f}" if s.valid else f"invalid ({s.reason or 'no reason'})"
+            column.append(Cell(label, video and f"{stem}{VIDEO_SUFFIX}", ssr, missing))
+        columns.append(column)
+    rows = []
+    for j, ((pid, seed), _) in enumerate(chosen):
+        text = next((info.prompts[pid][2] for info in infos if pid in info.prompts), "")
+        rows.append(Row(pid, seed, text, [col[j] for col in columns]))
+    return rows, written
+
+
+def _video(src: str | None, dst: Path) -> tuple[Path | None, str]:
+    """(the WebM copy, "") or (None, why there is none)."""
+    if src is None or not Path(src).is_file():
+        return None, "no video"
+    try:
+        return write_browser_video(src, dst), ""
+    except VideoReadError as e:
+        return None, f"unreadable video ({e})"
+
+
+def _remove_stale(media: Path, keep: set[Path]) -> None:
+    """Drops media files of an earlier report in the same directory."""
+    if not media.is_dir():
+        return
+    for path in media.iterdir():
+        if path.is_file() and path.suffix in (VIDEO_SUFFIX, ".png") and path not in keep:
+            path.unlink()
+
+
+def build_report(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    names: str | None = None,
+    train_logs: Sequence[str | os.PathLike[str] | None] | None = None,
+    n_grid: int = 6,
+    config: CompareConfig | None = None,
+) -> ReportResult:
+    """Writes ``out_dir/index.html`` comparing ``run_dirs`` (the first is the baseline).
+
+    ``names``: comma-separated display names; ``train_logs``: a JSONL log per run
+    (None: ``RUN/run/train_log.jsonl`` when present); ``n_grid``: prompt/seed pairs in
+    the before/after grid.
+    """
+    if not run_dirs:
+        raise SpatialAlignError("nothing to report: no run directories")
+    if train_logs is not None and len(train_logs) != len(run_dirs):
+        raise SpatialAlignError(f"{len(train_logs)} train log(s) for {len(run_dirs)} run(s)")
+    labels = run_names(run_dirs, names)
+    logs = list(train_logs) if train_logs is not None else [None] * len(run_dirs)
+    runs = [load_report_run(d, n, g) for d, n, g in zip(run_dirs, labels, logs, strict=True)]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    comparison = compare_runs([(r.name, r.table) for r in runs], config=config)
+    files = write_comparison(comparison, out)
+    per_type, training = _figures(runs, out)
+    warnings: list[str] = []
+    grid, written = _grid(runs, out, n_grid, warnings)
+    _remove_stale(out / MEDIA, written)
+    head, rows = markdown_table(comparison.to_markdown())
+    page = Page(
+        title="SpatialAlign report: " + " vs ".join(labels),
+        runs=[(r.name, str(r.run.root)) for r in runs],
+        table_head=head,
+        table_rows=rows,
+        curves=Image(files.curves.name, "overlaid Correctness@τ curves"),
+        per_type=per_type,
+        training=training,
+        grid=grid,
+        notes=[
+            "Grid: prompt/seed pairs scored in every run, the largest DSR change between "
+            "the first and the last run first.",
+            "Videos are VP9/WebM copies enlarged with nearest-neighbour pixels; SSR curves "
+            "show each frame's score for the initial and the final relation.",
+            *warnings,
+        ],
+    )
+    index = out / INDEX
+    with atomic_path(index) as tmp:
+        tmp.write_text(render(page), encoding="utf-8")
+    n_videos = sum(1 for p in written if p.suffix == VIDEO_SUFFIX)
+    return ReportResult(index, comparison, len(grid), n_videos, warnings)

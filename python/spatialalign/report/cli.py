@@ -1,0 +1,76 @@
+"""``spatialalign report RUN_DIR... --out report/``: one static HTML page comparing runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spatialalign.evaluation.compare import CompareConfig
+from spatialalign.report.build import build_report
+
+
+@click.command("report")
+@click.argument(
+    "run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Report directory: index.html beside its figures and media/.",
+)
+@click.option("--names", default=None, help="Comma-separated run names [default: directory names].")
+@click.option(
+    "--train-log",
+    "train_logs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A JSONL train log per run, in run order (repeat it) [default: "
+    "RUN_DIR/run/train_log.jsonl when present].",
+)
+@click.option(
+    "--grid",
+    "n_grid",
+    type=click.IntRange(min=0, max=200),
+    default=6,
+    show_default=True,
+    help="Prompt/seed pairs in the before/after grid.",
+)
+@click.option(
+    "--n-boot",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=2000,
+    show_default=True,
+    help="Bootstrap replicates of the comparison.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+def report(
+    run_dirs: tuple[Path, ...],
+    out_dir: Path,
+    names: str | None,
+    train_logs: tuple[Path, ...],
+    n_grid: int,
+    n_boot: int,
+    seed: int,
+) -> None:
+    """Write a self-contained HTML report of scored runs (the first is the baseline):
+    comparison table, correctness curves, per-type bars, training curves, and the same
+    prompt/seed across runs (videos beside their SSR curves)."""
+    result = build_report(
+        run_dirs,
+        out_dir,
+        names=names,
+        train_logs=list(train_logs) or None,
+        n_grid=n_grid,
+        config=CompareConfig(n_boot=n_boot, seed=seed),
+    )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(result.comparison.to_markdown())
+    click.echo(
+        f"report: {len(run_dirs)} run(s), {result.n_grid_rows} grid row(s), "
+        f"{result.n_videos} video(s) -> {result.index}"
+    )
