@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "spatialalign.detection.export_cli:export_onnx",
     "score-batch": "spatialalign.scoring.cli:score_batch",
     "pairs": "spatialalign.pairs.cli:pairs",
+    "train": "spatialalign.training.cli:train",
     "compare": "spatialalign.evaluation.compare_cli:compare",
     "report": "spatialalign.report.cli:report",
     "toy": "spatialalign.toy.cli:toy",

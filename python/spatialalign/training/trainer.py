@@ -257,7 +257,11 @@ def load_latest_checkpoint(out_dir: Path, base: torch.nn.Module, opt: Any, sched
     weights, meta = load_training_state(paths[-1], opt, scheduler=sched)
     lora = strip_prefix(weights, LORA_PREFIX)
     device = next(p.device for p in base.parameters() if p.requires_grad)
-    result = set_peft_model_state_dict(base, {k: v.to(device) for k, v in lora.items()})
+    try:
+        result = set_peft_model_state_dict(base, {k: v.to(device) for k, v in lora.items()})
+    except RuntimeError as e:  # shape mismatch
+        msg = str(e).splitlines()[0]
+        raise SpatialAlignError(f"checkpoint {paths[-1]} does not fit the model: {msg}") from e
     if getattr(result, "unexpected_keys", None):
         raise SpatialAlignError(f"checkpoint {paths[-1]} does not fit this model's adapter")
     return int(meta["step"])
@@ -371,6 +375,23 @@ def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     write_json(cfg.to_dict(), path)
 
 
+def check_fit(transformer: torch.nn.Module, data: TrainData) -> None:
+    """The cached latents and text embeddings must fit the transformer's input widths."""
+    cfg = transformer.config
+    lat = next(iter(data.latents.values()))
+    txt = next(iter(data.text.values()))
+    if lat.dim() != 4 or lat.shape[0] != cfg.in_channels:
+        raise SpatialAlignError(
+            f"cached latents of shape {tuple(lat.shape)} do not fit a transformer with "
+            f"{cfg.in_channels} input channels (a cache from another model?)"
+        )
+    if txt.dim() != 2 or txt.shape[-1] != cfg.text_dim:
+        raise SpatialAlignError(
+            f"cached text embeddings of width {txt.shape[-1]} do not fit the transformer's "
+            f"text_dim {cfg.text_dim}"
+        )
+
+
 def train(
     transformer: torch.nn.Module,
     data: TrainData,
@@ -391,6 +412,7 @@ def train(
     acc = accelerator if accelerator is not None else make_accelerator(cfg)
     pairs = is_pair_variant(cfg.loss)
     items = data.items(pairs)
+    check_fit(transformer, data)
     accum = cfg.accumulation_steps(acc.num_processes)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

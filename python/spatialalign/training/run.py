@@ -1,0 +1,182 @@
+"""``train`` on a run directory: pairs (+ scores) -> cache -> LoRA in ``RUN/run/``.
+
+Reads ``pairs.parquet`` (which prompts and which winner/loser samples), for ``sft``/``rwr``
+the valid scored samples of those prompts from ``scores.parquet``, the manifest (sample ->
+video) and the prompts (prompt -> text) through :class:`spatialalign.rundir.RunDir`;
+encodes what the cache lacks (main process only) and trains.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id
+from spatialalign.io import read_parquet
+from spatialalign.rundir import RunDir
+from spatialalign.schemas import validate_table
+from spatialalign.training.cache import CacheReport, build_cache, load_cache
+from spatialalign.training.config import TrainConfig
+from spatialalign.training.data import Pair, Sample, TrainData, top_k_samples
+from spatialalign.training.losses import is_pair_variant
+from spatialalign.training.trainer import TrainResult, make_accelerator, train
+
+MODELS = ("toy", "wan")
+
+
+@dataclass
+class TrainRun:
+    """What :func:`train_run` did: the cache report and the training result."""
+
+    cache: CacheReport
+    result: TrainResult
+    n_items: int
+    n_prompts: int
+
+
+def read_pairs(run: RunDir) -> list[Pair]:
+    """``pairs.parquet`` as :class:`Pair` rows (ids checked); a clear error without pairs."""
+    path = run.pairs_path
+    if not path.is_file():
+        raise SpatialAlignError(f"no pairs in {run.root} (run `spatialalign pairs {run.root}`)")
+    table = validate_table(read_parquet(path, "pairs"), "pairs", path)
+    pairs = []
+    for r in table.select(["prompt_id", "winner", "loser"]).to_pylist():
+        check_id(r["prompt_id"], "prompt_id", str(path))
+        for key in ("winner", "loser"):
+            check_id(r[key], key, str(path), max_length=MAX_SAMPLE_ID_LENGTH)
+        pairs.append(Pair(r["prompt_id"], r["winner"], r["loser"]))
+    if not pairs:
+        raise SpatialAlignError(f"{path} holds no pairs (no prompt had a winner and a loser)")
+    return pairs
+
+
+def read_samples(run: RunDir, prompt_ids: set[str]) -> list[Sample]:
+    """The valid scored samples of ``prompt_ids`` with their DSR as reward."""
+    if not run.scores_path.is_file():
+        raise SpatialAlignError(f"no scores in {run.root} (run `spatialalign score-batch`)")
+    rows = run.read_scores().select(["sample_id", "prompt_id", "valid", "dsr"]).to_pylist()
+    out = [
+        Sample(r["prompt_id"], r["sample_id"], float(r["dsr"]))
+        for r in rows
+        if r["valid"] and r["dsr"] is not None and not math.isnan(r["dsr"])
+        if r["prompt_id"] in prompt_ids
+    ]
+    if not out:
+        raise SpatialAlignError(f"no valid scored samples of the paired prompts in {run.root}")
+    return out
+
+
+def load_model(model: str, model_path: str | os.PathLike[str] | None, device: Any) -> Any:
+    """The pipeline to train (its transformer) and to encode the cache with; a wrong or
+    missing model directory is a :class:`SpatialAlignError`."""
+    if model == "toy":
+        from spatialalign.toy.pipeline import ToyPipeline
+
+        return ToyPipeline.from_pretrained(model_path, device=str(device))
+    if model == "wan":
+        from spatialalign.sampling.backends import load_wan_pipeline
+
+        return load_wan_pipeline(model_path, device=str(device))
+    raise SpatialAlignError(f"unknown model {model!r} ({', '.join(MODELS)})")
+
+
+def cache_backend(model: str, pipe: Any, model_path: str | os.PathLike[str] | None) -> Any:
+    """The cache back end of ``pipe``, identified by its encoders' content fingerprints."""
+    from spatialalign.provenance import fingerprint
+    from spatialalign.training.cache import ToyCacheBackend, WanCacheBackend
+
+    if model == "toy":
+        from spatialalign.toy.pipeline import WEIGHTS_DIR
+
+        return ToyCacheBackend(pipe, fingerprint(model_path or WEIGHTS_DIR))
+    root = Path(model_path)  # type: ignore[arg-type]
+    parts = [fingerprint(root / d) for d in ("vae", "text_encoder", "tokenizer")]
+    return WanCacheBackend(pipe, ",".join(parts))
+
+
+def train_run(
+    run_dir: str | os.PathLike[str],
+    cfg: TrainConfig,
+    *,
+    model: str = "toy",
+    model_path: str | os.PathLike[str] | None = None,
+    encode: bool = True,
+    progress: bool = True,
+) -> TrainRun:
+    """Caches what the run's pairs need and trains ``cfg`` into ``RUN_DIR/run``."""
+    cfg.validate()
+    run = RunDir(run_dir).require()
+    pairs = read_pairs(run)
+    prompt_ids = {p.prompt_id for p in pairs}
+    samples: list[Sample] = []
+    if not is_pair_variant(cfg.loss):
+        samples = read_samples(run, prompt_ids)
+        if cfg.loss == "sft":
+            samples = top_k_samples(samples, cfg.sft_top_k)
+    sample_ids = sorted({s for p in pairs for s in (p.winner, p.loser)} | {
+        s.sample_id for s in samples
+    })  # fmt: skip
+    acc = make_accelerator(cfg)
+    pipe = load_model(model, model_path, acc.device)
+    report = CacheReport()
+    if encode and acc.is_main_process:
+        report = build_cache(
+            run.cache_dir,
+            _videos(run, sample_ids),
+            _prompt_texts(run, prompt_ids),
+            cache_backend(model, pipe, model_path),
+            progress=progress,
+        )
+    acc.wait_for_everyone()
+    latents, text = _load(run, sample_ids, sorted(prompt_ids), encode)
+    _free_encoders(pipe)
+    data = TrainData(latents, text, pairs, samples)
+    result = train(pipe.transformer, data, cfg, run.train_dir, accelerator=acc, progress=progress)
+    n_items = len(pairs) if is_pair_variant(cfg.loss) else len(samples)
+    return TrainRun(report, result, n_items, len(prompt_ids))
+
+
+def _videos(run: RunDir, sample_ids: list[str]) -> list[tuple[str, Path]]:
+    manifest = run.read_manifest(["path"])
+    where = dict(zip(manifest.column("sample_id").to_pylist(), manifest.column("path").to_pylist(),
+                     strict=True))  # fmt: skip
+    missing = [s for s in sample_ids if not where.get(s)]
+    if missing:
+        raise SpatialAlignError(
+            f"{len(missing)} paired sample(s) not in {run.manifest_path}, e.g. {missing[0]!r}"
+        )
+    return [(s, Path(where[s])) for s in sample_ids]
+
+
+def _prompt_texts(run: RunDir, prompt_ids: set[str]) -> list[tuple[str, str]]:
+    texts = {p.prompt_id: p.text for p in run.read_prompts()}
+    missing = sorted(prompt_ids - set(texts))
+    if missing:
+        raise SpatialAlignError(
+            f"{len(missing)} paired prompt(s) not in {run.prompts_path}, e.g. {missing[0]!r}"
+        )
+    return [(pid, texts[pid]) for pid in sorted(prompt_ids)]
+
+
+def _load(
+    run: RunDir, sample_ids: list[str], prompt_ids: list[str], encoded: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    try:
+        return load_cache(run.cache_dir, sample_ids, prompt_ids)
+    except SpatialAlignError as e:
+        hint = "" if encoded else " (run without --no-encode to encode it)"
+        raise SpatialAlignError(f"{e}{hint}") from e
+
+
+def _free_encoders(pipe: Any) -> None:
+    """Training reads the cache only: drop the VAE and text encoder (Wan: gigabytes)."""
+    for name in ("vae", "text_encoder"):
+        if hasattr(pipe, name):
+            setattr(pipe, name, None)

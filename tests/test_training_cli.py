@@ -1,0 +1,127 @@
+"""``spatialalign train RUN_DIR`` on a tiny toy run directory: cache, train, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow as pa
+import pytest
+import torch
+
+pytest.importorskip("peft")
+
+from spatialalign.cli import main  # noqa: E402
+from spatialalign.errors import SpatialAlignError  # noqa: E402
+from spatialalign.io import write_parquet  # noqa: E402
+from spatialalign.rundir import RunDir  # noqa: E402
+from spatialalign.schemas import PAIRS, SCORES  # noqa: E402
+from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.training.data import TrainData  # noqa: E402
+from spatialalign.training.trainer import check_fit  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAST = ["--max-steps", "2", "--train-batch-size", "2", "--lr-warmup-steps", "1", "-q"]
+
+
+def _scores(manifest: pa.Table) -> pa.Table:
+    ids = manifest.column("sample_id").to_pylist()
+    rows = {
+        "sample_id": ids,
+        "prompt_id": manifest.column("prompt_id").to_pylist(),
+        "seed": manifest.column("seed").to_pylist(),
+        "valid": [i % 3 != 2 for i in range(len(ids))],
+        "reason": ["" if i % 3 != 2 else "too_few_frames" for i in range(len(ids))],
+        "dsr": [0.9 - 0.3 * (i % 3) for i in range(len(ids))],
+    }
+    for col in ("r_init", "r_final", "g_init", "g_final"):
+        rows[col] = [0.0] * len(ids)
+    rows["n_kept"] = [9] * len(ids)
+    return pa.Table.from_pydict(rows, schema=SCORES)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """3 prompts x 2 seeds sampled with the shipped toy model (2 steps); hand-made scores
+    and pairs (seed 0 wins over seed 1)."""
+    root = tmp_path_factory.mktemp("train") / "run"
+    main(["prompts", str(root), "--train", "3", "--test", "0"])
+    main(["sample", str(root), "--model", "toy", "--seeds", "2", "--steps", "2"])
+    run = RunDir(root)
+    manifest = run.read_manifest()
+    write_parquet(_scores(manifest), run.scores_path)
+    by_prompt: dict[str, dict[int, str]] = {}
+    for r in manifest.select(["sample_id", "prompt_id", "seed"]).to_pylist():
+        by_prompt.setdefault(r["prompt_id"], {})[r["seed"]] = r["sample_id"]
+    pairs = {"prompt_id": [], "winner": [], "loser": []}
+    for pid, seeds in sorted(by_prompt.items()):
+        pairs["prompt_id"].append(pid)
+        pairs["winner"].append(seeds[0])
+        pairs["loser"].append(seeds[1])
+    write_parquet(pa.Table.from_pydict(pairs, schema=PAIRS), run.pairs_path)
+    return root
+
+
+def test_train_caches_trains_and_the_adapter_samples(run_dir, tmp_path, capsys):
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    main(["train", str(root), *FAST])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("trained dpo+zo LoRA on 3 pairs of 3 prompts: 2 steps, loss ")
+    run = RunDir(root)
+    assert (run.train_dir / "pytorch_lora_weights.safetensors").is_file()
+    assert (run.train_dir / "train_log.jsonl").is_file()
+    assert len(list((run.cache_dir / "latents").glob("*.safetensors"))) == 6
+    # the adapter samples through `sample --adapter`
+    main(["sample", str(tmp_path / "aligned"), "--prompts", str(run.prompts_path),
+          "--model", "toy", "--seeds", "1", "--steps", "2", "--adapter", str(run.train_dir)])  # fmt: skip
+    assert RunDir(tmp_path / "aligned").read_manifest().num_rows == 3
+    # a second call refuses to overwrite; --resume finds it finished and reuses the cache
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(root), *FAST])
+    assert e.value.code == 1 and "already holds a training run" in capsys.readouterr().err
+    main(["train", str(root), *FAST, "--resume"])
+    assert "2 steps" in capsys.readouterr().out
+
+
+def test_sft_trains_on_the_top_scored_samples(run_dir, tmp_path, capsys):
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    main(["train", str(root), *FAST, "--loss", "sft", "--sft-top-k", "1"])
+    assert "trained sft LoRA on 3 samples of 3 prompts" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("prepare", "args", "message"),
+    [
+        (lambda r: r.pairs_path.unlink(), [], "no pairs in"),
+        (
+            lambda r: write_parquet(PAIRS.empty_table(), r.pairs_path),
+            [],
+            "holds no pairs",
+        ),
+        (lambda r: None, ["--no-encode"], "not in the cache"),
+        (lambda r: None, ["--model-path", "/nonexistent/toy"], "no toy model at"),
+        (lambda r: None, ["--model", "wan", "--model-path", "/tmp"], "not a diffusers pipeline"),
+        (lambda r: None, ["--beta", "0"], "beta must be > 0"),
+    ],
+)
+def test_one_line_errors(run_dir, tmp_path, capsys, prepare, args, message):
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    prepare(RunDir(root))
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(root), *FAST, *args])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cache_that_does_not_fit_the_model_is_refused():
+    pipe = ToyPipeline.random(0)
+    data = TrainData({"s": torch.zeros(16, 9, 4, 4)}, {"p": torch.zeros(16, 16)})
+    with pytest.raises(SpatialAlignError, match="input channels"):
+        check_fit(pipe.transformer, data)
+    data = TrainData({"s": torch.zeros(4, 9, 8, 8)}, {"p": torch.zeros(16, 64)})
+    with pytest.raises(SpatialAlignError, match="text_dim"):
+        check_fit(pipe.transformer, data)
