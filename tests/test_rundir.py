@@ -216,6 +216,14 @@ def test_prompts_force_with_a_new_seed_then_sample_redoes_changed_prompts(
     assert pq.read_table(RunDir(run).scores_path).num_rows == 6
 
 
+def test_other_model_weights_redo_the_videos(toy, tmp_path) -> None:
+    prompts = read_prompts(OFFICIAL_CSV)[:1]
+    sample_videos(tmp_path, _backend(toy), prompts, seeds=2, progress=False)
+    retrained = ToyBackend(ToyPipeline.random(seed=1), steps=2, guidance=3.0)
+    result = sample_videos(tmp_path, retrained, prompts, seeds=2, progress=False)
+    assert result.reasons == {"model weights changed": 2}
+
+
 def test_a_video_without_a_record_is_redone(toy, tmp_path) -> None:
     prompts = read_prompts(OFFICIAL_CSV)[:1]
     run = RunDir(tmp_path)
