@@ -1,0 +1,125 @@
+"""`spatialalign compare`: reading runs (scores + metrics joined), files written, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from spatialalign.cli import main
+from spatialalign.errors import SpatialAlignError
+from spatialalign.evaluation.run_tables import read_run_table, run_names
+from spatialalign.rundir import RunDir
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """The shipped synthetic demo run (90 scored videos, no video files)."""
+    out = tmp_path_factory.mktemp("compare") / "base"
+    main(["demo", str(out), "--synthetic"])
+    return out
+
+
+def perturbed_copy(run, dst, *, lower: int):
+    """A copy of ``run`` whose first ``lower`` valid videos score DSR 0.1 lower."""
+    shutil.copytree(run, dst)
+    path = RunDir(dst).scores_path
+    table = pq.read_table(path)
+    dsr = table.column("dsr").to_numpy(zero_copy_only=False).copy()
+    valid = np.flatnonzero(table.column("valid").to_numpy(zero_copy_only=False))[:lower]
+    dsr[valid] -= 0.1
+    index = table.column_names.index("dsr")
+    table = table.set_column(index, table.schema.field("dsr"), pa.array(dsr, pa.float64()))
+    pq.write_table(table, path)
+    return dst
+
+
+def write_metrics(run, **columns):
+    ids = pq.read_table(RunDir(run).scores_path).column("sample_id").to_pylist()
+    cols = {"sample_id": ids[::-1]}  # a different row order than the scores
+    cols.update({k: [v(i) for i in range(len(ids))][::-1] for k, v in columns.items()})
+    pq.write_table(pa.table(cols), run / "metrics.parquet")
+    return ids
+
+
+def test_compare_writes_table_json_and_curves(synthetic_run, tmp_path, capsys) -> None:
+    other = perturbed_copy(synthetic_run, tmp_path / "worse", lower=30)
+    out = tmp_path / "cmp"
+    main(["compare", str(synthetic_run), str(other), "--out", str(out), "--n-boot", "200"])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].startswith("| run | videos | prompts | validness | Correct@0.7 [95% CI]")
+    assert lines[2].startswith("| base | 90 |") and lines[3].startswith("| worse | 90 |")
+    assert lines[-1].startswith("compare: 2 run(s), baseline 'base' -> ")
+    assert (out / "comparison.md").read_text() == "\n".join(lines[:4]) + "\n"
+    data = json.loads((out / "comparison.json").read_text())
+    assert [r["name"] for r in data["runs"]] == ["base", "worse"]
+    assert data["config"]["n_boot"] == 200
+    base, worse = (r["correctness"]["value"] for r in data["runs"])
+    assert base == pytest.approx(0.711, abs=1e-3) and worse < base
+    assert data["differences"][0]["correctness"]["value"] == pytest.approx(worse - base)
+    assert (out / "correctness_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_default_out_and_names(synthetic_run, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    main(["compare", str(synthetic_run), str(synthetic_run), "--names", "a,b", "--n-boot", "20"])
+    assert "| a | 90 |" in capsys.readouterr().out
+    assert (tmp_path / "compare" / "comparison.json").is_file()
+
+
+def test_metrics_are_joined_on_sample_id(synthetic_run, tmp_path, capsys) -> None:
+    run = tmp_path / "with_metrics"
+    shutil.copytree(synthetic_run, run)
+    ids = write_metrics(run, sharpness=lambda i: float(i), label=lambda i: "x")
+    table = read_run_table(run)
+    assert table.column("sample_id").to_pylist() == ids  # the scores' order is kept
+    assert table.column("sharpness").to_pylist() == [float(i) for i in range(len(ids))]
+    assert "label" not in table.column_names  # text columns are not metrics
+    main(["compare", str(run), str(synthetic_run), "--names", "m,plain", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert "| sharpness |" in text.splitlines()[0]
+    data = json.loads((tmp_path / "comparison.json").read_text())
+    assert data["runs"][0]["metrics"]["sharpness"] == pytest.approx((len(ids) - 1) / 2)
+    assert "sharpness" not in data["runs"][1]["metrics"]  # plain has no metrics.parquet
+    assert text.splitlines()[3].startswith("| plain |") and text.splitlines()[3].endswith("| - |")
+
+
+def test_metrics_with_duplicate_ids_are_refused(synthetic_run, tmp_path) -> None:
+    run = tmp_path / "dup"
+    shutil.copytree(synthetic_run, run)
+    pq.write_table(pa.table({"sample_id": ["a", "a"], "m": [1.0, 2.0]}), run / "metrics.parquet")
+    with pytest.raises(SpatialAlignError, match="sample_id"):
+        read_run_table(run)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "run directory not found"),
+        (["{empty}"], "no scores.parquet (run `spatialalign score-batch"),
+        (["{run}", "{run}", "--names", "one"], "--names has 1 non-empty name(s) for 2 run(s)"),
+        (["{run}", "{run}"], "the same run directory is given twice"),
+    ],
+)
+def test_bad_runs_fail_with_one_line(synthetic_run, tmp_path, capsys, args, message) -> None:
+    (tmp_path / "empty").mkdir()
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "run": synthetic_run}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", *(a.format(**paths) for a in args), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_names_from_directories(tmp_path) -> None:
+    assert run_names([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
+    # the same directory name twice: the paths as given tell them apart
+    x, y = tmp_path / "x" / "run", tmp_path / "y" / "run"
+    assert run_names([x, y]) == [str(x), str(y)]
+    with pytest.raises(SpatialAlignError, match="unique"):
+        run_names([x, y], "same,same")
