@@ -176,7 +176,7 @@ def test_rerun_with_other_guidance_redoes_every_video_and_says_why(toy, tmp_path
     assert before.keys() == after.keys() and all(before[k] != after[k] for k in before)
     # the manifest records what each video is made from
     rows = {r["sample_id"]: r for r in RunDir(tmp_path).read_manifest().to_pylist()}
-    samples = record_of(RunDir(tmp_path).manifest_path)["samples"]
+    samples = RunDir(tmp_path).sample_records()
     assert set(samples) == set(rows)
     rec = samples[f"{prompts[0].prompt_id}_F09_seed01"]
     assert (rec["prompt"], rec["seed"], rec["settings"]["guidance"]) == (prompts[0].text, 1, 4.5)
@@ -209,7 +209,7 @@ def test_prompts_force_with_a_new_seed_then_sample_redoes_changed_prompts(
     # the manifest holds the current prompts' samples only, each made from its current text
     rows = RunDir(run).read_manifest().to_pylist()
     assert sorted(r["prompt_id"] for r in rows) == sorted(new)
-    records = record_of(RunDir(run).manifest_path)["samples"]
+    records = RunDir(run).sample_records()
     assert all(records[r["sample_id"]]["prompt"] == new[r["prompt_id"]] for r in rows)
     main(["track", str(run)])
     main(["score-batch", str(run), "-q"])

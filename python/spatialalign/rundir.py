@@ -22,9 +22,12 @@ from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_
 from spatialalign.io import read_parquet
 from spatialalign.prompts.io import PROMPTS_FILE, read_prompts
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.provenance import record_of
 from spatialalign.schemas import validate_table
 
 VIDEO_SUFFIX = ".mp4"
+SAMPLE_RECORDS = "samples"
+"""Key, in the manifest's provenance record, of ``{sample_id: what the sample was made from}``."""
 
 
 def plot_name(sample_id: str) -> str:
@@ -221,6 +224,15 @@ class RunDir:
                 index, "path", pa.array([None if p is None else str(p) for p in resolved])
             )
         return table
+
+    def sample_records(self) -> dict[str, dict]:
+        """sample_id -> what ``sample``/``ingest`` recorded it was made from (prompt text,
+        seed, model, adapter, settings, the video's content ``fingerprint``); ``{}`` when
+        the manifest has no record."""
+        if not self.manifest_path.is_file():
+            return {}
+        records = (record_of(self.manifest_path) or {}).get(SAMPLE_RECORDS) or {}
+        return {k: v for k, v in records.items() if isinstance(v, dict)}
 
     def read_scores(self) -> pa.Table:
         """``scores.parquet``, validated; sample ids unique."""

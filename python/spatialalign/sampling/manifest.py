@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from spatialalign.io import read_parquet, write_parquet
 from spatialalign.provenance import record_of, with_record
-from spatialalign.rundir import RunDir, check_manifest
+from spatialalign.rundir import SAMPLE_RECORDS, RunDir, check_manifest
 from spatialalign.schemas import MANIFEST
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(MANIFEST.names)
@@ -44,7 +44,7 @@ def manifest_table(rows: Sequence[Row]) -> pa.Table:
     with the rows' provenance in the schema metadata."""
     table = pa.Table.from_pylist([{c: r.get(c) for c in MANIFEST_COLUMNS} for r in rows], MANIFEST)
     samples = {r["sample_id"]: r[PROVENANCE] for r in rows if r.get(PROVENANCE)}
-    return with_record(table, {"stage": "manifest", "samples": samples})
+    return with_record(table, {"stage": "manifest", SAMPLE_RECORDS: samples})
 
 
 def read_rows(path: str | os.PathLike[str]) -> list[Row]:
@@ -53,7 +53,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[Row]:
     if not Path(path).is_file():
         return []
     table = check_manifest(read_parquet(path, "manifest"), path)
-    samples = (record_of(table) or {}).get("samples") or {}
+    samples = (record_of(table) or {}).get(SAMPLE_RECORDS) or {}
     rows = table.select(list(MANIFEST_COLUMNS)).to_pylist()
     for r in rows:
         if isinstance(samples.get(r["sample_id"]), dict):

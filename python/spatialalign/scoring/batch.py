@@ -388,12 +388,12 @@ def _changed_since_tracked(run: RunDir) -> int:
     recorded (both stages record them; 0 when either record is absent)."""
     if not run.detections_path.is_file():
         return 0
-    made = (record_of(run.manifest_path) or {}).get("samples") or {}
+    made = run.sample_records()
     tracked = (record_of(run.detections_path) or {}).get("videos") or {}
     return sum(
         1
         for sid, fp in tracked.items()
-        if fp and isinstance(made.get(sid), dict) and made[sid].get("fingerprint") not in (None, fp)
+        if fp and made.get(sid, {}).get("fingerprint") not in (None, fp)
     )
 
 
