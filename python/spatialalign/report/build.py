@@ -183,7 +183,7 @@ def build_report(
         curves=Image(files.curves.name, "overlaid Correctness@τ curves"),
         per_type=per_type,
         training=training,
-        grid=grid,
+        grid=grid if n_grid > 0 else None,
         notes=[
             "Grid: prompt/seed pairs scored in every run, the largest DSR change between "
             "the first and the last run first.",

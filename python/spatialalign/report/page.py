@@ -75,7 +75,7 @@ class Page:
     curves: Image | None = None
     per_type: Image | None = None
     training: list[Image] = field(default_factory=list)
-    grid: list[Row] = field(default_factory=list)
+    grid: list[Row] | None = field(default_factory=list)  # None: no grid section
     notes: list[str] = field(default_factory=list)
 
 
@@ -166,8 +166,8 @@ def render(page: Page) -> str:
         "</div>",
         "<h2>Training</h2>",
         f'<div class="figures">{training}</div>',
-        "<h2>Same prompt and seed across runs</h2>",
-        _grid(names, page.grid),
+        "" if page.grid is None else "<h2>Same prompt and seed across runs</h2>",
+        "" if page.grid is None else _grid(names, page.grid),
         f'<ul class="muted">{notes}</ul>' if notes else "",
         "</body></html>",
     ]

@@ -1,0 +1,237 @@
+"""The report builder without a browser: files written, every link resolves inside the
+report directory, nothing external, browser-playable video copies, the grid's choice."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from spatialalign.cli import main
+from spatialalign.errors import SpatialAlignError
+from spatialalign.report.build import build_report
+from spatialalign.report.figures import per_type_bars_png, training_curves_png
+from spatialalign.report.grid import shared_samples
+from spatialalign.report.media import display_frames, write_browser_video
+from spatialalign.report.page import markdown_table
+from spatialalign.report.runs import TRAIN_LOG_NAME, read_train_log
+from spatialalign.rundir import RunDir
+from spatialalign.video import read_video, write_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Links(HTMLParser):
+    """Every src/href of a page, and its tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags.append(tag)
+        self.links += [(tag, v) for k, v in attrs if k in ("src", "href") and v is not None]
+
+
+def parse(html: str) -> Links:
+    parser = Links()
+    parser.feed(html)
+    return parser
+
+
+def toy_frames(seed: int, n: int = 6, size: int = 16) -> np.ndarray:
+    """A tiny clip of flat colour blocks (like the toy world's sprites)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(n, size // 4, size // 4, 3), dtype=np.uint8)
+    return small.repeat(4, axis=1).repeat(4, axis=2)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two copies of the synthetic demo run; the second scores its first 5 valid samples
+    0.3 lower (so the grid picks them), has videos for them and a train log."""
+    root = tmp_path_factory.mktemp("report")
+    base = root / "base"
+    main(["demo", str(base), "--synthetic"])
+    other = root / "aligned"
+    shutil.copytree(base, other)
+    path = RunDir(other).scores_path
+    table = pq.read_table(path)
+    dsr = table.column("dsr").to_numpy(zero_copy_only=False).copy()
+    changed = np.flatnonzero(table.column("valid").to_numpy(zero_copy_only=False))[:5]
+    dsr[changed] -= 0.3
+    table = table.set_column(
+        table.column_names.index("dsr"), table.schema.field("dsr"), pa.array(dsr)
+    )
+    pq.write_table(table, path)
+    ids = [table.column("sample_id")[int(i)].as_py() for i in changed]
+    for run in (base, other):
+        for k, sid in enumerate(ids):
+            write_video(RunDir(run).video_path(sid), toy_frames(k), fps=8)
+    log = RunDir(other).train_dir / TRAIN_LOG_NAME
+    log.parent.mkdir(parents=True)
+    records = [{"step": s, "loss": 1 / s, "loss_dpo": 0.5, "margin": 0.1 * s} for s in (1, 2, 3)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return base, other, ids
+
+
+def test_report_is_self_contained(runs, tmp_path) -> None:
+    base, other, ids = runs
+    out = tmp_path / "report"
+    result = build_report([base, other], out, n_grid=4)
+    html = result.index.read_text(encoding="utf-8")
+    page = parse(html)
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "url(" not in html  # no CSS fetches either
+    assert page.links, "the page links nothing"
+    for tag, link in page.links:
+        assert not re.match(r"^[a-z][a-z0-9+.-]*:|^//|^/", link), f"{tag} {link} is not relative"
+        target = (out / link).resolve()
+        assert target.is_relative_to(out.resolve()) and target.is_file(), f"{tag} {link}"
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    for name in ("index.html", "comparison.md", "comparison.json", "correctness_curves.png"):
+        assert name in files
+    assert {"per_type.png", "train_r1.png"} <= files and "train_r0.png" not in files
+    # every file but the comparison's text files is used by the page
+    assert files - {link for _, link in page.links} == {
+        "index.html",
+        "comparison.md",
+        "comparison.json",
+    }
+    # the grid: the 4 largest changes (all among the 5 changed samples), 2 runs each
+    videos = [link for tag, link in page.links if tag == "video"]
+    assert result.n_grid_rows == 4 and result.n_videos == 8 and len(videos) == 8
+    assert all(any(sid in v for sid in ids) for v in videos)
+    assert sum(1 for tag, _ in page.links if tag == "img") == 3 + 8
+    assert result.warnings == []
+
+
+def test_table_matches_compare(runs, tmp_path) -> None:
+    base, other, _ = runs
+    result = build_report([base, other], tmp_path, names="before,after", n_grid=0)
+    head, rows = markdown_table(result.comparison.to_markdown())
+    html = result.index.read_text(encoding="utf-8")
+    cells = re.findall(r"<td>(.*?)</td>", html.split('class="grid"')[0])
+    assert cells == [c for r in rows for c in r]
+    assert [r[0] for r in rows] == ["before", "after"] and head[0] == "run"
+    assert "Same prompt and seed" not in html  # --grid 0: no grid section
+
+
+def test_browser_copy_is_vp9_and_keeps_pixels(tmp_path) -> None:
+    frames = toy_frames(3, n=7, size=16)
+    src = write_video(tmp_path / "toy.mp4", frames, fps=8)
+    dst = write_browser_video(src, tmp_path / "toy.webm", fps=8)
+    with av.open(str(dst)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "vp9"
+        assert (stream.width, stream.height) == (128, 128)  # 16 px x 8, nearest neighbour
+    copy = read_video(dst)
+    assert copy.shape == (7, 128, 128, 3)
+    # each source pixel is an 8x8 block; its centre keeps the colour (lossy, so roughly)
+    centres = copy[:, 4::8, 4::8].astype(int)
+    assert np.abs(centres - frames.astype(int)).mean() < 12
+
+
+def test_display_frames_sizes() -> None:
+    assert display_frames(np.zeros((2, 16, 16, 3), np.uint8)).shape == (2, 128, 128, 3)
+    assert display_frames(np.zeros((1, 9, 33, 3), np.uint8)).shape == (1, 144, 528, 3)
+    # large frames are shrunk (strided) and cropped to even sizes
+    assert display_frames(np.zeros((1, 480, 832, 3), np.uint8)).shape == (1, 240, 416, 3)
+    assert display_frames(np.zeros((1, 481, 481, 3), np.uint8)).shape == (1, 240, 240, 3)
+
+
+def scores(rows) -> pa.Table:
+    keys = ("sample_id", "prompt_id", "seed", "valid", "dsr", "reason")
+    return pa.table({k: [r[i] for r in rows] for i, k in enumerate(keys)})
+
+
+def test_grid_shows_shared_pairs_largest_change_first() -> None:
+    a = scores(
+        [
+            ("a1", "p1", 0, True, 0.5, ""),
+            ("a2", "p2", 0, True, 0.5, ""),
+            ("a3", "p3", 0, False, None, "too_few_frames"),
+            ("a4", "p4", 0, True, 0.9, ""),  # not in b
+        ]
+    )
+    b = scores(
+        [
+            ("b1", "p1", 0, True, 0.6, ""),
+            ("b2", "p2", 0, True, 0.1, ""),
+            ("b3", "p3", 0, True, 0.8, ""),  # invalid -> 0.8: the largest change
+        ]
+    )
+    chosen = shared_samples([a, b], 10)
+    assert [key for key, _ in chosen] == [("p3", 0), ("p2", 0), ("p1", 0)]
+    assert [s.sample_id for s in chosen[0][1]] == ["a3", "b3"]
+    assert chosen[0][1][0].reason == "too_few_frames"
+    assert [key for key, _ in shared_samples([a, b], 1)] == [("p3", 0)]
+
+
+def test_markdown_table() -> None:
+    head, rows = markdown_table("| a | b |\n|---|---|\n| 1 | x y |\n| 2 | — |\n")
+    assert head == ["a", "b"] and rows == [["1", "x y"], ["2", "—"]]
+
+
+def test_train_log_reading_and_figures(tmp_path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1, "loss": 0.7}\n\n{"step": 2, "loss": 0.6, "note": "x"}\n')
+    records = read_train_log(path)
+    assert [r["step"] for r in records] == [1, 2]
+    assert training_curves_png("r", records)[:4] == b"\x89PNG"
+    assert training_curves_png("r", [{"step": 1, "note": "text only"}]) is None
+    path.write_text('{"step": 1}\nnot json\n')
+    with pytest.raises(SpatialAlignError, match="line 2"):
+        read_train_log(path)
+    assert per_type_bars_png([("a", {"per_type": {}})]) is None
+
+
+def test_train_log_name_is_the_trainers() -> None:
+    """The report reads the file the trainer writes (read from its source: no torch)."""
+    source = REPO / "python" / "spatialalign" / "training" / "trainer.py"
+    if not source.is_file():
+        pytest.skip("the trainer is not there yet")
+    found = re.search(r'^LOG_NAME = "([^"]+)"', source.read_text(), re.M)
+    assert found and found.group(1) == TRAIN_LOG_NAME
+
+
+def test_rerun_drops_stale_media_and_reports_unreadable_videos(runs, tmp_path) -> None:
+    base, other, ids = runs
+    out = tmp_path / "report"
+    build_report([base, other], out, n_grid=3)
+    assert len(list((out / "media").glob("*.webm"))) == 6
+    broken = tmp_path / "broken"
+    shutil.copytree(other, broken)
+    for sid in ids:
+        RunDir(broken).video_path(sid).write_bytes(b"not a video")
+    result = build_report([base, broken], out, n_grid=1)
+    assert len(list((out / "media").glob("*.webm"))) == 1  # the base's copy only
+    assert len(list((out / "media").glob("*.png"))) == 2  # SSR curves of both runs
+    assert len(result.warnings) == 1 and "unreadable video" in result.warnings[0]
+    assert "unreadable video" in result.index.read_text()
+
+
+def test_report_cli(runs, tmp_path, capsys) -> None:
+    base, other, _ = runs
+    out = tmp_path / "r"
+    main(["report", str(base), str(other), "--out", str(out), "--grid", "2", "--n-boot", "50"])
+    text = capsys.readouterr().out
+    assert (
+        text.splitlines()[-1] == f"report: 2 run(s), 2 grid row(s), 4 video(s) -> {out}/index.html"
+    )
+    assert "| base | 90 |" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(base), str(tmp_path / "nope"), "--out", str(out)])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().startswith("error: run directory not found")
+    with pytest.raises(SystemExit):
+        main(["report", str(base), "--train-log", str(tmp_path / "none.jsonl"), "--out", str(out)])
+    assert "train log not found" in capsys.readouterr().err
