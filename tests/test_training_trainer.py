@@ -116,6 +116,16 @@ def test_every_variant_trains(tmp_path, loss):
     assert res.steps == 2 and res.last_log["loss"] > 0
 
 
+def test_gradient_checkpointing_trains_the_same_adapter(tmp_path):
+    plain = run(tmp_path / "a", tiny_cfg(max_steps=2, checkpoint_every=0))
+    ckpt = run(
+        tmp_path / "b", tiny_cfg(max_steps=2, checkpoint_every=0, gradient_checkpointing=True)
+    )
+    a, b = load_file(str(plain.adapter)), load_file(str(ckpt.adapter))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
 def test_adapter_loads_into_a_tiny_wan_pipeline(tmp_path):
     from diffusers import WanPipeline
     from shared_data import OFFICIAL_CSV
