@@ -21,7 +21,7 @@ from spatialalign.report.figures import per_type_bars_png, training_curves_png
 from spatialalign.report.grid import shared_samples
 from spatialalign.report.media import display_frames, write_browser_video
 from spatialalign.report.page import markdown_table
-from spatialalign.report.runs import TRAIN_LOG_NAME, read_train_log
+from spatialalign.report.runs import TRAIN_LOG_NAME, load_report_run, read_train_log
 from spatialalign.rundir import RunDir
 from spatialalign.video import read_video, write_video
 
@@ -232,6 +232,31 @@ def test_report_cli(runs, tmp_path, capsys) -> None:
         main(["report", str(base), str(tmp_path / "nope"), "--out", str(out)])
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip().startswith("error: run directory not found")
-    with pytest.raises(SystemExit):
-        main(["report", str(base), "--train-log", str(tmp_path / "none.jsonl"), "--out", str(out)])
-    assert "train log not found" in capsys.readouterr().err
+    missing = f"base={tmp_path / 'none.jsonl'}"
+    for log, message in (
+        (missing, "train log not found"),
+        ("nope=x.jsonl", "--train-log for unknown run(s) nope"),
+        ("x.jsonl", "--train-log wants NAME=PATH"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["report", str(base), "--train-log", log, "--out", str(out)])
+        assert message in capsys.readouterr().err
+
+
+def test_train_log_found_beside_the_adapter(runs, tmp_path) -> None:
+    """An evaluation run sampled with a trained adapter shows that training's log."""
+    base, _, _ = runs
+    run = tmp_path / "eval"
+    shutil.copytree(base, run)
+    trained = tmp_path / "trained" / "run"
+    trained.mkdir(parents=True)
+    (trained / TRAIN_LOG_NAME).write_text('{"step": 1, "margin": 0.5}\n')
+    path = RunDir(run).manifest_path
+    manifest = pq.read_table(path)
+    adapter = pa.array([str(trained / "pytorch_lora_weights.safetensors")] * manifest.num_rows)
+    index = manifest.column_names.index("adapter")
+    pq.write_table(manifest.set_column(index, manifest.schema.field(index), adapter), path)
+    loaded = load_report_run(run, "eval")
+    assert loaded.train_log_path == trained / TRAIN_LOG_NAME
+    assert loaded.train_log == [{"step": 1, "margin": 0.5}]
+    assert load_report_run(base, "base").train_log_path is None  # no adapter, no log

@@ -9,7 +9,7 @@ correctness_curves.png), the same that ``spatialalign compare`` writes.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,22 +149,27 @@ def build_report(
     out_dir: str | os.PathLike[str],
     *,
     names: str | None = None,
-    train_logs: Sequence[str | os.PathLike[str] | None] | None = None,
+    train_logs: Mapping[str, str | os.PathLike[str]] | None = None,
     n_grid: int = 6,
     config: CompareConfig | None = None,
 ) -> ReportResult:
     """Writes ``out_dir/index.html`` comparing ``run_dirs`` (the first is the baseline).
 
-    ``names``: comma-separated display names; ``train_logs``: a JSONL log per run
-    (None: ``RUN/run/train_log.jsonl`` when present); ``n_grid``: prompt/seed pairs in
-    the before/after grid.
+    ``names``: comma-separated display names; ``train_logs``: run name -> JSONL train
+    log (a run without one: ``RUN/run/train_log.jsonl``, else the log beside the
+    adapter its videos were sampled with, when present); ``n_grid``: prompt/seed pairs
+    in the before/after grid.
     """
     if not run_dirs:
         raise SpatialAlignError("nothing to report: no run directories")
-    if train_logs is not None and len(train_logs) != len(run_dirs):
-        raise SpatialAlignError(f"{len(train_logs)} train log(s) for {len(run_dirs)} run(s)")
     labels = run_names(run_dirs, names)
-    logs = list(train_logs) if train_logs is not None else [None] * len(run_dirs)
+    train_logs = dict(train_logs or {})
+    unknown = sorted(set(train_logs) - set(labels))
+    if unknown:
+        raise SpatialAlignError(
+            f"--train-log for unknown run(s) {', '.join(unknown)} (runs: {', '.join(labels)})"
+        )
+    logs = [train_logs.get(name) for name in labels]
     runs = [load_report_run(d, n, g) for d, n, g in zip(run_dirs, labels, logs, strict=True)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,22 @@ from pathlib import Path
 
 import click
 
+from spatialalign.errors import SpatialAlignError
 from spatialalign.evaluation.compare import CompareConfig
 from spatialalign.report.build import build_report
+
+
+def parse_train_logs(values: tuple[str, ...]) -> dict[str, Path]:
+    """``NAME=PATH`` options -> {name: path}."""
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise SpatialAlignError(f"--train-log wants NAME=PATH, got {value!r}")
+        if name in out:
+            raise SpatialAlignError(f"--train-log given twice for {name!r}")
+        out[name] = Path(path)
+    return out
 
 
 @click.command("report")
@@ -27,9 +41,9 @@ from spatialalign.report.build import build_report
     "--train-log",
     "train_logs",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="A JSONL train log per run, in run order (repeat it) [default: "
-    "RUN_DIR/run/train_log.jsonl when present].",
+    metavar="NAME=PATH",
+    help="The JSONL train log of the run named NAME (repeatable) [default: "
+    "RUN_DIR/run/train_log.jsonl, else the one beside the run's adapter, when present].",
 )
 @click.option(
     "--grid",
@@ -51,7 +65,7 @@ def report(
     run_dirs: tuple[Path, ...],
     out_dir: Path,
     names: str | None,
-    train_logs: tuple[Path, ...],
+    train_logs: tuple[str, ...],
     n_grid: int,
     n_boot: int,
     seed: int,
@@ -63,7 +77,7 @@ def report(
         run_dirs,
         out_dir,
         names=names,
-        train_logs=list(train_logs) or None,
+        train_logs=parse_train_logs(train_logs),
         n_grid=n_grid,
         config=CompareConfig(n_boot=n_boot, seed=seed),
     )

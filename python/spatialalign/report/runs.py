@@ -53,16 +53,35 @@ def read_train_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
+def adapter_train_log(run: RunDir) -> Path | None:
+    """The train log beside the one LoRA adapter the run's videos were sampled with
+    (``train`` writes both into ``RUN/run/``); None when there is none or several."""
+    try:
+        adapters = set(run.read_manifest(["adapter"]).column("adapter").to_pylist())
+    except (SpatialAlignError, KeyError, ValueError):
+        return None
+    adapters.discard(None)
+    adapters.discard("")
+    if len(adapters) != 1:
+        return None
+    path = Path(adapters.pop()).parent / TRAIN_LOG_NAME
+    return path if path.is_file() else None
+
+
+def find_train_log(run: RunDir) -> Path | None:
+    """``RUN/run/train_log.jsonl`` (the run trained), else the log beside its adapter."""
+    own = run.train_dir / TRAIN_LOG_NAME
+    return own if own.is_file() else adapter_train_log(run)
+
+
 def load_report_run(
     run_dir: str | os.PathLike[str], name: str, train_log: str | os.PathLike[str] | None = None
 ) -> ReportRun:
-    """Reads a scored run; the train log is ``train_log`` or ``RUN/run/train_log.jsonl``
-    when present (none otherwise); a missing summary.json is allowed (no type bars)."""
+    """Reads a scored run; its train log is ``train_log`` or :func:`find_train_log`'s
+    (none when neither exists); a missing summary.json is allowed (no type bars)."""
     run = RunDir(run_dir).require()
     table = read_run_table(run.root)
     summary = read_json(run.summary_path) if run.summary_path.is_file() else None
-    log_path = Path(train_log) if train_log is not None else run.train_dir / TRAIN_LOG_NAME
-    if train_log is None and not log_path.is_file():
-        log_path = None
+    log_path = Path(train_log) if train_log is not None else find_train_log(run)
     records = read_train_log(log_path) if log_path is not None else []
     return ReportRun(name, run, table, summary, records, log_path)
