@@ -66,18 +66,20 @@ def _figures(runs: list[ReportRun], out: Path) -> tuple[Image | None, list[Image
 
 @dataclass
 class _RunInfo:
-    """Per run: video path and (initial, final, text) of each sample / prompt."""
+    """Per run: (video path, fps) of each sample and (initial, final, text) of each prompt."""
 
-    videos: dict[str, str]
+    videos: dict[str, tuple[str, float]]
     prompts: dict[str, tuple[str, str, str]]
 
 
 def _run_info(run: ReportRun, warnings: list[str]) -> _RunInfo:
-    videos: dict[str, str] = {}
+    videos: dict[str, tuple[str, float]] = {}
     prompts: dict[str, tuple[str, str, str]] = {}
     try:
-        manifest = run.run.read_manifest(["path"]).to_pydict()
-        videos = {s: p for s, p in zip(manifest["sample_id"], manifest["path"], strict=True) if p}
+        m = run.run.read_manifest(["path", "fps"]).to_pydict()
+        for sid, path, fps in zip(m["sample_id"], m["path"], m["fps"], strict=True):
+            if path:
+                videos[sid] = (path, float(fps or 0.0))
     except SpatialAlignError as e:
         warnings.append(f"{run.name}: no videos ({e})")
     try:
@@ -87,37 +89,57 @@ def _run_info(run: ReportRun, warnings: list[str]) -> _RunInfo:
     return _RunInfo(videos, prompts)
 
 
+def _column(
+    i: int,
+    run: ReportRun,
+    info: _RunInfo,
+    chosen: list[tuple[tuple[str, int], list[Sample]]],
+    out: Path,
+    warnings: list[str],
+) -> tuple[list[Cell], set[Path]]:
+    """Run ``i``'s cells of the grid; writes its WebM copies and SSR curve PNGs."""
+    samples = [cells[i] for _, cells in chosen]
+    requests = []
+    for s, ((pid, _), _) in zip(samples, chosen, strict=True):
+        initial, final, _ = info.prompts.get(pid, ("", "", ""))
+        requests.append((s.sample_id, initial, final, f"{run.name}: {s.sample_id}"))
+    written: set[Path] = set()
+    column = []
+    for s, png in zip(samples, ssr_curve_pngs(run.run, requests), strict=True):
+        stem = f"{MEDIA}/r{i}_{plot_name(s.sample_id)}"
+        if png is not None:
+            written.add(_write(png, out / f"{stem}_ssr.png"))
+        video, missing = _video(info.videos.get(s.sample_id), out / f"{stem}{VIDEO_SUFFIX}")
+        if video is not None:
+            written.add(video)
+        elif missing != "no video":
+            warnings.append(f"{run.name}: {s.sample_id}: {missing}")
+        label = f"DSR {s.dsr:.3f}" if s.valid else f"invalid ({s.reason or 'no reason'})"
+        column.append(
+            Cell(
+                label,
+                video=f"{stem}{VIDEO_SUFFIX}" if video is not None else None,
+                ssr=f"{stem}_ssr.png" if png is not None else None,
+                missing=missing,
+            )
+        )
+    return column, written
+
+
 def _grid(
     runs: list[ReportRun], out: Path, n: int, warnings: list[str]
 ) -> tuple[list[Row], set[Path]]:
-    """The before/after rows; writes each sample's WebM copy and SSR curve PNG."""
+    """The before/after rows: ``n`` prompt/seed pairs, a cell per run."""
     chosen = shared_samples([r.table for r in runs], n)
+    if not chosen:
+        return [], set()
     infos = [_run_info(r, warnings) for r in runs]
     written: set[Path] = set()
-    columns: list[list[Cell]] = []
+    columns = []
     for i, (run, info) in enumerate(zip(runs, infos, strict=True)):
-        samples: list[Sample] = [cells[i] for _, cells in chosen]
-        rel = [info.prompts.get(pid, ("", "", "")) for (pid, _), _ in chosen]
-        requests = [
-            (s.sample_id, ini, fin, f"{run.name}: {s.sample_id}")
-            for s, (ini, fin, _) in zip(samples, rel, strict=True)
-        ]
-        pngs = ssr_curve_pngs(run.run, requests)
-        column = []
-        for s, png in zip(samples, pngs, strict=True):
-            stem = f"{MEDIA}/r{i}_{plot_name(s.sample_id)}"
-            ssr = None
-            if png is not None:
-                written.add(_write(png, out / f"{stem}_ssr.png"))
-                ssr = f"{stem}_ssr.png"
-            video, missing = _video(info.videos.get(s.sample_id), out / f"{stem}{VIDEO_SUFFIX}")
-            if video is not None:
-                written.add(video)
-            elif missing != "no video":
-                warnings.append(f"{run.name}: {s.sample_id}: {missing}")
-            label = f"DSR {s.dsr:.3f}" if s.valid else f"invalid ({s.reason or 'no reason'})"
-            column.append(Cell(label, video and f"{stem}{VIDEO_SUFFIX}", ssr, missing))
+        column, files = _column(i, run, info, chosen, out, warnings)
         columns.append(column)
+        written |= files
     rows = []
     for j, ((pid, seed), _) in enumerate(chosen):
         text = next((info.prompts[pid][2] for info in infos if pid in info.prompts), "")
@@ -125,12 +147,12 @@ def _grid(
     return rows, written
 
 
-def _video(src: str | None, dst: Path) -> tuple[Path | None, str]:
+def _video(src: tuple[str, float] | None, dst: Path) -> tuple[Path | None, str]:
     """(the WebM copy, "") or (None, why there is none)."""
-    if src is None or not Path(src).is_file():
+    if src is None or not Path(src[0]).is_file():
         return None, "no video"
     try:
-        return write_browser_video(src, dst), ""
+        return write_browser_video(src[0], dst, fps=src[1]), ""
     except VideoReadError as e:
         return None, f"unreadable video ({e})"
 
