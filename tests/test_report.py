@@ -146,6 +146,9 @@ def test_display_frames_sizes() -> None:
     # large frames are shrunk (strided) and cropped to even sizes
     assert display_frames(np.zeros((1, 480, 832, 3), np.uint8)).shape == (1, 240, 416, 3)
     assert display_frames(np.zeros((1, 481, 481, 3), np.uint8)).shape == (1, 240, 240, 3)
+    # in between: kept as it is, but for an odd row or column
+    assert display_frames(np.zeros((1, 200, 301, 3), np.uint8)).shape == (1, 200, 300, 3)
+    assert display_frames(np.zeros((1, 64, 100, 3), np.uint8)).shape == (1, 128, 200, 3)
 
 
 def scores(rows) -> pa.Table:

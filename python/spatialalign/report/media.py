@@ -1,13 +1,15 @@
 """Browser-playable copies of a run's videos and the SSR curve beside each.
 
 Why re-encode: ``sample`` writes toy clips as lossless RGB H.264 (``libx264rgb``, the
-*High 4:4:4 Predictive* profile), which Chromium, Firefox and Safari do not decode. The
-report's copies are VP9 in WebM (yuv420p): royalty-free, so every Chromium build plays
-it — including ones built without proprietary codecs, which cannot play any H.264 —
-and Firefox and current Safari do too. Tiny toy frames are first enlarged by an integer
-factor with nearest-neighbour repetition, so each source pixel covers whole 2x2 chroma
-blocks and 4:2:0 subsampling does not smear the sprites' colours; large videos are
-shrunk to at most ``max_side`` pixels to keep the report small.
+*High 4:4:4 Predictive* profile, ``gbrp`` pixels). That profile is outside the ones
+browsers commit to play (Baseline/Main/High 4:2:0), and Chromium builds without
+proprietary codecs play no H.264 at all; Debian's Chromium, built on the system
+FFmpeg, happens to decode it, which is no promise for the reader's browser. The
+report's copies are VP9 in WebM (yuv420p): royalty-free, played by every Chromium
+build, Firefox and current Safari. Tiny toy frames are first enlarged by an even
+integer factor with nearest-neighbour repetition, so each source pixel covers whole
+2x2 chroma blocks and 4:2:0 subsampling does not smear the sprites' colours; large
+videos are shrunk to at most ``max_side`` pixels to keep the report small.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ VIDEO_SUFFIX = ".webm"
 
 
 def display_frames(frames: np.ndarray, min_side: int = 128, max_side: int = 480) -> np.ndarray:
-    """Frames resized for the page: small ones enlarged by an even integer factor
-    (nearest neighbour) to at least ``min_side``; large ones shrunk to ``max_side``
-    (strided); the result's height and width are even (yuv420p needs it)."""
+    """Frames resized for the page: ones under ``min_side`` enlarged by an even integer
+    factor (nearest neighbour) to at least ``min_side``; ones over ``max_side`` shrunk
+    (strided) to at most that; height and width cropped to even (yuv420p needs it)."""
     _, h, w, _ = frames.shape
     if max(h, w) > max_side:
         step = math.ceil(max(h, w) / max_side)
         frames = frames[:, ::step, ::step]
-    else:
-        k = max(2, math.ceil(min_side / min(h, w)))
+    elif min(h, w) < min_side:
+        k = math.ceil(min_side / min(h, w))
         k += k % 2
         frames = frames.repeat(k, axis=1).repeat(k, axis=2)
     _, h, w, _ = frames.shape
