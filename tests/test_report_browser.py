@@ -26,6 +26,8 @@ import pytest
 from spatialalign.cli import main
 from spatialalign.report.build import INDEX, build_report
 
+pytestmark = pytest.mark.slow  # toy runs + browser launches: ~30 s on 2 cores
+
 CHECK_ID = "__report_check__"
 CHECKER = f"""<script>
 window.__errors = [];
