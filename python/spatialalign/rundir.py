@@ -147,6 +147,21 @@ class RunDir:
         return self.root / "metrics.parquet"
 
     @property
+    def candidates_dir(self) -> Path:
+        """``eval --best-of N``'s candidate videos: a run directory of its own (``RUN/candidates/``)."""
+        return self.root / "candidates"
+
+    @property
+    def selection_path(self) -> Path:
+        """``eval --best-of N``: which candidate each seed slot kept, and why."""
+        return self.root / "selection.parquet"
+
+    @property
+    def sampling_cost_path(self) -> Path:
+        """``eval``'s record of the sampling time spent per video (JSON)."""
+        return self.root / "sampling_cost.json"
+
+    @property
     def pairs_path(self) -> Path:
         return self.root / "pairs.parquet"
 
