@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "score-batch": "spatialalign.scoring.cli:score_batch",
     "pairs": "spatialalign.pairs.cli:pairs",
     "train": "spatialalign.training.cli:train",
+    "eval": "spatialalign.evaluation.cli:eval_cmd",
     "compare": "spatialalign.evaluation.compare_cli:compare",
     "report": "spatialalign.report.cli:report",
     "toy": "spatialalign.toy.cli:toy",

@@ -1,0 +1,156 @@
+"""Best-of-N, the inference-time baseline: the DSR-Score as verifier over N candidates.
+
+**Seeds.** A run of ``S`` seed slots (``--seeds S``) samples, per prompt, the candidate
+seeds ``0 .. S*N-1`` into ``RUN/candidates/`` (a run directory of its own); candidate
+``k`` of slot ``s`` has seed ``s + k*S`` (:func:`candidate_seed`). So candidate 0 of
+every slot is the base run's video of that slot (same prompt, seed and model), and the
+candidates of best-of-N are a subset of those of best-of-M for M > N: rerunning a run
+directory with a larger ``--best-of`` samples only the new seeds.
+
+**Selection.** Per (prompt, slot) the valid candidate with the highest DSR-Score wins; an
+invalid candidate loses to any valid one; ties go to the lowest ``k`` (so with no valid
+candidate, candidate 0 is kept, invalid). :func:`select_best` is a pure function of the
+candidates' ``scores.parquet``.
+
+**The selected run.** ``RUN/samples/manifest.parquet`` lists the kept videos under the
+*slot's* sample id and seed (``{prompt_id}_F{frames}_seed{slot}``, seed = slot), its
+``path`` pointing at the candidate's video in ``candidates/samples/``, and its
+provenance record the candidate's (whose ``seed`` is the real one) plus a ``best_of``
+entry. ``selection.parquet`` says which candidate each slot kept. ``track`` and
+``score-batch`` then treat the directory like any run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.rundir import RunDir
+from spatialalign.sampling.manifest import PROVENANCE, Row, read_rows, write_rows
+from spatialalign.sampling.naming import sample_id
+
+MAX_BEST_OF = 100
+
+SELECTION = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("slot", pa.int64()),
+        ("sample_id", pa.string()),
+        ("candidate", pa.string()),
+        ("candidate_seed", pa.int64()),
+        ("k", pa.int64()),
+        ("valid", pa.bool_()),
+        ("dsr", pa.float64()),
+        ("n_candidates", pa.int64()),
+        ("n_valid_candidates", pa.int64()),
+    ]
+)
+"""``selection.parquet``: per (prompt, slot) the kept candidate (its sample id, seed and
+index ``k``), its validity and DSR, and how many candidates (valid ones) it beat."""
+
+
+def candidate_seed(slot: int, k: int, seeds: int) -> int:
+    """The seed of candidate ``k`` of seed slot ``slot`` when a run has ``seeds`` slots."""
+    if not (0 <= slot < seeds and k >= 0):
+        raise ValueError(f"bad slot/candidate {slot}/{k} for {seeds} slot(s)")
+    return slot + k * seeds
+
+
+def check_best_of(best_of: int, seeds: int, max_seeds: int) -> None:
+    """Refuses a ``--best-of`` that is not 1..MAX_BEST_OF or needs too many seeds."""
+    if not 1 <= best_of <= MAX_BEST_OF:
+        raise SpatialAlignError(f"--best-of must be in 1..{MAX_BEST_OF}, got {best_of}")
+    if best_of * seeds > max_seeds:
+        raise SpatialAlignError(
+            f"--best-of {best_of} x --seeds {seeds} needs {best_of * seeds} seeds per prompt "
+            f"(at most {max_seeds})"
+        )
+
+
+def select_best(candidates: pa.Table, best_of: int, seeds: int) -> pa.Table:
+    """The :data:`SELECTION` table of a candidates scores table (sample_id, prompt_id, seed,
+    valid, dsr), one row per (prompt, slot), sorted by prompt and slot.
+
+    Every slot must have all ``best_of`` candidates (seeds ``0 .. seeds*best_of-1``);
+    ``sample_id`` is left empty (the caller knows the frame count that names it).
+    """
+    cols = candidates.select(["sample_id", "prompt_id", "seed", "valid", "dsr"]).to_pydict()
+    groups: dict[tuple[str, int], dict[int, tuple[str, bool, float]]] = {}
+    for sid, pid, seed, valid, dsr in zip(*cols.values(), strict=True):
+        if seed is None or not 0 <= seed < seeds * best_of:
+            continue  # a seed of another --best-of / --seeds: not a candidate of this run
+        slot, k = seed % seeds, seed // seeds
+        dsr = float("nan") if dsr is None else float(dsr)
+        groups.setdefault((pid, slot), {})[k] = (sid, bool(valid) and np.isfinite(dsr), dsr)
+    rows = []
+    for (pid, slot), by_k in sorted(groups.items()):
+        missing = sorted(set(range(best_of)) - set(by_k))
+        if missing:
+            raise SpatialAlignError(
+                f"prompt {pid!r} slot {slot}: no scores for candidate(s) {missing} "
+                "(the candidates were not all sampled, tracked and scored)"
+            )
+        # highest (valid, dsr), then lowest k
+        k = min(by_k, key=lambda j: (not by_k[j][1], -by_k[j][2] if by_k[j][1] else 0.0, j))
+        sid, valid, dsr = by_k[k]
+        rows.append(
+            {
+                "prompt_id": pid,
+                "slot": slot,
+                "sample_id": "",
+                "candidate": sid,
+                "candidate_seed": candidate_seed(slot, k, seeds),
+                "k": k,
+                "valid": valid,
+                "dsr": dsr if valid else float("nan"),
+                "n_candidates": len(by_k),
+                "n_valid_candidates": sum(v for _, v, _ in by_k.values()),
+            }
+        )
+    return pa.Table.from_pylist(rows, SELECTION)
+
+
+def selected_rows(
+    run: RunDir, candidates: RunDir, selection: pa.Table, best_of: int
+) -> tuple[list[Row], pa.Table]:
+    """The run's manifest rows for the kept candidates (slot sample ids, seed = slot, paths
+    into ``candidates/samples/``) and ``selection`` with its ``sample_id`` filled in."""
+    by_id: Mapping[str, Row] = {r["sample_id"]: r for r in read_rows(candidates.manifest_path)}
+    rows, ids = [], []
+    for sel in selection.to_pylist():
+        cand = by_id.get(sel["candidate"])
+        if cand is None:
+            raise SpatialAlignError(
+                f"{candidates.manifest_path} lacks the selected candidate {sel['candidate']!r}"
+            )
+        sid = sample_id(sel["prompt_id"], int(cand["num_frames"]), int(sel["slot"]))
+        video = candidates.resolve_video(cand["path"])
+        record: dict[str, Any] = dict(cand.get(PROVENANCE) or {})
+        record["best_of"] = {
+            "n": best_of,
+            "k": sel["k"],
+            "candidate": sel["candidate"],
+            "candidate_seed": sel["candidate_seed"],
+        }
+        rows.append(
+            {
+                **{k: v for k, v in cand.items() if k != PROVENANCE},
+                "sample_id": sid,
+                "seed": int(sel["slot"]),
+                "path": run.stored_video_path(video) if video is not None else None,
+                PROVENANCE: record,
+            }
+        )
+        ids.append(sid)
+    index = selection.schema.get_field_index("sample_id")
+    return rows, selection.set_column(index, "sample_id", pa.array(ids, pa.string()))
+
+
+def write_selected_manifest(run: RunDir, rows: list[Row]) -> None:
+    """Writes the run's manifest of kept videos (atomically, replacing an earlier one)."""
+    run.samples_dir.mkdir(parents=True, exist_ok=True)
+    write_rows(rows, run.manifest_path)

@@ -1,0 +1,108 @@
+"""``spatialalign eval RUN_DIR``: a thin click layer over :func:`.eval_run.eval_run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+@click.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", default="toy", show_default=True,
+              help="T2V back end: toy (the shipped toy model) or wan (a local WanPipeline).")  # fmt: skip
+@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+              help="toy: weights directory [shipped]; wan: local WanPipeline directory.")  # fmt: skip
+@click.option("--adapter", type=click.Path(path_type=Path), default=None,
+              help="LoRA: a .safetensors file or a directory holding one.")  # fmt: skip
+@click.option("--prompts", default=None,
+              help="Prompt file (Parquet/CSV/official CSV/JSONL), or toy-test[:N] for the toy "
+              "TEST split (120 prompts).  [default: RUN_DIR/prompts.parquet]")  # fmt: skip
+@click.option("--split", default="auto", show_default=True,
+              help="Prompts of the file to evaluate: auto (test when present, else all), "
+              "all, train, test.")  # fmt: skip
+@click.option("--seeds", type=int, default=5, show_default=True,
+              help="Seed slots per prompt: seeds 0..N-1 (the paper's 0-4).")  # fmt: skip
+@click.option("--best-of", type=int, default=1, show_default=True,
+              help="Sample N candidates per slot and keep the highest DSR-Score.")  # fmt: skip
+@click.option("--detector", default="toy", show_default=True,
+              help="toy, gdino-onnx or gdino-torch.")  # fmt: skip
+@click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="gdino-onnx: exported graphs [models/onnx].")  # fmt: skip
+@click.option("--gdino-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="gdino-torch: local GroundingDINO checkpoint.")  # fmt: skip
+@click.option("--sam", type=click.Path(path_type=Path), default=None,
+              help="Refine boxes with SAM from this local checkpoint / ONNX directory.")  # fmt: skip
+@click.option("--dinov2", type=click.Path(path_type=Path), default=None,
+              help="Local DINOv2 directory: adds ID consistency.")  # fmt: skip
+@click.option("--clip", type=click.Path(path_type=Path), default=None,
+              help='Local CLIP directory: adds CLIP-IQA "natural".')  # fmt: skip
+@click.option("--steps", type=int, default=None, help="Denoising steps [toy 20, wan 50].")
+@click.option("--guidance", type=float, default=None, help="Guidance scale [toy 3.0, wan 5.0].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Videos generated together [toy 16, wan 1].")  # fmt: skip
+@click.option("--device", default=None, help="torch device [cuda if available, else cpu].")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="wan only [bfloat16 on CUDA].")  # fmt: skip
+def eval_cmd(
+    run_dir: Path,
+    model: str,
+    model_dir: Path | None,
+    adapter: Path | None,
+    prompts: str | None,
+    split: str,
+    seeds: int,
+    best_of: int,
+    detector: str,
+    onnx_dir: Path | None,
+    gdino_dir: Path | None,
+    sam: Path | None,
+    dinov2: Path | None,
+    clip: Path | None,
+    steps: int | None,
+    guidance: float | None,
+    batch_size: int | None,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Evaluate a model: sample the test prompts with seeds 0..N-1, track, score, measure.
+
+    Writes RUN_DIR/scores.parquet, summary.json (score-batch's, plus metric means and the
+    sampling compute) and metrics.parquet. Resumable: a rerun redoes only what changed.
+    With --best-of N, N candidates per slot go to RUN_DIR/candidates/ and the run keeps
+    the one with the highest DSR-Score per slot.
+    """
+    from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
+    from spatialalign.sampling.backends import BackendConfig
+
+    backend = BackendConfig(
+        model=model,
+        model_path=_str(model_dir),
+        adapter=_str(adapter),
+        steps=steps,
+        guidance=guidance,
+        device=device,
+        dtype=dtype,
+    )
+    cfg = EvalRunConfig(
+        backend=backend,
+        prompts=prompts,
+        split=split,
+        seeds=seeds,
+        best_of=best_of,
+        batch_size=batch_size,
+        detector=detector,
+        onnx_dir=_str(onnx_dir),
+        gdino_dir=_str(gdino_dir),
+        sam=_str(sam),
+        dinov2=_str(dinov2),
+        clip=_str(clip),
+    )
+    result = eval_run(
+        run_dir, cfg, echo=lambda line: click.echo(line, err=line.startswith("warning:"))
+    )
+    click.echo(result.line())

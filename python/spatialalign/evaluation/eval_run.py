@@ -1,0 +1,380 @@
+"""The ``eval`` verb end to end: prompts -> sample -> track -> score-batch -> metrics.
+
+Each stage is the library function behind its own verb (:func:`run_sample`,
+:func:`track_run`, :func:`score_run`), so ``eval`` resumes and redoes exactly what those
+stages would: a rerun with the same inputs samples and tracks nothing, rescoring is a
+second, and ``metrics.parquet`` recomputes only rows whose video or tracks changed
+(:mod:`.metrics_file`). Seeds are fixed: slots ``0..S-1`` (the paper's 0-4).
+
+``--best-of N`` (:mod:`.bestofn`) samples ``N`` candidates per slot into
+``RUN/candidates/``, tracks and scores them there, keeps per slot the one with the
+highest DSR-Score and then tracks and scores the kept videos in ``RUN`` like any run.
+
+``summary.json`` is score-batch's plus ``metrics`` (the mean of every metrics column),
+``sampling`` (videos sampled, wall seconds, the factor over one video per slot) and
+``eval`` (what was evaluated); rerunning ``score-batch`` alone drops those keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spatialalign.config import scoring_config
+from spatialalign.errors import SpatialAlignError
+from spatialalign.evaluation.bestofn import (
+    check_best_of,
+    select_best,
+    selected_rows,
+    write_selected_manifest,
+)
+from spatialalign.evaluation.cost import update_cost
+from spatialalign.evaluation.metrics_file import MetricsResult, metric_means, write_metrics
+from spatialalign.io import write_json, write_parquet
+from spatialalign.prompts.model import DSRPrompt
+from spatialalign.provenance import fingerprint
+from spatialalign.rundir import RunDir
+from spatialalign.sampling.backends import MODELS, BackendConfig, check_config
+from spatialalign.sampling.sampler import MAX_SEEDS, SPLITS
+
+TOY_TEST = "toy-test"
+"""``--prompts toy-test[:N]``: the toy TEST split ``toy evaluate`` uses (N prompts, default 120)."""
+AUTO_SPLIT = "auto"
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class EvalRunConfig:
+    """Everything ``spatialalign eval`` can be told."""
+
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    """The T2V model, adapter and sampler settings (as ``sample``'s options)."""
+    prompts: str | None = None
+    """A prompt file, ``toy-test[:N]``, or None for ``RUN/prompts.parquet``."""
+    split: str = AUTO_SPLIT
+    """Prompts of the file to evaluate: ``auto`` is ``test`` when the file has a test split,
+    else all."""
+    seeds: int = 5
+    """Seed slots per prompt: seeds ``0..seeds-1``."""
+    best_of: int = 1
+    """Candidates per slot; 1 is a plain evaluation."""
+    batch_size: int | None = None
+    """Videos generated together (``sample``'s default when None)."""
+    detector: str = "toy"
+    """``toy``, ``gdino-onnx`` or ``gdino-torch``."""
+    onnx_dir: str | None = None
+    gdino_dir: str | None = None
+    sam: str | None = None
+    dinov2: str | None = None
+    """Local DINOv2 directory: adds ID consistency."""
+    clip: str | None = None
+    """Local CLIP directory: adds CLIP-IQA "natural"."""
+    progress: bool = True
+
+
+@dataclass
+class EvalResult:
+    """What :func:`eval_run` wrote."""
+
+    run: RunDir
+    summary: dict[str, Any]
+    metrics: MetricsResult
+
+    def line(self) -> str:
+        """The verb's one-line summary."""
+        s, samp = self.summary, self.summary["sampling"]
+
+        def num(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        best = (
+            f"best of {samp['best_of']}: {samp['videos_sampled']} sampled, "
+            if samp["best_of"] > 1
+            else ""
+        )
+        return (
+            f"eval: {s['n_videos']} videos ({best}{samp['wall_seconds']:.1f} s sampling), "
+            f"validness {num(s['validness'])}, Correctness@0.7 {num(s['correctness_at_0.7'])}, "
+            f"mean DSR {num(s['mean_dsr'])} -> {self.run.summary_path}, {self.run.metrics_path}"
+        )
+
+
+# ---------------------------------------------------------------------- checks and prompts
+
+
+def check_inputs(cfg: EvalRunConfig) -> None:
+    """Every user error that needs no model, refused before anything runs (one line each)."""
+    from spatialalign.detection.registry import DETECTORS
+
+    if cfg.backend.model not in MODELS:
+        raise SpatialAlignError(
+            f"unknown model {cfg.backend.model!r} (choose from {', '.join(MODELS)})"
+        )
+    check_config(cfg.backend)
+    if cfg.detector not in DETECTORS:
+        raise SpatialAlignError(
+            f"unknown detector {cfg.detector!r} (choose from {', '.join(DETECTORS)})"
+        )
+    if not 1 <= cfg.seeds <= MAX_SEEDS:
+        raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {cfg.seeds}")
+    check_best_of(cfg.best_of, cfg.seeds, MAX_SEEDS)
+    if cfg.split not in (AUTO_SPLIT, *SPLITS):
+        raise SpatialAlignError(f"unknown split {cfg.split!r}")
+    for flag, path in (("--dinov2", cfg.dinov2), ("--clip", cfg.clip)):
+        if path is not None and not Path(path).is_dir():
+            raise SpatialAlignError(f"{flag}: model directory not found: {path}")
+    if cfg.prompts is not None and not cfg.prompts.startswith(TOY_TEST):
+        if not Path(cfg.prompts).is_file():
+            raise SpatialAlignError(f"prompts file not found: {cfg.prompts}")
+
+
+def toy_test_prompts(spec: str) -> list[DSRPrompt]:
+    """``toy-test`` (120 prompts) or ``toy-test:N``: the generated toy TEST split."""
+    from spatialalign.toy.evaluate import EvalConfig, eval_prompts
+
+    n = 120
+    if spec != TOY_TEST:
+        head, _, count = spec.partition(":")
+        if head != TOY_TEST or not count.isdigit() or int(count) < 1:
+            raise SpatialAlignError(f"--prompts {spec!r}: expected a file, toy-test or toy-test:N")
+        n = int(count)
+    return eval_prompts(EvalConfig(n_test=n))
+
+
+def prepare_prompts(run: RunDir, spec: str | None, split: str) -> tuple[Path, str, list[str]]:
+    """(the prompt file to sample from, the split, the evaluated prompt ids); writes
+    ``RUN/prompts.parquet`` when absent (``toy-test``: generated; an existing file must
+    hold the same prompts)."""
+    from spatialalign.prompts import write_prompts
+    from spatialalign.sampling.run_prompts import ensure_run_prompts
+    from spatialalign.sampling.sampler import select_prompts
+
+    if spec is not None and spec.startswith(TOY_TEST):
+        prompts = toy_test_prompts(spec)
+        if run.prompts_path.is_file():
+            have = {p.prompt_id: p.text for p in run.read_prompts()}
+            if any(have.get(p.prompt_id) != p.text for p in prompts):
+                raise SpatialAlignError(
+                    f"{run.prompts_path} holds other prompts than {spec}; use another run directory"
+                )
+        else:
+            write_prompts(prompts, run.prompts_path)
+        source = run.prompts_path
+    else:
+        source = Path(spec) if spec is not None else run.prompts_path
+        prompts = run.read_prompts(source)
+    if split == AUTO_SPLIT:
+        split = "test" if any(p.split == "test" for p in prompts) else "all"
+    chosen = [p.prompt_id for p in select_prompts(prompts, split)]
+    ensure_run_prompts(run.root, prompts, chosen)
+    return source, split, chosen
+
+
+# ---------------------------------------------------------------------- stages
+
+
+@dataclass
+class _Stages:
+    """The stage settings shared by the plain and the best-of-N paths."""
+
+    cfg: EvalRunConfig
+    prompts_file: Path
+    split: str
+    preset: str
+    echo: Echo
+    detector: Any = None
+
+    def sample(self, run: RunDir, seeds: int):
+        from spatialalign.sampling.run import run_sample
+
+        result = run_sample(
+            run.root,
+            self.cfg.backend,
+            prompts_file=self.prompts_file,
+            split=self.split,
+            seeds=seeds,
+            batch_size=self.cfg.batch_size,
+            progress=self.cfg.progress,
+        )
+        self.echo(result.summary())
+        return result
+
+    def track(self, run: RunDir) -> None:
+        from spatialalign.detection.cli import _weights  # the settings `track` records
+        from spatialalign.detection.pipeline import track_run
+        from spatialalign.detection.registry import make_detector
+        from spatialalign.detection.tracker import tracker_config
+
+        cfg, scoring = self.cfg, scoring_config(self.preset)
+        if self.detector is None:
+            self.detector = make_detector(
+                cfg.detector,
+                model_dir=cfg.gdino_dir,
+                onnx_dir=cfg.onnx_dir,
+                box_threshold=scoring.box_threshold,
+                text_threshold=scoring.text_threshold,
+                device=cfg.backend.device,
+                sam=cfg.sam,
+            )
+        weights = _weights(
+            cfg.detector,
+            *(None if p is None else Path(p) for p in (cfg.gdino_dir, cfg.onnx_dir, cfg.sam)),
+        )
+        summary = track_run(
+            run.root,
+            self.detector,
+            scoring,
+            tracker_config(self.preset),
+            preset=self.preset,
+            settings=weights,
+            progress=self.cfg.progress,
+        )
+        if not summary.merged:
+            raise SpatialAlignError(f"{run.root}: track did not merge its tables")
+        self.echo(summary.line())
+
+    def score(self, run: RunDir) -> dict[str, Any]:
+        from spatialalign.scoring.batch import recorded_preset, score_run
+        from spatialalign.scoring.summary import one_line
+
+        preset = recorded_preset(run.root) or self.preset
+        result = score_run(run.root, config=scoring_config(preset), preset=preset, progress=False)
+        for warning in result.warnings:
+            self.echo(f"warning: {warning}")
+        self.echo(f"{run.root}: {one_line(result.summary)}")
+        return result.summary
+
+
+def _sample_ids(run: RunDir, prompt_ids: list[str], seeds: int) -> list[str]:
+    table = run.read_manifest(["prompt_id", "seed"]).to_pydict()
+    wanted = set(prompt_ids)
+    return [
+        sid
+        for sid, pid, seed in zip(
+            table["sample_id"], table["prompt_id"], table["seed"], strict=True
+        )
+        if pid in wanted and 0 <= seed < seeds
+    ]
+
+
+def _plain(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, Any]:
+    seeds = stages.cfg.seeds
+    result = stages.sample(run, seeds)
+    cost = update_cost(
+        run,
+        run,
+        _sample_ids(run, prompt_ids, seeds),
+        generated=result.generated,
+        seconds=result.seconds,
+    )
+    stages.track(run)
+    return cost
+
+
+def _best_of(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, Any]:
+    cfg = stages.cfg
+    candidates = RunDir(run.candidates_dir)
+    candidates.root.mkdir(parents=True, exist_ok=True)
+    total = cfg.seeds * cfg.best_of
+    result = stages.sample(candidates, total)
+    cost = update_cost(
+        run,
+        candidates,
+        _sample_ids(candidates, prompt_ids, total),
+        generated=result.generated,
+        seconds=result.seconds,
+    )
+    stages.track(candidates)
+    stages.score(candidates)
+    scores = candidates.read_scores()
+    keep = pc.is_in(scores.column("prompt_id"), value_set=pa.array(prompt_ids, pa.string()))
+    scores = scores.filter(keep)
+    selection = select_best(scores, cfg.best_of, cfg.seeds)
+    rows, selection = selected_rows(run, candidates, selection, cfg.best_of)
+    write_parquet(selection, run.selection_path)
+    write_selected_manifest(run, rows)
+    kept = sum(s["k"] != 0 for s in selection.to_pylist())
+    stages.echo(
+        f"best-of-{cfg.best_of}: kept {selection.num_rows} video(s), "
+        f"{kept} other than candidate 0 -> {run.selection_path}"
+    )
+    stages.track(run)
+    return cost
+
+
+def _models(cfg: EvalRunConfig) -> tuple[Any, Any, dict[str, str | None]]:
+    """(DINOv2 model, ClipIqa, their weights' fingerprints) for the given directories."""
+    dino = clip_iqa = None
+    if cfg.dinov2 or cfg.clip:
+        from spatialalign.evaluation.neural import ClipIqa, load_clip, load_dinov2
+        from spatialalign.sampling.backends import default_device
+
+        device = cfg.backend.device or default_device()
+        if cfg.dinov2:
+            dino = load_dinov2(cfg.dinov2).to(device)
+        if cfg.clip:
+            model, processor = load_clip(cfg.clip)
+            clip_iqa = ClipIqa(model.to(device), processor)
+    ids = {
+        "dinov2": fingerprint(cfg.dinov2) if cfg.dinov2 else None,
+        "clip": fingerprint(cfg.clip) if cfg.clip else None,
+    }
+    return dino, clip_iqa, ids
+
+
+def _abs(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def eval_run(
+    run_dir: str | os.PathLike[str], cfg: EvalRunConfig, *, echo: Echo | None = None
+) -> EvalResult:
+    """Evaluates ``cfg.backend`` on the prompts into ``run_dir`` (see the module docstring);
+    ``echo`` receives each stage's one-line summary."""
+    echo = echo or (lambda _line: None)
+    check_inputs(cfg)
+    run = RunDir(run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    prompts_file, split, prompt_ids = prepare_prompts(run, cfg.prompts, cfg.split)
+    preset = "toy" if cfg.detector == "toy" else "official"
+    stages = _Stages(cfg, prompts_file, split, preset, echo)
+    dino, clip_iqa, model_ids = _models(cfg)  # a bad model directory fails before sampling
+
+    cost = (_best_of if cfg.best_of > 1 else _plain)(run, stages, prompt_ids)
+    summary = stages.score(run)
+    metrics = write_metrics(
+        run, dino=dino, clip_iqa=clip_iqa, model_ids=model_ids, progress=cfg.progress
+    )
+    echo(metrics.line())
+
+    slots = len(prompt_ids) * cfg.seeds
+    summary["metrics"] = metric_means(metrics.table)
+    summary["sampling"] = {
+        "best_of": cfg.best_of,
+        "slots": slots,
+        **cost,
+        "factor": cost["videos_sampled"] / slots if slots else None,
+    }
+    summary["eval"] = {
+        "model": cfg.backend.model,
+        "model_dir": _abs(cfg.backend.model_path),
+        "adapter": _abs(cfg.backend.adapter),
+        "prompts": cfg.prompts if cfg.prompts and cfg.prompts.startswith(TOY_TEST) else None,
+        "prompts_file": str(Path(prompts_file).resolve()),
+        "split": split,
+        "n_prompts": len(prompt_ids),
+        "seeds": cfg.seeds,
+        "detector": cfg.detector,
+        "preset": preset,
+        "dinov2": _abs(cfg.dinov2),
+        "clip": _abs(cfg.clip),
+    }
+    write_json(summary, run.summary_path)
+    return EvalResult(run, summary, metrics)
