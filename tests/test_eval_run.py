@@ -1,0 +1,216 @@
+"""``spatialalign eval`` on the toy model: files, summary keys, reruns, best-of-N, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from spatialalign.cli import main
+from spatialalign.errors import SpatialAlignError
+from spatialalign.evaluation.bestofn import candidate_seed, select_best
+from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
+from spatialalign.evaluation.metrics_file import ALL_COLUMNS
+from spatialalign.io import read_json
+from spatialalign.rundir import RunDir
+from spatialalign.schemas import SCORES
+
+SCORE_BATCH_KEYS = {
+    "n_videos",
+    "n_valid",
+    "validness",
+    "correctness_at_0.7",
+    "mean_dsr",
+    "correctness",
+    "thresholds",
+    "counts",
+    "per_type",
+    "config",
+}
+
+
+# ------------------------------------------------------------------ selection, by hand
+
+
+def _candidates(rows: list[tuple[str, int, bool, float]]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"sample_id": f"{p}_s{seed}", "prompt_id": p, "seed": seed, "valid": v, "dsr": d}
+            for p, seed, v, d in rows
+        ]
+    )
+
+
+def test_candidate_seeds_nest_and_start_at_the_slot():
+    assert [candidate_seed(1, k, 5) for k in range(4)] == [1, 6, 11, 16]
+    four = {candidate_seed(s, k, 5) for s in range(5) for k in range(4)}
+    eight = {candidate_seed(s, k, 5) for s in range(5) for k in range(8)}
+    assert four == set(range(20)) and four < eight == set(range(40))
+
+
+def test_select_best_picks_the_max_dsr_valid_candidate():
+    nan = math.nan
+    # 2 slots x 3 candidates: slot s, candidate k has seed s + 2k
+    table = _candidates(
+        [
+            # p1 slot 0: an invalid row with a high number loses to every valid one
+            ("p1", 0, True, 0.5),
+            ("p1", 2, False, 0.95),
+            ("p1", 4, True, 0.8),
+            # p1 slot 1: a tie goes to the lowest k
+            ("p1", 1, True, 0.7),
+            ("p1", 3, True, 0.7),
+            ("p1", 5, True, 0.6),
+            # p2 slot 0: nothing valid -> candidate 0, invalid
+            ("p2", 0, False, nan),
+            ("p2", 2, False, nan),
+            ("p2", 4, False, nan),
+            # p2 slot 1
+            ("p2", 1, True, 0.2),
+            ("p2", 3, False, nan),
+            ("p2", 5, True, 0.3),
+            # a seed beyond slots x N is not a candidate of this run
+            ("p2", 6, True, 1.0),
+        ]
+    )
+    sel = select_best(table, best_of=3, seeds=2).to_pylist()
+    got = {(r["prompt_id"], r["slot"]): r for r in sel}
+    assert len(sel) == 4
+    assert (got["p1", 0]["k"], got["p1", 0]["candidate"], got["p1", 0]["dsr"]) == (2, "p1_s4", 0.8)
+    assert got["p1", 0]["n_valid_candidates"] == 2
+    assert (got["p1", 1]["k"], got["p1", 1]["candidate_seed"]) == (0, 1)
+    assert got["p2", 0]["k"] == 0 and not got["p2", 0]["valid"]
+    assert math.isnan(got["p2", 0]["dsr"]) and got["p2", 0]["n_valid_candidates"] == 0
+    assert (got["p2", 1]["k"], got["p2", 1]["candidate_seed"], got["p2", 1]["dsr"]) == (2, 5, 0.3)
+
+
+def test_select_best_refuses_missing_candidates():
+    table = _candidates([("p1", 0, True, 0.5)])
+    with pytest.raises(SpatialAlignError, match="candidate"):
+        select_best(table, best_of=2, seeds=1)
+
+
+# ------------------------------------------------------------------ end to end (toy)
+
+
+def _quiet(cfg: EvalRunConfig) -> EvalRunConfig:
+    cfg.progress = False
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory, one_torch_thread):
+    run = tmp_path_factory.mktemp("eval") / "base"
+    lines: list[str] = []
+    result = eval_run(run, _quiet(EvalRunConfig(prompts="toy-test:3", seeds=2)), echo=lines.append)
+    return run, result, lines
+
+
+def test_eval_writes_scores_summary_and_metrics(plain_run):
+    run, result, _ = plain_run
+    rd = RunDir(run)
+    scores = rd.read_scores()
+    assert scores.schema.names == SCORES.names and scores.num_rows == 6
+    metrics = pq.read_table(rd.metrics_path)
+    assert metrics.column_names == ["sample_id", *ALL_COLUMNS]
+    assert metrics.column("sample_id").to_pylist() == scores.column("sample_id").to_pylist()
+    assert np.isfinite(metrics.column("sharpness").to_numpy()).all()
+    summary = read_json(rd.summary_path)
+    assert SCORE_BATCH_KEYS <= set(summary)
+    assert set(summary["metrics"]) == set(ALL_COLUMNS)
+    assert summary["metrics"]["id_consistency"] is None  # no --dinov2
+    assert summary["metrics"]["sharpness"] == pytest.approx(
+        float(np.mean(metrics.column("sharpness").to_numpy()))
+    )
+    assert summary["sampling"]["videos_sampled"] == 6 and summary["sampling"]["factor"] == 1
+    assert summary["sampling"]["wall_seconds"] > 0
+    assert summary["eval"]["seeds"] == 2 and summary["eval"]["n_prompts"] == 3
+    assert sorted(set(scores.column("seed").to_pylist())) == [0, 1]
+    assert result.line().startswith("eval: 6 videos")
+
+
+def test_eval_rerun_redoes_nothing(plain_run, one_torch_thread):
+    run, first, _ = plain_run
+    rd = RunDir(run)
+    mtimes = {p: p.stat().st_mtime_ns for p in rd.samples_dir.glob("*.mp4")}
+    lines: list[str] = []
+    again = eval_run(run, _quiet(EvalRunConfig(prompts="toy-test:3", seeds=2)), echo=lines.append)
+    text = "\n".join(lines)
+    assert "generated 0 video(s)" in text
+    assert "track: 0 video(s) tracked" in text
+    assert "metrics: 0 video(s) measured" in text and "6 reused" in text
+    assert {p: p.stat().st_mtime_ns for p in rd.samples_dir.glob("*.mp4")} == mtimes
+    assert again.summary["sampling"] == first.summary["sampling"]
+    assert again.summary["metrics"] == first.summary["metrics"]
+
+
+def test_best_of_keeps_the_best_candidate_per_slot(tmp_path, one_torch_thread):
+    run = RunDir(tmp_path / "bo2")
+    cfg = EvalRunConfig(prompts="toy-test:2", seeds=1, best_of=2)
+    result = eval_run(run.root, _quiet(cfg))
+    cand = RunDir(run.candidates_dir)
+    cscores = cand.read_scores().to_pylist()
+    assert len(cscores) == 4  # 2 prompts x 1 slot x 2 candidates
+    scores = {r["prompt_id"]: r for r in run.read_scores().to_pylist()}
+    assert len(scores) == 2
+    for pid, row in scores.items():
+        mine = [c for c in cscores if c["prompt_id"] == pid]
+        valid = [c for c in mine if c["valid"]]
+        assert row["seed"] == 0 and row["sample_id"].endswith("_seed00")
+        if valid:  # the selected video, retracked in RUN, scores as the best candidate did
+            best = max(valid, key=lambda c: (c["dsr"], -c["seed"]))
+            assert row["valid"] and row["dsr"] == pytest.approx(best["dsr"])
+        else:
+            assert not row["valid"]
+    manifest = run.read_manifest(["path"], resolve_paths=False).column("path").to_pylist()
+    assert all(p.startswith("candidates/samples/") for p in manifest)
+    sampling = result.summary["sampling"]
+    assert sampling["videos_sampled"] == 2 * 2  # N x slots
+    assert sampling["factor"] == 2 and sampling["slots"] == 2
+    assert run.selection_path.is_file()
+
+    # a rerun reuses every candidate and keeps the compute figure
+    lines: list[str] = []
+    again = eval_run(run.root, _quiet(cfg), echo=lines.append)
+    assert "generated 0 video(s)" in "\n".join(lines)
+    assert sum("track: 0 video(s) tracked" in line for line in lines) == 2
+    assert again.summary["sampling"] == sampling
+
+
+def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread):
+    from spatialalign.video import read_video
+
+    base, _, _ = plain_run
+    run = RunDir(tmp_path / "bo2")
+    eval_run(run.root, _quiet(EvalRunConfig(prompts="toy-test:3", seeds=2, best_of=2)))
+    cand = RunDir(run.candidates_dir)
+    for seed in (0, 1):
+        name = next(RunDir(base).samples_dir.glob(f"*_seed{seed:02d}.mp4")).name
+        assert np.array_equal(
+            read_video(RunDir(base).samples_dir / name), read_video(cand.samples_dir / name)
+        )
+
+
+# ------------------------------------------------------------------ one-line errors
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "sora"], "unknown model 'sora'"),
+        (["--prompts", "no/such/prompts.csv"], "prompts file not found"),
+        (["--prompts", "toy-test", "--best-of", "0"], "--best-of must be in 1..100"),
+        (["--prompts", "toy-test", "--detector", "yolo"], "unknown detector 'yolo'"),
+        (["--prompts", "toy-test", "--dinov2", "no/such/dir"], "model directory not found"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, args, message):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(run), *args])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and err.startswith("error:")
+    assert not run.exists()  # refused before anything was written
