@@ -112,8 +112,10 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 def _cell(cell: Cell) -> str:
     if cell.video:
         video = (
-            f'<video src="{_src(cell.video)}" autoplay muted loop playsinline controls '
-            f'preload="auto"></video>'
+            # muted autoplay is allowed everywhere; no controls, so nothing covers a
+            # 160 px clip (a still page, e.g. a screenshot, shows its first frame)
+            f'<video src="{_src(cell.video)}" autoplay muted loop playsinline '
+            f'preload="auto" title="{_e(cell.label)}"></video>'
         )
     else:
         video = f'<div class="missing">{_e(cell.missing)}</div>'
