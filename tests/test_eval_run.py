@@ -214,3 +214,78 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and err.startswith("error:")
     assert not run.exists()  # refused before anything was written
+
+
+# ------------------------------------------------------------------ neural metrics
+
+
+def _save_tiny_models(root):
+    """A tiny random DINOv2 and CLIP saved as local model directories."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    dino_cfg = transformers.Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=28,
+        patch_size=14,
+    )
+    transformers.Dinov2Model(dino_cfg).save_pretrained(root / "dino")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz.":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    tok = transformers.CLIPTokenizer(vocab=vocab, merges=[])
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    text = dict(vocab_size=len(tok), max_position_embeddings=32, bos_token_id=0, eos_token_id=1)
+    clip_cfg = transformers.CLIPConfig(
+        text_config={**small, **text, "pad_token_id": 1},
+        vision_config={**small, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    transformers.CLIPModel(clip_cfg).save_pretrained(root / "clip")
+    image_processor = transformers.CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    processor = transformers.CLIPProcessor(image_processor=image_processor, tokenizer=tok)
+    processor.save_pretrained(root / "clip")
+    return root / "dino", root / "clip"
+
+
+def test_neural_metrics_fill_their_columns_and_a_model_change_recomputes(
+    plain_run, tmp_path, one_torch_thread
+):
+    import shutil
+
+    base, first, _ = plain_run
+    run = tmp_path / "copy"
+    shutil.copytree(base, run)  # a moved run directory keeps its videos and tracks
+    dino, clip = _save_tiny_models(tmp_path)
+    cfg = EvalRunConfig(prompts="toy-test:3", seeds=2, dinov2=str(dino), clip=str(clip))
+    cfg.dino_image_size = 28
+    lines: list[str] = []
+    result = eval_run(run, _quiet(cfg), echo=lines.append)
+    text = "\n".join(lines)
+    assert "generated 0 video(s)" in text and "track: 0 video(s) tracked" in text
+    assert "metrics: 6 video(s) measured (6 settings changed: clip" in text
+    means = result.summary["metrics"]
+    for col in ("id_consistency", "id_consistency_first", "clip_iqa_natural"):
+        assert means[col] is not None and math.isfinite(means[col])
+    assert 0 < means["clip_iqa_natural"] < 1
+    # the proxies do not depend on the models
+    assert means["sharpness"] == pytest.approx(first.summary["metrics"]["sharpness"])
+    assert result.summary["eval"]["dinov2"] == str(dino.resolve())
+    lines.clear()
+    eval_run(run, _quiet(cfg), echo=lines.append)
+    assert "metrics: 0 video(s) measured, 6 reused" in "\n".join(lines)
+
+
+def test_cli_rerun_prints_the_summary_line(plain_run, capsys, one_torch_thread):
+    run, _, _ = plain_run
+    main(["eval", str(run), "--prompts", "toy-test:3", "--seeds", "2"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "sample: generated 0 video(s)" in out[0]
+    assert out[-1].startswith("eval: 6 videos (") and "Correctness@0.7" in out[-1]

@@ -41,6 +41,8 @@ def _str(path: Path | None) -> str | None:
               help="Local DINOv2 directory: adds ID consistency.")  # fmt: skip
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
               help='Local CLIP directory: adds CLIP-IQA "natural".')  # fmt: skip
+@click.option("--dinov2-size", type=click.IntRange(min=14), default=518, show_default=True,
+              help="DINOv2 input side for the animal crops.")  # fmt: skip
 @click.option("--steps", type=int, default=None, help="Denoising steps [toy 20, wan 50].")
 @click.option("--guidance", type=float, default=None, help="Guidance scale [toy 3.0, wan 5.0].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -63,6 +65,7 @@ def eval_cmd(
     sam: Path | None,
     dinov2: Path | None,
     clip: Path | None,
+    dinov2_size: int,
     steps: int | None,
     guidance: float | None,
     batch_size: int | None,
@@ -101,6 +104,7 @@ def eval_cmd(
         sam=_str(sam),
         dinov2=_str(dinov2),
         clip=_str(clip),
+        dino_image_size=dinov2_size,
     )
     result = eval_run(
         run_dir, cfg, echo=lambda line: click.echo(line, err=line.startswith("warning:"))

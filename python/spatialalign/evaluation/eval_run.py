@@ -76,6 +76,8 @@ class EvalRunConfig:
     """Local DINOv2 directory: adds ID consistency."""
     clip: str | None = None
     """Local CLIP directory: adds CLIP-IQA "natural"."""
+    dino_image_size: int = 518
+    """DINOv2 input side for the animal crops (the official 518)."""
     progress: bool = True
 
 
@@ -350,7 +352,12 @@ def eval_run(
     cost = (_best_of if cfg.best_of > 1 else _plain)(run, stages, prompt_ids)
     summary = stages.score(run)
     metrics = write_metrics(
-        run, dino=dino, clip_iqa=clip_iqa, model_ids=model_ids, progress=cfg.progress
+        run,
+        dino=dino,
+        clip_iqa=clip_iqa,
+        model_ids=model_ids,
+        dino_image_size=cfg.dino_image_size,
+        progress=cfg.progress,
     )
     echo(metrics.line())
 
