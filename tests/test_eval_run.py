@@ -289,3 +289,11 @@ def test_cli_rerun_prints_the_summary_line(plain_run, capsys, one_torch_thread):
     out = capsys.readouterr().out.strip().splitlines()
     assert "sample: generated 0 video(s)" in out[0]
     assert out[-1].startswith("eval: 6 videos (") and "Correctness@0.7" in out[-1]
+
+
+def test_refuses_to_run_sharded(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path / "run"), "--prompts", "toy-test"])
+    assert "eval runs in one process" in capsys.readouterr().err

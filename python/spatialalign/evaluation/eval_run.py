@@ -114,7 +114,13 @@ class EvalResult:
 def check_inputs(cfg: EvalRunConfig) -> None:
     """Every user error that needs no model, refused before anything runs (one line each)."""
     from spatialalign.detection.registry import DETECTORS
+    from spatialalign.distributed import env_rank_world
 
+    if env_rank_world()[1] > 1:
+        raise SpatialAlignError(
+            "eval runs in one process; under torchrun run `sample` and `track` (they shard), "
+            "then `eval` reuses their work"
+        )
     if cfg.backend.model not in MODELS:
         raise SpatialAlignError(
             f"unknown model {cfg.backend.model!r} (choose from {', '.join(MODELS)})"
