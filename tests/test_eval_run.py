@@ -204,6 +204,7 @@ def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread)
         (["--prompts", "toy-test", "--best-of", "0"], "--best-of must be in 1..100"),
         (["--prompts", "toy-test", "--detector", "yolo"], "unknown detector 'yolo'"),
         (["--prompts", "toy-test", "--dinov2", "no/such/dir"], "model directory not found"),
+        (["--prompts", "toy-test:0"], "expected a file, toy-test or toy-test:N"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
@@ -297,3 +298,10 @@ def test_refuses_to_run_sharded(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["eval", str(tmp_path / "run"), "--prompts", "toy-test"])
     assert "eval runs in one process" in capsys.readouterr().err
+
+
+def test_toy_test_refuses_a_run_with_other_prompts(plain_run, capsys):
+    run, _, _ = plain_run
+    with pytest.raises(SystemExit):
+        main(["eval", str(run), "--prompts", "toy-test:2", "--seeds", "2"])
+    assert "holds other prompts than toy-test:2" in capsys.readouterr().err

@@ -35,17 +35,18 @@ from spatialalign.evaluation.bestofn import (
     write_selected_manifest,
 )
 from spatialalign.evaluation.cost import update_cost
+from spatialalign.evaluation.eval_prompts import (
+    AUTO_SPLIT,
+    is_toy_test,
+    prepare_prompts,
+    toy_test_count,
+)
 from spatialalign.evaluation.metrics_file import MetricsResult, metric_means, write_metrics
 from spatialalign.io import write_json, write_parquet
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.provenance import fingerprint
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import MODELS, BackendConfig, check_config
 from spatialalign.sampling.sampler import MAX_SEEDS, SPLITS
-
-TOY_TEST = "toy-test"
-"""``--prompts toy-test[:N]``: the toy TEST split ``toy evaluate`` uses (N prompts, default 120)."""
-AUTO_SPLIT = "auto"
 
 Echo = Callable[[str], None]
 
@@ -108,7 +109,7 @@ class EvalResult:
         )
 
 
-# ---------------------------------------------------------------------- checks and prompts
+# ---------------------------------------------------------------------- checks
 
 
 def check_inputs(cfg: EvalRunConfig) -> None:
@@ -138,51 +139,10 @@ def check_inputs(cfg: EvalRunConfig) -> None:
     for flag, path in (("--dinov2", cfg.dinov2), ("--clip", cfg.clip)):
         if path is not None and not Path(path).is_dir():
             raise SpatialAlignError(f"{flag}: model directory not found: {path}")
-    if cfg.prompts is not None and not cfg.prompts.startswith(TOY_TEST):
-        if not Path(cfg.prompts).is_file():
-            raise SpatialAlignError(f"prompts file not found: {cfg.prompts}")
-
-
-def toy_test_prompts(spec: str) -> list[DSRPrompt]:
-    """``toy-test`` (120 prompts) or ``toy-test:N``: the generated toy TEST split."""
-    from spatialalign.toy.evaluate import EvalConfig, eval_prompts
-
-    n = 120
-    if spec != TOY_TEST:
-        head, _, count = spec.partition(":")
-        if head != TOY_TEST or not count.isdigit() or int(count) < 1:
-            raise SpatialAlignError(f"--prompts {spec!r}: expected a file, toy-test or toy-test:N")
-        n = int(count)
-    return eval_prompts(EvalConfig(n_test=n))
-
-
-def prepare_prompts(run: RunDir, spec: str | None, split: str) -> tuple[Path, str, list[str]]:
-    """(the prompt file to sample from, the split, the evaluated prompt ids); writes
-    ``RUN/prompts.parquet`` when absent (``toy-test``: generated; an existing file must
-    hold the same prompts)."""
-    from spatialalign.prompts import write_prompts
-    from spatialalign.sampling.run_prompts import ensure_run_prompts
-    from spatialalign.sampling.sampler import select_prompts
-
-    if spec is not None and spec.startswith(TOY_TEST):
-        prompts = toy_test_prompts(spec)
-        if run.prompts_path.is_file():
-            have = {p.prompt_id: p.text for p in run.read_prompts()}
-            if any(have.get(p.prompt_id) != p.text for p in prompts):
-                raise SpatialAlignError(
-                    f"{run.prompts_path} holds other prompts than {spec}; use another run directory"
-                )
-        else:
-            write_prompts(prompts, run.prompts_path)
-        source = run.prompts_path
-    else:
-        source = Path(spec) if spec is not None else run.prompts_path
-        prompts = run.read_prompts(source)
-    if split == AUTO_SPLIT:
-        split = "test" if any(p.split == "test" for p in prompts) else "all"
-    chosen = [p.prompt_id for p in select_prompts(prompts, split)]
-    ensure_run_prompts(run.root, prompts, chosen)
-    return source, split, chosen
+    if is_toy_test(cfg.prompts):
+        toy_test_count(cfg.prompts)
+    elif cfg.prompts is not None and not Path(cfg.prompts).is_file():
+        raise SpatialAlignError(f"prompts file not found: {cfg.prompts}")
 
 
 # ---------------------------------------------------------------------- stages
@@ -379,7 +339,7 @@ def eval_run(
         "model": cfg.backend.model,
         "model_dir": _abs(cfg.backend.model_path),
         "adapter": _abs(cfg.backend.adapter),
-        "prompts": cfg.prompts if cfg.prompts and cfg.prompts.startswith(TOY_TEST) else None,
+        "prompts": cfg.prompts if is_toy_test(cfg.prompts) else None,
         "prompts_file": str(Path(prompts_file).resolve()),
         "split": split,
         "n_prompts": len(prompt_ids),
