@@ -89,9 +89,37 @@ class BackendConfig:
     dtype: str | None = None
     """wan transformer/text encoder dtype: float32, bfloat16, float16 (default bf16 on CUDA,
     fp32 on CPU); the VAE always runs in float32."""
+    text_encoder_dir: str | None = None
+    """wan, original Wan2.1 layout only: a transformers UMT5 encoder directory (diffusers
+    cannot convert Wan's own ``models_t5_umt5-xxl-enc-bf16.pth``)."""
+    vae_tiling: bool = False
+    """wan only: tiled VAE decoding (bounded memory; recorded in each video's settings)."""
+    vae_slicing: bool = False
+    """wan only: decode the videos of a batch one at a time."""
+    offload: str = "none"
+    """wan only: none, model or sequential CPU offload (CUDA only; for 24 GB GPUs)."""
+    attention: str | None = None
+    """wan only: attention backend (sdpa, flash, sage, ...; default diffusers' native SDPA)."""
+    compile: bool = False
+    """wan only: ``torch.compile`` the transformer blocks (GPU-oriented; off by default)."""
 
 
 MAX_STEPS = 10_000
+WAN_ONLY = (
+    "num_frames",
+    "height",
+    "width",
+    "fps",
+    "negative_prompt",
+    "dtype",
+    "text_encoder_dir",
+    "vae_tiling",
+    "vae_slicing",
+    "offload",
+    "attention",
+    "compile",
+)
+"""BackendConfig fields the toy model refuses when set."""
 
 
 def check_config(config: BackendConfig) -> None:
@@ -179,8 +207,8 @@ class ToyBackend:
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> ToyBackend:
-        for name in ("num_frames", "height", "width", "fps", "negative_prompt", "dtype"):
-            if getattr(config, name) is not None:
+        for name in WAN_ONLY:
+            if getattr(config, name) not in (None, False, "none"):
                 raise SpatialAlignError(
                     f"--{name.replace('_', '-')} applies to --model wan only "
                     "(the toy model has a fixed clip size and runs in float32)"
@@ -263,6 +291,9 @@ class WanBackend:
             "negative_prompt": self.negative_prompt,
             "max_sequence_length": self.max_sequence_length,
             "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
+            # tiled decoding changes the pixels; recorded only when on, so videos made
+            # before the switch existed keep their records
+            **({"vae_tiling": True} if getattr(self.pipe.vae, "use_tiling", False) else {}),
         }
 
     def identity(self) -> str:
@@ -272,9 +303,22 @@ class WanBackend:
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> WanBackend:
-        pipe = load_wan_pipeline(config.model_path, device=device, dtype=config.dtype)
+        from spatialalign.wan.runtime import compile_transformer
+
+        pipe = load_wan_pipeline(
+            config.model_path,
+            device=device,
+            dtype=config.dtype,
+            text_encoder_dir=config.text_encoder_dir,
+            vae_tiling=config.vae_tiling,
+            vae_slicing=config.vae_slicing,
+            offload=config.offload,
+            attention=config.attention,
+        )
         if config.adapter:
             load_lora_into_pipeline(pipe, config.adapter)
+        if config.compile:
+            compile_transformer(pipe.transformer)
         kwargs: dict[str, Any] = {
             "num_frames": config.num_frames,
             "height": config.height,
@@ -317,60 +361,23 @@ class WanBackend:
         return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-_DTYPES = ("float32", "bfloat16", "float16")
-
-
 def load_wan_pipeline(
-    model_path: str | os.PathLike[str] | None, *, device: str = "cpu", dtype: str | None = None
+    model_path: str | os.PathLike[str] | None,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    **options: Any,
 ) -> Any:
-    """Loads a diffusers ``WanPipeline`` from a local directory, never downloading.
+    """Loads a diffusers ``WanPipeline`` from a local directory (diffusers format or the
+    original Wan2.1 files), never downloading; ``options`` are the other fields of
+    :class:`spatialalign.wan.loading.WanLoadOptions` (VAE tiling, offload, attention, ...).
 
     Any missing directory, config or weight file becomes one :class:`SpatialAlignError`.
     """
-    if model_path is None:
-        raise SpatialAlignError(
-            "--model wan needs --model-path DIR (a local diffusers WanPipeline directory, "
-            "e.g. Wan2.1-T2V-1.3B-Diffusers)"
-        )
-    path = Path(model_path).expanduser()
-    if not path.is_dir():
-        raise SpatialAlignError(f"Wan model directory not found: {path}")
-    if not (path / "model_index.json").is_file():
-        raise SpatialAlignError(
-            f"{path} is not a diffusers pipeline directory (no model_index.json)"
-        )
-    if dtype is None:
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    if dtype not in _DTYPES:
-        raise SpatialAlignError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
+    from spatialalign.wan.loading import WanLoadOptions
+    from spatialalign.wan.loading import load_wan_pipeline as load
 
-    # diffusers >= 0.42 names the argument ``dtype`` (``torch_dtype`` is deprecated there)
-    import diffusers.utils.deprecation_utils as deprecation
-    import torch
-    from diffusers import AutoencoderKLWan, WanPipeline
-
-    key = "dtype" if hasattr(deprecation, "_resolve_dtype") else "torch_dtype"
-    try:
-        vae = AutoencoderKLWan.from_pretrained(
-            path,
-            subfolder="vae",
-            local_files_only=True,
-            use_safetensors=True,
-            **{key: torch.float32},
-        )
-        pipe = WanPipeline.from_pretrained(
-            path,
-            vae=vae,
-            local_files_only=True,
-            use_safetensors=True,
-            **{key: getattr(torch, dtype)},
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SpatialAlignError(f"cannot load WanPipeline from {path}: {reason}") from e
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return load(model_path, WanLoadOptions(device=device, dtype=dtype, **options))
 
 
 def load_backend(config: BackendConfig, *, local_rank: int = 0) -> Backend:

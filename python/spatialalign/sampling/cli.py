@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from spatialalign.sampling.backends import MODELS
+from spatialalign.wan.runtime import ATTENTION, OFFLOAD
 
 
 @click.command("sample")
@@ -20,9 +21,12 @@ from spatialalign.sampling.backends import MODELS
 )
 @click.option(
     "--model-path",
+    "--model-dir",
+    "model_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="toy: weights directory (default: shipped); wan: local WanPipeline directory.",
+    help="toy: weights directory (default: shipped); wan: a local Wan directory, diffusers "
+    "format (model_index.json) or the original Wan2.1 files.",
 )
 @click.option(
     "--prompts",
@@ -84,6 +88,37 @@ from spatialalign.sampling.backends import MODELS
     default=None,
     help="wan only [bfloat16 on CUDA, float32 on CPU].",
 )
+@click.option(
+    "--text-encoder-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="wan, original Wan2.1 layout: a transformers UMT5 encoder directory (diffusers "
+    "cannot convert models_t5_umt5-xxl-enc-bf16.pth).",
+)
+@click.option("--vae-tiling", is_flag=True, help="wan only: tiled VAE decoding (less memory).")
+@click.option("--vae-slicing", is_flag=True, help="wan only: decode a batch one video at a time.")
+@click.option(
+    "--offload",
+    type=click.Choice(OFFLOAD),
+    default="none",
+    show_default=True,
+    help="wan only, CUDA only: CPU offload for small GPUs (model: one component on the GPU "
+    "at a time; sequential: layer by layer, least memory, slowest).",
+)
+@click.option(
+    "--attention",
+    type=click.Choice(list(ATTENTION)),
+    default=None,
+    help="wan only: attention backend via diffusers' dispatcher [diffusers' default: sdpa]; "
+    "flash/flash3/sage/xformers need their package.",
+)
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="wan only: torch.compile the transformer blocks (GPU-oriented; the first batch "
+    "pays the compile time).",
+)
 def sample(
     run_dir: Path,
     model: str,
@@ -102,13 +137,20 @@ def sample(
     negative_prompt: str | None,
     device: str | None,
     dtype: str | None,
+    text_encoder_dir: Path | None,
+    vae_tiling: bool,
+    vae_slicing: bool,
+    offload: str,
+    attention: str | None,
+    compile_: bool,
 ) -> None:
     """Generate a video per prompt x seed into RUN_DIR/samples/ (resumable, shards by rank).
 
     A rerun regenerates exactly the videos whose prompt text, model, adapter or settings
     changed (each video records what it was made from) and says why. Under torchrun /
     accelerate launch each rank takes its share of the pending samples; the manifest
-    (samples/manifest.parquet) is merged at the end.
+    (samples/manifest.parquet) is merged at the end. --batch-size N samples N videos of
+    the same shape in one pipeline call (wan: prompts and seeds batched together).
     """
     from spatialalign.sampling.backends import BackendConfig
     from spatialalign.sampling.run import run_sample
@@ -126,6 +168,12 @@ def sample(
         negative_prompt=negative_prompt,
         device=device,
         dtype=dtype,
+        text_encoder_dir=str(text_encoder_dir) if text_encoder_dir else None,
+        vae_tiling=vae_tiling,
+        vae_slicing=vae_slicing,
+        offload=offload,
+        attention=attention,
+        compile=compile_,
     )
     result = run_sample(
         run_dir,
