@@ -178,6 +178,18 @@ def test_best_of_keeps_the_best_candidate_per_slot(tmp_path, one_torch_thread):
     assert sum("track: 0 video(s) tracked" in line for line in lines) == 2
     assert again.summary["sampling"] == sampling
 
+    # a larger N samples only the new seeds: best-of-2's candidates are best-of-3's first two
+    lines.clear()
+    three = eval_run(
+        run.root, _quiet(EvalRunConfig(prompts="toy-test:2", seeds=1, best_of=3)), echo=lines.append
+    )
+    assert "generated 2 video(s) (2 new), skipped 4 finished" in "\n".join(lines)
+    assert three.summary["sampling"]["videos_sampled"] == 6
+    for pid, row in scores.items():
+        now = {r["prompt_id"]: r for r in run.read_scores().to_pylist()}[pid]
+        if row["valid"]:
+            assert now["valid"] and now["dsr"] >= row["dsr"]
+
 
 def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread):
     from spatialalign.video import read_video
