@@ -277,24 +277,39 @@ def _best_of(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, A
     return cost
 
 
-def _models(cfg: EvalRunConfig) -> tuple[Any, Any, dict[str, str | None]]:
-    """(DINOv2 model, ClipIqa, their weights' fingerprints) for the given directories."""
-    dino = clip_iqa = None
-    if cfg.dinov2 or cfg.clip:
-        from spatialalign.evaluation.neural import ClipIqa, load_clip, load_dinov2
+@dataclass
+class _NeuralModels:
+    """DINOv2 and CLIP, loaded on the CPU before sampling (a bad directory fails early) and
+    moved to the device only for the metrics (they do not hold GPU memory while sampling)."""
+
+    dino: Any = None
+    clip: tuple[Any, Any] | None = None
+    ids: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, cfg: EvalRunConfig) -> _NeuralModels:
+        out = cls(ids={"dinov2": None, "clip": None})
+        if cfg.dinov2:
+            from spatialalign.evaluation.neural import load_dinov2
+
+            out.dino, out.ids["dinov2"] = load_dinov2(cfg.dinov2), fingerprint(cfg.dinov2)
+        if cfg.clip:
+            from spatialalign.evaluation.neural import load_clip
+
+            out.clip, out.ids["clip"] = load_clip(cfg.clip), fingerprint(cfg.clip)
+        return out
+
+    def on_device(self, device: str | None) -> tuple[Any, Any]:
+        """(DINOv2 model, ClipIqa) on ``device`` (default: cuda when available)."""
+        if self.dino is None and self.clip is None:
+            return None, None
+        from spatialalign.evaluation.neural import ClipIqa
         from spatialalign.sampling.backends import default_device
 
-        device = cfg.backend.device or default_device()
-        if cfg.dinov2:
-            dino = load_dinov2(cfg.dinov2).to(device)
-        if cfg.clip:
-            model, processor = load_clip(cfg.clip)
-            clip_iqa = ClipIqa(model.to(device), processor)
-    ids = {
-        "dinov2": fingerprint(cfg.dinov2) if cfg.dinov2 else None,
-        "clip": fingerprint(cfg.clip) if cfg.clip else None,
-    }
-    return dino, clip_iqa, ids
+        device = device or default_device()
+        dino = None if self.dino is None else self.dino.to(device)
+        iqa = None if self.clip is None else ClipIqa(self.clip[0].to(device), self.clip[1])
+        return dino, iqa
 
 
 def _abs(path: str | None) -> str | None:
@@ -313,15 +328,16 @@ def eval_run(
     prompts_file, split, prompt_ids = prepare_prompts(run, cfg.prompts, cfg.split)
     preset = "toy" if cfg.detector == "toy" else "official"
     stages = _Stages(cfg, prompts_file, split, preset, echo)
-    dino, clip_iqa, model_ids = _models(cfg)  # a bad model directory fails before sampling
+    models = _NeuralModels.load(cfg)  # a bad model directory fails before sampling
 
     cost = (_best_of if cfg.best_of > 1 else _plain)(run, stages, prompt_ids)
     summary = stages.score(run)
+    dino, clip_iqa = models.on_device(cfg.backend.device)
     metrics = write_metrics(
         run,
         dino=dino,
         clip_iqa=clip_iqa,
-        model_ids=model_ids,
+        model_ids=models.ids,
         dino_image_size=cfg.dino_image_size,
         progress=cfg.progress,
     )
