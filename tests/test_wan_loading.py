@@ -137,7 +137,9 @@ def test_layout_errors_name_the_missing_part(wan_dir, tmp_path):
     with pytest.raises(SpatialAlignError, match="names FluxPipeline, not WanPipeline"):
         detect_layout(tmp_path / "other")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SpatialAlignError, match="neither a diffusers .* nor the original"):
+    with pytest.raises(
+        SpatialAlignError, match="not a diffusers pipeline directory .* not the original"
+    ):
         detect_layout(tmp_path / "empty")
 
 

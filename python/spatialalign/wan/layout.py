@@ -73,7 +73,7 @@ def detect_layout(
     if sorted(root.glob(TRANSFORMER_GLOB)):
         return _original_layout(root, text_encoder_dir)
     raise SpatialAlignError(
-        f"{root} is neither a diffusers WanPipeline directory (no model_index.json) nor the "
+        f"{root} is not a diffusers pipeline directory (no model_index.json) and not the "
         f"original Wan2.1 layout (no {TRANSFORMER_GLOB})"
     )
 
