@@ -46,7 +46,11 @@ class TrainConfig:
         "constant_with_warmup, ...).",
     )
     lr_warmup_steps: int = _f(300, "Linear warm-up steps (from 0 to the peak rate).")
-    max_steps: int = _f(300, "Optimizer steps of the run.")
+    max_steps: int = _f(
+        1000,
+        "Optimizer steps of the run (toy: 1000 steps of 16 pairs at the other defaults took "
+        "Correctness@0.7 from 0.487 to 0.872 at validness 0.905).",
+    )
     weight_decay: float = _f(0.0, "AdamW weight decay on the LoRA weights.")
     adam_beta1: float = _f(0.9, "AdamW beta1.")
     adam_beta2: float = _f(0.999, "AdamW beta2.")
