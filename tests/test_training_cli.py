@@ -48,17 +48,8 @@ def run_dir(tmp_path_factory):
     main(["prompts", str(root), "--train", "3", "--test", "0"])
     main(["sample", str(root), "--model", "toy", "--seeds", "2", "--steps", "2"])
     run = RunDir(root)
-    manifest = run.read_manifest()
-    write_parquet(_scores(manifest), run.scores_path)
-    by_prompt: dict[str, dict[int, str]] = {}
-    for r in manifest.select(["sample_id", "prompt_id", "seed"]).to_pylist():
-        by_prompt.setdefault(r["prompt_id"], {})[r["seed"]] = r["sample_id"]
-    pairs = {"prompt_id": [], "winner": [], "loser": []}
-    for pid, seeds in sorted(by_prompt.items()):
-        pairs["prompt_id"].append(pid)
-        pairs["winner"].append(seeds[0])
-        pairs["loser"].append(seeds[1])
-    write_parquet(pa.Table.from_pydict(pairs, schema=PAIRS), run.pairs_path)
+    write_parquet(_scores(run.read_manifest()), run.scores_path)
+    _pair_seed0_over_seed1(run)
     return root
 
 
@@ -89,6 +80,52 @@ def test_sft_trains_on_the_top_scored_samples(run_dir, tmp_path, capsys):
     shutil.copytree(run_dir, root)
     main(["train", str(root), *FAST, "--loss", "sft", "--sft-top-k", "1"])
     assert "trained sft LoRA on 3 samples of 3 prompts" in capsys.readouterr().out
+
+
+def _pair_seed0_over_seed1(run: RunDir) -> None:
+    manifest = run.read_manifest()
+    by_prompt: dict[str, dict[int, str]] = {}
+    for r in manifest.select(["sample_id", "prompt_id", "seed"]).to_pylist():
+        by_prompt.setdefault(r["prompt_id"], {})[r["seed"]] = r["sample_id"]
+    pairs = {"prompt_id": [], "winner": [], "loser": []}
+    for pid, seeds in sorted(by_prompt.items()):
+        pairs["prompt_id"].append(pid)
+        pairs["winner"].append(seeds[0])
+        pairs["loser"].append(seeds[1])
+    write_parquet(pa.Table.from_pydict(pairs, schema=PAIRS), run.pairs_path)
+
+
+def test_train_wan_end_to_end_on_a_tiny_pipeline(tmp_path, capsys):
+    """sample (tiny random WanPipeline) -> pairs -> train --model wan: the VAE/UMT5 cache and
+    an adapter that WanPipeline.load_lora_weights takes."""
+    from diffusers import WanPipeline
+    from shared_data import OFFICIAL_CSV
+    from spatialalign.lora import load_lora_into_pipeline
+    from spatialalign.prompts import read_prompts, write_prompts
+    from test_sampling_wan import build_tiny_wan
+
+    prompts = read_prompts(OFFICIAL_CSV)[:2]
+    wan_dir = build_tiny_wan(tmp_path / "wan", prompts)
+    root = tmp_path / "run"
+    write_prompts(prompts, root / "prompts.parquet")
+    main(["sample", str(root), "--model", "wan", "--model-path", str(wan_dir), "--num-frames",
+          "5", "--height", "16", "--width", "16", "--steps", "2", "--seeds", "2", "--fps", "8",
+          "--device", "cpu"])  # fmt: skip
+    run = RunDir(root)
+    _pair_seed0_over_seed1(run)
+    main(["train", str(root), "--model", "wan", "--model-path", str(wan_dir), *FAST])
+    assert "trained dpo+zo LoRA on 2 pairs of 2 prompts" in capsys.readouterr().out
+    lat = load_cache_shapes(run)
+    assert lat == {(16, 2, 2, 2)}
+    pipe = WanPipeline.from_pretrained(wan_dir)
+    load_lora_into_pipeline(pipe, run.train_dir)
+    assert "spatialalign" in pipe.transformer.peft_config
+
+
+def load_cache_shapes(run: RunDir) -> set[tuple[int, ...]]:
+    from spatialalign.training.cache import read_index
+
+    return {tuple(e["shape"]) for e in read_index(run.cache_dir)["latents"].values()}
 
 
 @pytest.mark.parametrize(
