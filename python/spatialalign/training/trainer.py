@@ -129,16 +129,27 @@ def make_accelerator(cfg: TrainConfig) -> Any:
 
 # ---------------------------------------------------------------------- one step
 @dataclass
-class StepContext:
-    """What a micro-batch needs besides its data."""
+class TrainState:
+    """The models, optimizer and process group of a running training loop."""
 
     model: torch.nn.Module
     """The (possibly DDP-wrapped) transformer the policy forward goes through."""
     base: torch.nn.Module
     """The unwrapped transformer (reference forward with the adapter disabled)."""
     cfg: TrainConfig
-    device: torch.device
-    autocast: Callable[[], contextlib.AbstractContextManager]
+    acc: Any
+    """The ``accelerate.Accelerator``."""
+    params: list[torch.nn.Parameter]
+    opt: Any
+    sched: Any
+
+    @property
+    def device(self) -> torch.device:
+        return self.acc.device
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast when the accelerator was set up for it, else a no-op."""
+        return self.acc.autocast()
 
 
 def draw_noise(
@@ -167,7 +178,7 @@ def draw_noise(
 
 
 def pair_step(
-    ctx: StepContext, x_w: torch.Tensor, x_l: torch.Tensor, text: torch.Tensor, positions: list[int]
+    ctx: TrainState, x_w: torch.Tensor, x_l: torch.Tensor, text: torch.Tensor, positions: list[int]
 ) -> dict[str, torch.Tensor]:
     """The loss of a micro-batch of pairs: one shared level per pair, winner and loser in
     one forward, the reference with the adapter disabled under ``no_grad``."""
@@ -200,7 +211,7 @@ def pair_step(
 
 
 def sample_step(
-    ctx: StepContext,
+    ctx: TrainState,
     x0: torch.Tensor,
     text: torch.Tensor,
     rewards: torch.Tensor,
@@ -426,7 +437,7 @@ def train(
     step = load_latest_checkpoint(out, base, opt, sched) if cfg.resume else 0
     if step:
         log.info("resumed %s at step %d", out, step)
-    ctx = StepContext(model, base, cfg, acc.device, acc.autocast)
+    ctx = TrainState(model, base, cfg, acc, params, opt, sched)
     logger = StepLogger(out, acc.is_main_process, step)
     bar = _progress(cfg.max_steps, step, progress and acc.is_main_process)
     record: dict[str, float] = {}
@@ -434,7 +445,7 @@ def train(
     with stop.installed():
         while step < cfg.max_steps:
             t0 = time.perf_counter()
-            terms = _optimizer_step(ctx, data, items, step, accum, acc, params, opt, sched)
+            terms = _optimizer_step(ctx, data, items, step, accum)
             step += 1
             record = {**terms, "step_time": time.perf_counter() - t0}
             if step % cfg.log_every == 0 or step == cfg.max_steps:
@@ -462,18 +473,11 @@ def train(
 
 
 def _optimizer_step(
-    ctx: StepContext,
-    data: TrainData,
-    items: list,
-    step: int,
-    accum: int,
-    acc: Any,
-    params: list[torch.nn.Parameter],
-    opt: Any,
-    sched: Any,
+    ctx: TrainState, data: TrainData, items: list, step: int, accum: int
 ) -> dict[str, float]:
     """``accum`` micro-batches (gradients synchronised on the last), clip, AdamW, schedule;
     returns the logged terms averaged over micro-batches and processes, and the step's lr."""
+    acc, opt = ctx.acc, ctx.opt
     cfg = ctx.cfg
     sums: dict[str, torch.Tensor] = {}
     for m in range(accum):
@@ -493,10 +497,10 @@ def _optimizer_step(
         for key, v in out.items():
             sums[key] = sums.get(key, 0.0) + v.detach().float() / accum
     if cfg.max_grad_norm > 0:
-        acc.clip_grad_norm_(params, cfg.max_grad_norm)
+        acc.clip_grad_norm_(ctx.params, cfg.max_grad_norm)
     lr = opt.param_groups[0]["lr"]
     opt.step()
-    sched.step()
+    ctx.sched.step()
     opt.zero_grad(set_to_none=True)
     keys = sorted(sums)
     values = acc.reduce(torch.stack([sums[key] for key in keys]), reduction="mean")
