@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -73,6 +74,12 @@ def test_train_caches_trains_and_the_adapter_samples(run_dir, tmp_path, capsys):
     assert e.value.code == 1 and "already holds a training run" in capsys.readouterr().err
     main(["train", str(root), *FAST, "--resume"])
     assert "2 steps" in capsys.readouterr().out
+    # resuming on other pairs would silently change the data: refused
+    table = pq.read_table(run.pairs_path).slice(0, 2)
+    write_parquet(table, run.pairs_path)
+    with pytest.raises(SystemExit):
+        main(["train", str(root), *FAST, "--resume"])
+    assert "pairs changed since the run started" in capsys.readouterr().err
 
 
 def test_sft_trains_on_the_top_scored_samples(run_dir, tmp_path, capsys):
@@ -162,3 +169,17 @@ def test_cache_that_does_not_fit_the_model_is_refused():
     data = TrainData({"s": torch.zeros(4, 9, 8, 8)}, {"p": torch.zeros(16, 64)})
     with pytest.raises(SpatialAlignError, match="text_dim"):
         check_fit(pipe.transformer, data)
+
+
+def test_pairs_built_from_older_scores_are_flagged(run_dir, tmp_path):
+    from spatialalign.provenance import fingerprint, with_record
+    from spatialalign.training.run import stale_pairs
+
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    run = RunDir(root)
+    table = pq.read_table(run.pairs_path)
+    write_parquet(with_record(table, {"scores": fingerprint(run.scores_path)}), run.pairs_path)
+    assert stale_pairs(run) is None
+    write_parquet(with_record(table, {"scores": "older"}), run.pairs_path)
+    assert "built from other scores" in stale_pairs(run)

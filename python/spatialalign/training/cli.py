@@ -50,6 +50,8 @@ def train(
         run_dir, cfg, model=model, model_path=model_path, encode=encode, progress=not quiet
     )
     res = done.result
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not quiet and (done.cache.latents_encoded or done.cache.text_encoded):
         click.echo(done.cache.line())
     last = res.last_log

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,10 @@ from spatialalign.training.trainer import TrainResult, make_accelerator, train
 MODELS = ("toy", "wan")
 
 
+INPUTS_NAME = "inputs.json"
+"""``RUN/run/inputs.json``: fingerprints of what the run trains on (pairs, scores, model)."""
+
+
 @dataclass
 class TrainRun:
     """What :func:`train_run` did: the cache report and the training result."""
@@ -38,6 +42,41 @@ class TrainRun:
     result: TrainResult
     n_items: int
     n_prompts: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def stale_pairs(run: RunDir) -> str | None:
+    """A warning when ``pairs.parquet`` was built from other scores than the run holds now."""
+    from spatialalign.provenance import fingerprint, record_of
+
+    record = record_of(run.pairs_path) or {}
+    if "scores" in record and record["scores"] != fingerprint(run.scores_path):
+        return (
+            f"{run.pairs_path} was built from other scores than {run.scores_path} holds now "
+            f"(rerun `spatialalign pairs {run.root}`)"
+        )
+    return None
+
+
+def record_inputs(run: RunDir, inputs: dict[str, str], resume: bool) -> None:
+    """Writes ``inputs.json`` for a new run; a resumed run must train on the same inputs
+    (else the data stream, and so the result, would silently change)."""
+    from spatialalign.io import read_json, write_json
+    from spatialalign.training.trainer import checkpoint_paths
+
+    path = run.train_dir / INPUTS_NAME
+    if checkpoint_paths(run.train_dir):
+        if not resume:
+            return  # the trainer refuses to overwrite a run
+        old = read_json(path) if path.is_file() else {}
+        changed = sorted(k for k in inputs if k in old and old[k] != inputs[k])
+        if changed:
+            raise SpatialAlignError(
+                f"cannot resume {run.train_dir}: {', '.join(changed)} changed since the run "
+                "started (train into a new run directory)"
+            )
+        return
+    write_json(inputs, path)
 
 
 def read_pairs(run: RunDir) -> list[Pair]:
@@ -123,24 +162,37 @@ def train_run(
     sample_ids = sorted({s for p in pairs for s in (p.winner, p.loser)} | {
         s.sample_id for s in samples
     })  # fmt: skip
+    warnings = [w for w in (stale_pairs(run),) if w]
     acc = make_accelerator(cfg)
     pipe = load_model(model, model_path, acc.device)
+    backend = cache_backend(model, pipe, model_path)
     report = CacheReport()
-    if encode and acc.is_main_process:
-        report = build_cache(
-            run.cache_dir,
-            _videos(run, sample_ids),
-            _prompt_texts(run, prompt_ids),
-            cache_backend(model, pipe, model_path),
-            progress=progress,
-        )
+    if acc.is_main_process:
+        record_inputs(run, _inputs(run, cfg, backend.identity), cfg.resume)
+        if encode:
+            report = build_cache(
+                run.cache_dir,
+                _videos(run, sample_ids),
+                _prompt_texts(run, prompt_ids),
+                backend,
+                progress=progress,
+            )
     acc.wait_for_everyone()
     latents, text = _load(run, sample_ids, sorted(prompt_ids), encode)
     _free_encoders(pipe)
     data = TrainData(latents, text, pairs, samples)
     result = train(pipe.transformer, data, cfg, run.train_dir, accelerator=acc, progress=progress)
     n_items = len(pairs) if is_pair_variant(cfg.loss) else len(samples)
-    return TrainRun(report, result, n_items, len(prompt_ids))
+    return TrainRun(report, result, n_items, len(prompt_ids), warnings)
+
+
+def _inputs(run: RunDir, cfg: TrainConfig, model_identity: str) -> dict[str, str]:
+    from spatialalign.provenance import fingerprint
+
+    inputs = {"pairs": fingerprint(run.pairs_path), "model": model_identity}
+    if not is_pair_variant(cfg.loss):
+        inputs["scores"] = fingerprint(run.scores_path)
+    return inputs
 
 
 def _videos(run: RunDir, sample_ids: list[str]) -> list[tuple[str, Path]]:
