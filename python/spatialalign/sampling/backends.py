@@ -278,6 +278,8 @@ class WanBackend:
         self.max_sequence_length = max_sequence_length
         self.model_path: str | None = None
         """The weights directory (from_config sets it; else the pipeline's own)."""
+        self.text_encoder_dir: str | None = None
+        """An original-layout run's separate text encoder (part of the identity)."""
 
     def settings(self) -> dict[str, Any]:
         dtype = getattr(getattr(self.pipe, "transformer", None), "dtype", None)
@@ -299,7 +301,10 @@ class WanBackend:
     def identity(self) -> str:
         """The content fingerprint of the weights directory (weights are not rehashed)."""
         path = self.model_path or getattr(getattr(self.pipe, "config", None), "_name_or_path", "")
-        return fingerprint(path) if path else ""
+        ident = fingerprint(path) if path else ""
+        if self.text_encoder_dir:  # appended only when used: old records stay current
+            ident += f"+te:{fingerprint(self.text_encoder_dir)}"
+        return ident
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> WanBackend:
@@ -334,6 +339,8 @@ class WanBackend:
             **{k: v for k, v in kwargs.items() if v is not None},
         )
         backend.model_path = str(Path(config.model_path).expanduser().resolve())
+        if config.text_encoder_dir:
+            backend.text_encoder_dir = str(Path(config.text_encoder_dir).expanduser().resolve())
         return backend
 
     def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:

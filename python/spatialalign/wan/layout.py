@@ -48,6 +48,13 @@ class WanLayout:
     """original: ``transformer`` (shards), ``config`` ([] or [config.json]), ``vae``,
     ``tokenizer`` (a directory), ``text_encoder`` (a directory, maybe a diffusers one)."""
 
+    def encoder_paths(self) -> list[Path]:
+        """What the cached latents and text embeddings depend on (VAE, text encoder,
+        tokenizer), for a cache's identity fingerprint in either layout."""
+        if self.kind == DIFFUSERS:
+            return [self.root / name for name in ("vae", "text_encoder", "tokenizer")]
+        return [*self.files["vae"], *self.files["text_encoder"], *self.files["tokenizer"]]
+
     def describe(self) -> str:
         """``original Wan2.1 layout in DIR`` / ``diffusers WanPipeline directory DIR``."""
         if self.kind == DIFFUSERS:
