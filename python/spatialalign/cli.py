@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "train": "spatialalign.training.cli:train",
     "eval": "spatialalign.evaluation.cli:eval_cmd",
     "compare": "spatialalign.evaluation.compare_cli:compare",
+    "loop": "spatialalign.loop.cli:loop",
     "report": "spatialalign.report.cli:report",
     "toy": "spatialalign.toy.cli:toy",
     "convert-lora": "spatialalign.lora_convert_cli:convert_lora_cmd",

@@ -1,0 +1,121 @@
+"""``LoopConfig``: everything ``spatialalign loop`` can be told, documented once.
+
+The loop's own settings live here; each round's training settings are a
+:class:`~spatialalign.training.config.TrainConfig` whose loop defaults
+(:func:`loop_train_config`) are those of the measured toy probe: 300 steps, no warm-up.
+The CLI options are derived from both dataclasses
+(:func:`spatialalign.training.options.click_options`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.training.config import TrainConfig
+from spatialalign.training.options import document_fields
+
+MODES: tuple[str, ...] = ("merge", "continue")
+LOOP_MAX_STEPS = 300
+"""Optimizer steps per round (the issue's probe: 300 steps of a fresh LoRA per round)."""
+LOOP_WARMUP_STEPS = 0
+"""Warm-up per round: none (300 warm-up steps in a 300-step round never reach the peak)."""
+
+
+def _f(default: Any, help_: str) -> Any:
+    return field(default=default, metadata={"help": help_})
+
+
+@document_fields
+@dataclass
+class LoopTrainDefaults(TrainConfig):
+    """TrainConfig with the loop's per-round defaults (only for deriving CLI options)."""
+
+    lr_warmup_steps: int = _f(LOOP_WARMUP_STEPS, "Linear warm-up steps of each round.")
+    max_steps: int = _f(LOOP_MAX_STEPS, "Optimizer steps of each round's training.")
+
+
+def loop_train_config(**overrides: Any) -> TrainConfig:
+    """A plain TrainConfig with the loop's defaults (and ``overrides``)."""
+    names = {f.name for f in fields(TrainConfig)}
+    base = {k: v for k, v in asdict(LoopTrainDefaults()).items() if k in names}
+    return TrainConfig(**{**base, **overrides})
+
+
+@document_fields
+@dataclass
+class LoopConfig:
+    """Settings of a self-improvement loop (every round uses the same ones)."""
+
+    rounds: int = _f(3, "Rounds of sample -> track -> score -> pairs -> train -> eval.")
+    model: str = _f("toy", "T2V back end: toy (the shipped toy model) or wan.")
+    model_dir: str | None = _f(
+        None, "The starting model: toy weights directory [shipped]; wan: a WanPipeline dir."
+    )
+    mode: Literal["merge", "continue"] = _f(
+        "merge",
+        "merge: each round trains a fresh LoRA on the previous round's merged model (the "
+        "reference) and fuses it into round_k/model; continue: one adapter on the starting "
+        "model trained on across rounds (reference: the starting model).",
+    )
+    train_prompts: int = _f(500, "Generated TRAIN prompts, sampled every round.")
+    prompt_seed: int = _f(0, "Seed of the TRAIN prompt generator (0: toy evaluate's split).")
+    seeds: int = _f(8, "Samples per TRAIN prompt per round (seeds 0..N-1).")
+    test_prompts: str = _f(
+        "toy-test", "Evaluation prompts: toy-test[:N] or a prompt file (its test split)."
+    )
+    eval_seeds: int = _f(5, "Evaluation seeds per TEST prompt (0..N-1, the paper's 0-4).")
+    guidance: float | None = _f(None, "Guidance scale of all sampling [toy 3.0, wan 5.0].")
+    sample_steps: int | None = _f(None, "Denoising steps of all sampling [toy 20, wan 50].")
+    batch_size: int | None = _f(None, "Videos generated together [toy 16, wan 1].")
+    device: str | None = _f(None, "torch device [cuda if available, else cpu].")
+    tau: float = _f(0.7, "Pairs: valid samples with DSR >= tau win, the other valid ones lose.")
+    max_pairs_per_prompt: int = _f(6, "Pairs: most pairs kept per prompt (seeded subset).")
+    pair_seed: int = _f(0, "Pairs: seeds the kept subset.")
+    detector: str = _f("toy", "toy, gdino-onnx or gdino-torch.")
+    onnx_dir: str | None = _f(None, "gdino-onnx: exported graphs [models/onnx].")
+    gdino_dir: str | None = _f(None, "gdino-torch: local GroundingDINO checkpoint.")
+    sam: str | None = _f(None, "Refine boxes with SAM from this local checkpoint / ONNX dir.")
+    train: TrainConfig = field(default_factory=loop_train_config, metadata={"help": "-"})
+
+    def validate(self) -> None:
+        """Raises :class:`SpatialAlignError` naming the first bad setting (one line)."""
+        from spatialalign.detection.registry import DETECTORS
+        from spatialalign.sampling.backends import MODELS
+
+        if self.rounds < 1:
+            raise SpatialAlignError(f"--rounds must be >= 1, got {self.rounds}")
+        if self.model not in MODELS:
+            raise SpatialAlignError(
+                f"unknown model {self.model!r} (choose from {', '.join(MODELS)})"
+            )
+        if self.mode not in MODES:
+            raise SpatialAlignError(f"unknown mode {self.mode!r} (merge or continue)")
+        if self.model != "toy" and self.mode == "merge":
+            raise SpatialAlignError(
+                "--merge is implemented for the toy model only; use --continue-adapter"
+            )
+        for name in ("train_prompts", "seeds", "eval_seeds", "max_pairs_per_prompt"):
+            if getattr(self, name) < 1:
+                raise SpatialAlignError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.seeds < 2:
+            raise SpatialAlignError("--seeds must be >= 2 (a pair needs two samples of a prompt)")
+        if not 0.0 <= self.tau <= 1.0:
+            raise SpatialAlignError(f"--tau must be in [0, 1], got {self.tau}")
+        if self.detector not in DETECTORS:
+            raise SpatialAlignError(
+                f"unknown detector {self.detector!r} (choose from {', '.join(DETECTORS)})"
+            )
+        if self.train.resume:
+            raise SpatialAlignError("the loop resumes by itself: do not set resume")
+        try:
+            self.train.validate()
+        except ValueError as e:
+            raise SpatialAlignError(str(e)) from e
+
+    def settings(self) -> dict[str, Any]:
+        """Everything but ``rounds``, as JSON (a rerun must match it; rounds may grow)."""
+        out = asdict(self)
+        out.pop("rounds")
+        return out

@@ -1,0 +1,82 @@
+"""Fusing a LoRA into a saved model: the ``--merge`` mode's round model.
+
+Loads the model, loads the adapter through :func:`spatialalign.lora.load_lora_into_transformer`
+(so its ``lora_alpha`` is honoured), fuses it into the transformer weights with diffusers'
+``fuse_lora`` and drops the LoRA layers (``unload_lora``), then saves a full model
+directory that ``sample --model-dir`` / ``train --model-path`` load like any other. The
+model's metadata records what it was merged from, so a rerun with the same inputs skips.
+(A generic helper for this belongs in :mod:`spatialalign.lora`.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from spatialalign.errors import SpatialAlignError
+from spatialalign.lora import load_lora_into_transformer, resolve_adapter
+from spatialalign.provenance import fingerprint
+
+MERGE_KEY = "merged_lora"
+"""Key, in a merged toy model's metadata (``config.json``), of what it was merged from."""
+
+
+def fuse_adapter(transformer: Any, adapter: str | os.PathLike[str]) -> None:
+    """Loads ``adapter`` into ``transformer`` and fuses it in place (no LoRA layers remain)."""
+    load_lora_into_transformer(transformer, adapter, adapter_name="merge")
+    transformer.fuse_lora(lora_scale=1.0, adapter_names=["merge"])
+    transformer.unload_lora()
+
+
+def merge_record(base: str | os.PathLike[str] | None, adapter: str | os.PathLike[str]) -> dict:
+    """What a merged model is made from: the base weights and the adapter (fingerprints)."""
+    from spatialalign.toy.pipeline import WEIGHTS_DIR
+
+    return {
+        "base": fingerprint(base if base is not None else WEIGHTS_DIR),
+        "adapter": fingerprint(resolve_adapter(adapter)),
+    }
+
+
+def merged_record(model_dir: str | os.PathLike[str]) -> dict | None:
+    """The merge record of a saved toy model (None when absent or unreadable)."""
+    path = Path(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text()).get("metadata", {}).get(MERGE_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def merge_toy(
+    base: str | os.PathLike[str] | None,
+    adapter: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+) -> tuple[Path, bool]:
+    """Saves toy model ``base`` (None: the shipped one) with ``adapter`` fused in to
+    ``out_dir``; returns (the directory, whether it was written: False when an equal merge
+    is already there)."""
+    from spatialalign.toy.pipeline import ToyPipeline
+
+    record = merge_record(base, adapter)
+    if merged_record(out_dir) == record:
+        return Path(out_dir), False
+    pipe = ToyPipeline.from_pretrained(base)
+    fuse_adapter(pipe.transformer, adapter)
+    pipe.metadata = {**pipe.metadata, MERGE_KEY: record}
+    return pipe.save_pretrained(out_dir), True
+
+
+def merge_model(
+    model: str,
+    base: str | os.PathLike[str] | None,
+    adapter: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+) -> tuple[Path, bool]:
+    """The merged model of ``model`` (only the toy model for now)."""
+    if model != "toy":
+        raise SpatialAlignError(
+            f"--merge is implemented for the toy model only (got {model!r}); use --continue-adapter"
+        )
+    return merge_toy(base, adapter, out_dir)

@@ -1,0 +1,225 @@
+"""One round's stages, each the library function behind its own verb.
+
+Resume is the stages' own: ``sample`` and ``track`` skip every item whose provenance is
+unchanged, ``score-batch`` and ``pairs`` are cheap and deterministic (equal inputs write
+equal files), ``train`` continues from its latest checkpoint (and refuses when its pairs or
+configuration changed), the merge skips an equal merge and ``eval`` reuses its run
+directory. So a killed loop rerun redoes nothing it finished and restarts in the stage it
+was in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spatialalign.config import scoring_config
+from spatialalign.errors import SpatialAlignError
+from spatialalign.loop.config import LoopConfig
+from spatialalign.prompts.model import DSRPrompt
+from spatialalign.provenance import fingerprint
+from spatialalign.rundir import RunDir
+from spatialalign.sampling.backends import BackendConfig
+from spatialalign.training.config import TrainConfig
+
+Echo = Callable[[str], None]
+SHIPPED_TEST = 120
+"""TEST prompts generated beside the TRAIN ones (``toy-test``'s draw: 500 + 120, seed 0)."""
+
+
+def preset_of(cfg: LoopConfig) -> str:
+    """The scoring/tracker preset that goes with the detector (as ``eval`` chooses it)."""
+    return "toy" if cfg.detector == "toy" else "official"
+
+
+def backend_config(
+    cfg: LoopConfig, model_dir: str | os.PathLike[str] | None, adapter: Path | None
+) -> BackendConfig:
+    """The sampling back end of a model (and adapter) with the loop's sampler settings."""
+    return BackendConfig(
+        model=cfg.model,
+        model_path=None if model_dir is None else str(model_dir),
+        adapter=None if adapter is None else str(adapter),
+        steps=cfg.sample_steps,
+        guidance=cfg.guidance,
+        device=cfg.device,
+    )
+
+
+# ------------------------------------------------------------------ prompts
+def train_prompts(cfg: LoopConfig) -> list[DSRPrompt]:
+    """The first ``train_prompts`` TRAIN prompts of the generated dataset (at least 500
+    drawn, with 120 TEST prompts beside them, so seed 0 gives ``toy evaluate``'s TRAIN
+    split, disjoint from ``toy-test``)."""
+    from spatialalign.prompts.generate import generate_dataset
+
+    drawn = generate_dataset(max(cfg.train_prompts, 500), SHIPPED_TEST, seed=cfg.prompt_seed)
+    return [p for p in drawn if p.split == "train"][: cfg.train_prompts]
+
+
+def ensure_prompts(path: Path, prompts: list[DSRPrompt]) -> Path:
+    """Writes the TRAIN prompts once; an existing file must hold exactly them."""
+    from spatialalign.prompts import read_prompts, write_prompts
+
+    if path.is_file():
+        have = [(p.prompt_id, p.text) for p in read_prompts(path)]
+        if have != [(p.prompt_id, p.text) for p in prompts]:
+            raise SpatialAlignError(f"{path} holds other prompts than this loop's settings")
+        return path
+    return write_prompts(prompts, path)
+
+
+# ------------------------------------------------------------------ sample, track, score
+def sample(run: RunDir, backend: BackendConfig, prompts: Path, cfg: LoopConfig, progress: bool):
+    """``sample``: every TRAIN prompt x seeds ``0..seeds-1`` with the round's model."""
+    from spatialalign.sampling.run import run_sample
+
+    run.root.mkdir(parents=True, exist_ok=True)
+    return run_sample(
+        run.root,
+        backend,
+        prompts_file=prompts,
+        split="train",
+        seeds=cfg.seeds,
+        batch_size=cfg.batch_size,
+        progress=progress,
+    )
+
+
+def detector_settings(cfg: LoopConfig) -> dict[str, Any]:
+    """The detector's weights and their fingerprints (part of ``track``'s settings key)."""
+    out: dict[str, Any] = {}
+    for name, path in (("model_dir", cfg.gdino_dir), ("onnx_dir", cfg.onnx_dir), ("sam", cfg.sam)):
+        out[name] = None if path is None else str(Path(path).resolve())
+        if path is not None:
+            out[f"{name}_fingerprint"] = fingerprint(path)
+    return out
+
+
+def track(run: RunDir, cfg: LoopConfig, progress: bool):
+    """``track``: detect, judge and track every sampled video."""
+    from spatialalign.detection.pipeline import track_run
+    from spatialalign.detection.registry import make_detector
+    from spatialalign.detection.tracker import tracker_config
+
+    preset = preset_of(cfg)
+    scoring = scoring_config(preset)
+    detector = make_detector(
+        cfg.detector,
+        model_dir=cfg.gdino_dir,
+        onnx_dir=cfg.onnx_dir,
+        box_threshold=scoring.box_threshold,
+        text_threshold=scoring.text_threshold,
+        device=cfg.device,
+        sam=cfg.sam,
+    )
+    summary = track_run(
+        run.root,
+        detector,
+        scoring,
+        tracker_config(preset),
+        preset=preset,
+        settings=detector_settings(cfg),
+        progress=progress,
+    )
+    if not summary.merged:
+        raise SpatialAlignError(f"{run.root}: track did not merge its tables")
+    return summary
+
+
+def score(run: RunDir, cfg: LoopConfig):
+    """``score-batch``: DSR-Score per video, summary.json."""
+    from spatialalign.scoring.batch import score_run
+
+    preset = preset_of(cfg)
+    return score_run(run.root, config=scoring_config(preset), preset=preset, progress=False)
+
+
+def pairs(run: RunDir, cfg: LoopConfig):
+    """``pairs``: winners (DSR >= tau) and losers per prompt, at most N per prompt."""
+    from spatialalign.pairs.build import PairConfig
+    from spatialalign.pairs.run import pair_run
+
+    pair_cfg = PairConfig(tau=cfg.tau, max_per_prompt=cfg.max_pairs_per_prompt, seed=cfg.pair_seed)
+    return pair_run(run.root, pair_cfg)
+
+
+# ------------------------------------------------------------------ train
+def seed_adapter(
+    run: RunDir, cfg: LoopConfig, train_cfg: TrainConfig, adapter: Path
+) -> Path | None:
+    """``--continue-adapter``: writes a step-0 checkpoint into ``RUN/run/`` holding
+    ``adapter``'s LoRA weights (fresh optimizer and schedule), so ``train`` resumes from it:
+    the previous round's adapter keeps training on the starting model. None (nothing
+    written) when the run already has checkpoints."""
+    import torch
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from spatialalign.lora import resolve_adapter
+    from spatialalign.training.run import load_model
+    from spatialalign.training.trainer import (
+        checkpoint_paths,
+        make_optimizer,
+        prepare_transformer,
+        save_checkpoint,
+    )
+
+    out = run.train_dir
+    if checkpoint_paths(out):
+        return None
+    transformer = load_model(cfg.model, cfg.model_dir, "cpu").transformer
+    with torch.random.fork_rng(devices=[]):
+        params = prepare_transformer(transformer, train_cfg)
+    state = load_file(str(resolve_adapter(adapter)))
+    state = {k.removeprefix("transformer."): v for k, v in state.items()}
+    result = set_peft_model_state_dict(transformer, state)
+    if getattr(result, "unexpected_keys", None):
+        raise SpatialAlignError(f"{adapter} does not fit a rank-{train_cfg.lora_rank} adapter")
+    opt, sched = make_optimizer(params, train_cfg)
+    return save_checkpoint(out, transformer, opt, sched, 0, train_cfg.keep_checkpoints)
+
+
+def train(
+    run: RunDir,
+    cfg: LoopConfig,
+    train_cfg: TrainConfig,
+    model_dir: str | os.PathLike[str] | None,
+    progress: bool,
+):
+    """``train``: a LoRA on the run's pairs into ``RUN/run`` (reference: the model with the
+    adapter disabled); continues from the run's latest checkpoint when it has one."""
+    from dataclasses import replace
+
+    from spatialalign.training.run import train_run
+    from spatialalign.training.trainer import checkpoint_paths
+
+    resume = bool(checkpoint_paths(run.train_dir))
+    return train_run(
+        run.root,
+        replace(train_cfg, resume=resume),
+        model=cfg.model,
+        model_path=None if model_dir is None else str(model_dir),
+        progress=progress,
+    )
+
+
+# ------------------------------------------------------------------ eval
+def evaluate(run: RunDir, cfg: LoopConfig, backend: BackendConfig, echo: Echo, progress: bool):
+    """``eval``: the TEST prompts x eval seeds with the round's model."""
+    from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
+
+    eval_cfg = EvalRunConfig(
+        backend=backend,
+        prompts=cfg.test_prompts,
+        seeds=cfg.eval_seeds,
+        batch_size=cfg.batch_size,
+        detector=cfg.detector,
+        onnx_dir=cfg.onnx_dir,
+        gdino_dir=cfg.gdino_dir,
+        sam=cfg.sam,
+        progress=progress,
+    )
+    return eval_run(run.root, eval_cfg, echo=echo)

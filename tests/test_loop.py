@@ -1,0 +1,209 @@
+"""``spatialalign loop`` on the toy model at tiny settings: layout, which model each round
+samples with, resume after a kill, the merge, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from spatialalign.cli import main
+from spatialalign.io import read_json
+from spatialalign.loop import stages
+from spatialalign.loop.config import LoopConfig, loop_train_config
+from spatialalign.loop.layout import LoopDir
+from spatialalign.loop.merge import merge_toy
+from spatialalign.loop.run import loop_run
+from spatialalign.lora import load_lora_into_transformer
+from spatialalign.provenance import fingerprint
+from spatialalign.sampling.backends import ToyBackend
+from spatialalign.toy.pipeline import ToyPipeline
+from spatialalign.training.config import TrainConfig
+from spatialalign.training.trainer import CHECKPOINT_DIR, prepare_transformer, save_adapter
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def tiny(mode: str = "merge", **overrides) -> LoopConfig:
+    """6 TRAIN prompts x 3 seeds, 4 TEST prompts x 1 seed, 3 steps of 4 pairs, 2 rounds."""
+    train = loop_train_config(max_steps=3, train_batch_size=4)
+    return LoopConfig(
+        rounds=2,
+        mode=mode,
+        train_prompts=6,
+        seeds=3,
+        test_prompts="toy-test:4",
+        eval_seeds=1,
+        train=train,
+        **overrides,
+    )
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory):
+    """A merge loop killed in round 1 after ``pairs`` (train raises), then rerun to the end;
+    (layout, result of the rerun, echo lines of the rerun)."""
+    root = tmp_path_factory.mktemp("loop") / "merge"
+    cfg = tiny()
+    with pytest.MonkeyPatch.context() as mp:
+
+        def killed(*args, **kwargs):
+            raise Killed
+
+        mp.setattr(stages, "train", killed)
+        with pytest.raises(Killed):
+            loop_run(root, cfg, progress=False)
+    layout = LoopDir(root)
+    assert layout.train_run(1).pairs_path.is_file()
+    assert not layout.adapter_path(1).exists()
+    lines: list[str] = []
+    result = loop_run(root, cfg, echo=lines.append, progress=False)
+    return layout, result, lines
+
+
+def test_every_round_writes_its_files(merged):
+    layout, result, _ = merged
+    for k in (1, 2):
+        train = layout.train_run(k)
+        for path in (train.manifest_path, train.tracks_path, train.scores_path, train.pairs_path):
+            assert path.is_file(), path
+        assert layout.adapter_path(k).is_file()
+        assert (layout.model_dir(k) / "model.safetensors").is_file()
+    for k in (0, 1, 2):
+        assert layout.eval_run(k).summary_path.is_file()
+        assert layout.eval_run(k).metrics_path.is_file()
+    assert not layout.train_run(0).root.exists()
+    state = read_json(layout.state_path)
+    assert [r["round"] for r in state["table"]] == [0, 1, 2]
+    assert state["settings"]["train"]["max_steps"] == 3
+    assert [r.round for r in result.rows] == [0, 1, 2]
+    assert result.rows[1].pairs and result.rows[1].train_steps == 3
+    assert "| 2 |" in layout.table_path.read_text()
+
+
+def _model_ids(run) -> set[str]:
+    return {r["model_id"] for r in run.sample_records().values()}
+
+
+def test_each_round_samples_with_the_previous_rounds_model(merged):
+    layout, _, _ = merged
+    shipped = ToyBackend(ToyPipeline.from_pretrained()).identity()
+    round1 = ToyBackend(ToyPipeline.from_pretrained(layout.model_dir(1))).identity()
+    round2 = ToyBackend(ToyPipeline.from_pretrained(layout.model_dir(2))).identity()
+    assert len({shipped, round1, round2}) == 3
+    assert _model_ids(layout.train_run(1)) == {shipped}
+    assert _model_ids(layout.train_run(2)) == {round1}
+    assert _model_ids(layout.eval_run(0)) == {shipped}
+    assert _model_ids(layout.eval_run(2)) == {round2}
+    # round 2 trained on round 1's model (its reference), recorded by train
+    inputs = read_json(layout.train_run(2).train_dir / "inputs.json")
+    assert inputs["model"] == "toy:" + fingerprint(layout.model_dir(1))
+
+
+def test_a_killed_loop_resumes_in_the_stage_it_was_in(merged):
+    _, result, lines = merged
+    first, second = result.reports
+    assert first.sampled == 0 and first.tracked == 0  # round 1 was sampled and tracked before
+    assert first.trained and first.merged
+    assert second.sampled > 0 and second.trained
+    round0 = [ln for ln in lines if ln.startswith("sample:")]  # round 0's eval
+    assert round0 and all("generated 0 video(s)" in ln for ln in round0)
+
+
+def test_a_finished_loop_reruns_nothing(merged):
+    layout, _, _ = merged
+    again = loop_run(layout.root, tiny(), progress=False)
+    for report in again.reports:
+        assert (report.sampled, report.tracked) == (0, 0)
+        assert not report.trained and not report.merged
+    assert [r.correctness for r in again.rows] == [
+        r["correctness"] for r in read_json(layout.state_path)["table"]
+    ]
+
+
+def test_other_settings_are_refused_but_rounds_may_grow(merged, capsys):
+    layout, _, _ = merged
+    with pytest.raises(SystemExit):
+        main(["loop", str(layout.root), "--rounds", "2", "--seeds", "4", "--max-steps", "3"])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "other settings" in err and "\n" not in err
+
+
+def test_continue_adapter_trains_the_previous_adapter_on(tmp_path):
+    layout = LoopDir(tmp_path / "continue")
+    result = loop_run(layout.root, tiny("continue"), progress=False)
+    assert [r.round for r in result.rows] == [0, 1, 2]
+    assert not layout.model_dir(1).exists()
+    # round 2 sampled with the shipped model + round 1's adapter
+    records = layout.train_run(2).sample_records().values()
+    assert {r["adapter"] for r in records} == {str(layout.adapter_path(1).resolve())}
+    assert {r["adapter_id"] for r in records} == {fingerprint(layout.adapter_path(1))}
+    # ... and its training started from that adapter: the step-0 checkpoint holds it
+    ckpt = layout.train_run(2).train_dir / CHECKPOINT_DIR / "checkpoint-0000000.safetensors"
+    start = {k.removeprefix("lora."): v for k, v in load_file(str(ckpt)).items()}
+    start = {k: v for k, v in start.items() if "lora_" in k}
+    adapter = {
+        k.removeprefix("transformer."): v for k, v in load_file(str(layout.adapter_path(1))).items()
+    }
+    assert start.keys() == adapter.keys()
+    assert all(torch.equal(start[k], adapter[k]) for k in adapter)
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+
+
+def _transformer_out(transformer) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    cfg = transformer.config
+    x = torch.randn(2, cfg.in_channels, 9, 4, 4, generator=g)
+    text = torch.randn(2, 5, cfg.text_dim, generator=g)
+    with torch.no_grad():
+        return transformer(
+            hidden_states=x,
+            timestep=torch.tensor([300.0, 700.0]),
+            encoder_hidden_states=text,
+            return_dict=False,
+        )[0]
+
+
+def test_merged_model_equals_base_plus_lora(tmp_path):
+    pipe = ToyPipeline.from_pretrained()
+    prepare_transformer(pipe.transformer, TrainConfig(lora_rank=4, lora_alpha=8.0))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in pipe.transformer.named_parameters():
+            if "lora_" in name:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+    adapter = save_adapter(tmp_path / "lora", pipe.transformer)
+
+    out, written = merge_toy(None, adapter, tmp_path / "merged")
+    assert written and merge_toy(None, adapter, out) == (out, False)  # equal merge: skipped
+    base = ToyPipeline.from_pretrained()
+    plain = _transformer_out(base.transformer)
+    load_lora_into_transformer(base.transformer, adapter)
+    with_lora = _transformer_out(base.transformer)
+    merged = ToyPipeline.from_pretrained(out)
+    assert not any("lora" in k for k in merged.state_dict())
+    got = _transformer_out(merged.transformer)
+    assert (with_lora - plain).abs().max() > 1e-2  # the adapter matters
+    assert torch.allclose(got, with_lora, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rounds", "0"], "--rounds must be >= 1"),
+        (["--model", "sdxl"], "unknown model 'sdxl'"),
+        (["--model", "wan"], "--merge is implemented for the toy model only"),
+        (["--seeds", "1"], "--seeds must be >= 2"),
+        (["--max-steps", "0"], "max_steps must be >= 1"),
+    ],
+)
+def test_one_line_errors(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        main(["loop", str(tmp_path / "run"), *args])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
