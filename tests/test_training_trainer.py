@@ -92,6 +92,13 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
         assert got.keys() == expected.keys()
         assert all(torch.equal(got[k], expected[k]) for k in expected), name
         assert _log(tmp_path / name) == _log(tmp_path / "full"), name
+    # a finished run resumed again keeps its adapter file (same bytes, same fingerprint)
+    before = (full.adapter.read_bytes(), full.adapter.stat().st_mtime_ns)
+    again = run(tmp_path / "full", tiny_cfg(resume=True))
+    assert (
+        again.steps == 5
+        and (again.adapter.read_bytes(), again.adapter.stat().st_mtime_ns) == before
+    )
     with pytest.raises(SpatialAlignError, match="differs in beta"):
         run(tmp_path / "hard", tiny_cfg(resume=True, beta=2.0))
 

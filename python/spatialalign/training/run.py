@@ -68,14 +68,15 @@ def record_inputs(run: RunDir, inputs: dict[str, str], resume: bool) -> None:
     if checkpoint_paths(run.train_dir):
         if not resume:
             return  # the trainer refuses to overwrite a run
-        old = read_json(path) if path.is_file() else {}
-        changed = sorted(k for k in inputs if k in old and old[k] != inputs[k])
+        old = read_json(path) if path.is_file() else None
+        changed = sorted(k for k in inputs if old and k in old and old[k] != inputs[k])
         if changed:
             raise SpatialAlignError(
                 f"cannot resume {run.train_dir}: {', '.join(changed)} changed since the run "
                 "started (train into a new run directory)"
             )
-        return
+        if old is not None:
+            return
     write_json(inputs, path)
 
 

@@ -434,7 +434,7 @@ def train(
     opt, sched = make_optimizer(params, cfg)
     model = acc.prepare(transformer)
     base = acc.unwrap_model(model)
-    step = load_latest_checkpoint(out, base, opt, sched) if cfg.resume else 0
+    step = start = load_latest_checkpoint(out, base, opt, sched) if cfg.resume else 0
     if step:
         log.info("resumed %s at step %d", out, step)
     ctx = TrainState(model, base, cfg, acc, params, opt, sched)
@@ -465,7 +465,10 @@ def train(
     bar.close()
     logger.close()
     done = step >= cfg.max_steps
-    if done and acc.is_main_process:
+    # a finished run resumed again keeps its file: equal weights would still give other
+    # bytes (safetensors writes its metadata keys in hash-map order), i.e. a new fingerprint
+    rewrite = step > start or not (out / LORA_WEIGHT_NAME).is_file()
+    if done and rewrite and acc.is_main_process:
         save_adapter(out, base)
     acc.wait_for_everyone()
     adapter = out / LORA_WEIGHT_NAME if done else None
