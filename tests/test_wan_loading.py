@@ -25,6 +25,8 @@ from spatialalign.wan.original import load_original_transformer, load_original_v
 from spatialalign.wan.runtime import ATTENTION, check_runtime, place
 from test_sampling_wan import GEOMETRY, build_tiny_wan
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # diffusers name -> original Wan2.1 name (applied in order; norm2/norm3 swap separately)
 TO_ORIGINAL = [
     ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
