@@ -92,7 +92,18 @@ def _original_dir(wan_dir: Path, out: Path, *, prefix: str = "", config: dict | 
     return tr, out
 
 
+@pytest.fixture
+def keep_attention_backend():
+    """diffusers' set_attention_backend also sets a process-wide default: restore it."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    old = _AttentionBackendRegistry.get_active_backend()[0]
+    yield
+    _AttentionBackendRegistry.set_active_backend(old)
+
+
 # ----------------------------------------------------------------------- diffusers layout
+@pytest.mark.usefixtures("keep_attention_backend")
 def test_cli_path_loads_with_switches(wan_dir, prompts):
     cfg = BackendConfig(
         model="wan",
@@ -185,6 +196,7 @@ def test_offload_calls_reach_the_pipeline():
     assert calls == [("to", "cuda:1"), ("model", "cuda:1"), ("sequential", "cuda:1")]
 
 
+@pytest.mark.usefixtures("keep_attention_backend")
 def test_cli_options(wan_dir, prompts, tmp_path, capsys):
     write_prompts(prompts[:1], tmp_path / "prompts.parquet")
     base = ["sample", str(tmp_path), "--model", "wan", "--model-dir", str(wan_dir)]
