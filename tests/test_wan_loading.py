@@ -273,3 +273,25 @@ def test_original_pickles_and_wrong_config_refused(wan_dir, tmp_path):
     (root / "config.json").write_text(json.dumps({"num_heads": 2}))
     with pytest.raises(SpatialAlignError, match=r"transformer weights do not fit: 1 missing"):
         load_original_transformer(files, root / "config.json", torch.float32)
+
+
+def test_original_layout_pipeline_samples_like_the_diffusers_one(wan_dir, prompts, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    """The original layout assembled into a WanPipeline (transformer converted, text encoder
+    and tokenizer from --text-encoder-dir, scheduler/ beside the files) samples exactly what
+    the diffusers directory does. The VAE conversion is stubbed with the tiny diffusers VAE:
+    diffusers' Wan VAE conversion is written for the full-size VAE only."""
+    from diffusers import AutoencoderKLWan
+
+    _, root = _original_dir(wan_dir, tmp_path / "orig")
+    torch.save({"unused": torch.zeros(1)}, root / "Wan2.1_VAE.pth")
+    shutil.copytree(wan_dir / "scheduler", root / "scheduler")
+    tiny_vae = AutoencoderKLWan.from_pretrained(wan_dir, subfolder="vae")
+    monkeypatch.setattr("spatialalign.wan.original.load_original_vae", lambda path: tiny_vae)
+    cfg = dict(model="wan", device="cpu", max_sequence_length=32, **GEOMETRY)
+    orig = load_backend(BackendConfig(model_path=str(root), text_encoder_dir=str(wan_dir), **cfg))
+    ref = load_backend(BackendConfig(model_path=str(wan_dir), **cfg))
+    assert type(orig.pipe.scheduler) is type(ref.pipe.scheduler)
+    text = [prompts[0].text]
+    np.testing.assert_array_equal(orig.generate(text, [0]), ref.generate(text, [0]))
+    assert orig.identity() != ref.identity() and "+te:" in orig.identity()
