@@ -2,7 +2,8 @@
 
 The loop's own settings live here; each round's training settings are a
 :class:`~spatialalign.training.config.TrainConfig` whose loop defaults
-(:func:`loop_train_config`) are those of the measured toy probe: 300 steps, no warm-up.
+(:func:`loop_train_config`) are those of the issue's toy probe: 300 steps at a constant
+1e-4, no warm-up.
 The CLI options are derived from both dataclasses
 (:func:`spatialalign.training.options.click_options`).
 """
@@ -21,6 +22,10 @@ LOOP_MAX_STEPS = 300
 """Optimizer steps per round (the issue's probe: 300 steps of a fresh LoRA per round)."""
 LOOP_WARMUP_STEPS = 0
 """Warm-up per round: none (300 warm-up steps in a 300-step round never reach the peak)."""
+LOOP_LR_SCHEDULER = "constant"
+"""Learning rate per round: constant at the peak. Measured on the toy's round-1 pairs (686 pairs
+of 117 TRAIN prompts, 300 steps at 1e-4): cosine from the peak gave Correctness@0.7 0.578,
+constant 0.733 (validness 0.912 / 0.905)."""
 
 
 def _f(default: Any, help_: str) -> Any:
@@ -32,6 +37,7 @@ def _f(default: Any, help_: str) -> Any:
 class LoopTrainDefaults(TrainConfig):
     """TrainConfig with the loop's per-round defaults (only for deriving CLI options)."""
 
+    lr_scheduler: str = _f(LOOP_LR_SCHEDULER, "Learning-rate schedule of each round (diffusers).")
     lr_warmup_steps: int = _f(LOOP_WARMUP_STEPS, "Linear warm-up steps of each round.")
     max_steps: int = _f(LOOP_MAX_STEPS, "Optimizer steps of each round's training.")
 
