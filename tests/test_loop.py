@@ -79,6 +79,8 @@ def test_every_round_writes_its_files(merged):
     state = read_json(layout.state_path)
     assert [r["round"] for r in state["table"]] == [0, 1, 2]
     assert state["settings"]["train"]["max_steps"] == 3
+    stages_timed = {"sample", "track", "score", "pairs", "train", "merge", "eval"}
+    assert set(state["table"][2]["stage_seconds"]) == stages_timed
     assert [r.round for r in result.rows] == [0, 1, 2]
     assert result.rows[1].pairs and result.rows[1].train_steps == 3
     assert "| 2 |" in layout.table_path.read_text()

@@ -58,6 +58,19 @@ class LoopResult:
     reports: list[RoundReport] = field(default_factory=list)
 
 
+@dataclass
+class StageClock:
+    """Wall seconds per stage, lap by lap."""
+
+    laps: dict[str, float] = field(default_factory=dict)
+    last: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self.last, 1)
+        self.last = now
+
+
 def model_after(layout: LoopDir, cfg: LoopConfig, k: int) -> tuple[str | None, Path | None]:
     """(model directory, adapter) of the model after round ``k`` (0: the starting model)."""
     if k == 0:
@@ -104,21 +117,26 @@ def run_round(
     t0 = time.perf_counter()
     report = RoundReport(k)
     say = lambda line: echo(f"round {k}: {line}")  # noqa: E731
+    clock = StageClock()
     run = layout.train_run(k)
     src_model, src_adapter = model_after(layout, cfg, k - 1)
 
     result = stages.sample(
         run, stages.backend_config(cfg, src_model, src_adapter), layout.prompts_path, cfg, progress
     )
+    clock.lap("sample")
     report.sampled = result.generated
     say(result.summary())
     tracked = stages.track(run, cfg, progress)
+    clock.lap("track")
     report.tracked = tracked.n_tracked
     say(tracked.line())
     scored = stages.score(run, cfg)
+    clock.lap("score")
     train_c = scored.summary.get("correctness_at_0.7")
     say(f"score-batch: TRAIN Correctness@0.7 {train_c}, validness {scored.summary['validness']}")
     _, pair_report = stages.pairs(run, cfg)
+    clock.lap("pairs")
     say(pair_report.summary())
     if pair_report.pairs == 0:
         raise SpatialAlignError(f"round {k}: no pairs (no TRAIN prompt had a winner and a loser)")
@@ -130,6 +148,7 @@ def run_round(
         if src_adapter is not None and stages.seed_adapter(run, cfg, cfg.train, src_adapter):
             say(f"continuing the adapter of round {k - 1}")
     done = stages.train(run, cfg, cfg.train, train_model, progress)
+    clock.lap("train")
     res = done.result
     if res.interrupted or res.adapter is None:
         raise SpatialAlignError(f"round {k}: training stopped at step {res.steps}; rerun to resume")
@@ -138,13 +157,16 @@ def run_round(
     if cfg.mode == "merge":
         path, report.merged = merge_model(cfg.model, src_model, res.adapter, layout.model_dir(k))
         say(f"merged -> {path}" + ("" if report.merged else " (unchanged, skipped)"))
+        clock.lap("merge")
 
     model_dir, adapter = model_after(layout, cfg, k)
     evaluated = stages.evaluate(
         layout.eval_run(k), cfg, stages.backend_config(cfg, model_dir, adapter), say, progress
     )
+    clock.lap("eval")
     say(evaluated.line())
     row = eval_row(k, layout.eval_run(k))
+    row.stage_seconds = clock.laps
     row.pairs, row.train_steps, row.train_correctness = pair_report.pairs, res.steps, train_c
     row.seconds = time.perf_counter() - t0
     return row, report

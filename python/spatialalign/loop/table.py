@@ -10,7 +10,7 @@ three tracked frames is the prompt's final one.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,8 @@ class RoundRow:
     """Correctness@0.7 of the round's TRAIN samples (drawn with the previous round's model)."""
     seconds: float | None = None
     """Wall seconds of the round's stages in the call that finished it."""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds per stage in that call (``sample``, ``track``, ... ``eval``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
