@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 # let Python cache bytecode in the venv: importing torch/transformers uncached costs ~15 s a process
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect fuzz lint fmt clean
+.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy fuzz lint fmt clean
 
 all: test
 
@@ -62,6 +62,18 @@ bench: build
 # GroundingDINO: gdino-onnx (batched) vs gdino-torch (per frame), real model size, random weights
 bench-detect: build
 	$(VPY) scripts/bench_detect.py $(BENCH_DETECT_ARGS)
+
+# Wan2.1-T2V-1.3B at full size (random weights): dpo+zo step time/peak, sampling, on a GPU
+bench-wan-gpu: build
+	mkdir -p .benchmarks && $(VPY) scripts/bench_wan_gpu.py --json .benchmarks/bench_wan_gpu.json
+# the same step's peak memory estimated from small CPU runs (an estimate; ~5 min)
+bench-wan-estimate: build
+	mkdir -p .benchmarks && $(VPY) scripts/bench_wan_gpu.py --device cpu --estimate --json .benchmarks/bench_wan_estimate.json
+
+# the toy DPO+ZO experiment (docs/RESULTS.md): sample, track, score, pair, train, eval, compare
+EXPERIMENT_DIR ?= experiments/toy
+experiment-toy: build
+	bash scripts/experiment_toy.sh $(EXPERIMENT_DIR)
 
 # coverage-guided fuzzing of dsr_batch (cargo-fuzz, libFuzzer; needs a nightly
 # toolchain, or falls back to RUSTC_BOOTSTRAP=1 on stable). Opt-in; FUZZ_SECONDS=600.
