@@ -146,6 +146,7 @@ def test_eval_rerun_redoes_nothing(plain_run, one_torch_thread):
     assert again.summary["metrics"] == first.summary["metrics"]
 
 
+@pytest.mark.slow
 def test_best_of_keeps_the_best_candidate_per_slot(tmp_path, one_torch_thread):
     run = RunDir(tmp_path / "bo2")
     cfg = EvalRunConfig(prompts="toy-test:2", seeds=1, best_of=2)
@@ -191,6 +192,7 @@ def test_best_of_keeps_the_best_candidate_per_slot(tmp_path, one_torch_thread):
             assert now["valid"] and now["dsr"] >= row["dsr"]
 
 
+@pytest.mark.slow
 def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread):
     from spatialalign.video import read_video
 

@@ -14,7 +14,7 @@ from spatialalign.detection.export import (
 )
 from spatialalign.io import read_json
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # ONNX exports
 
 
 def corrupt_largest_weight(path) -> None:

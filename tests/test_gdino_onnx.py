@@ -27,7 +27,10 @@ TEXT_LEN = 16
 CLASSES = [("cat", "stump"), ("horse", "tree"), ("brown dog", "red box"), ("fox", "rock")]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.slow,
+]  # exports and runs tiny GroundingDINO graphs
 
 
 @pytest.fixture(scope="module")

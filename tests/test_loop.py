@@ -20,7 +20,10 @@ from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.training.config import TrainConfig
 from spatialalign.training.trainer import CHECKPOINT_DIR, prepare_transformer, save_adapter
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.slow,
+]  # the loop runs whole rounds
 
 
 def tiny(mode: str = "merge", **overrides) -> LoopConfig:

@@ -436,6 +436,7 @@ def test_score_batch_warns_about_samples_not_tracked_yet(external, tmp_path, cap
     assert "warning: 1 of 4 sample(s) have neither tracks nor a detections row" in err
 
 
+@pytest.mark.slow
 def test_quiet_silences_the_plots_bar(tmp_path, capsys) -> None:
     """Finding 6: ``-q`` did not silence the SSR plots progress bar."""
     from spatialalign.demo import copy_demo_run
@@ -497,6 +498,8 @@ def test_guidance_nan_is_refused_by_the_library_too() -> None:
 
 def test_wan_loads_weights_with_safetensors_only(tmp_path, monkeypatch) -> None:
     """Finding 6: the Wan loader's from_pretrained calls lacked use_safetensors=True."""
+    import json
+
     import diffusers
     from spatialalign.sampling.backends import load_wan_pipeline
 
@@ -514,10 +517,18 @@ def test_wan_loads_weights_with_safetensors_only(tmp_path, monkeypatch) -> None:
 
         return from_pretrained
 
+    monkeypatch.setattr(diffusers.WanTransformer3DModel, "from_pretrained", record("transformer"))
     monkeypatch.setattr(diffusers.AutoencoderKLWan, "from_pretrained", record("vae"))
     monkeypatch.setattr(diffusers.WanPipeline, "from_pretrained", record("pipe"))
-    (tmp_path / "model_index.json").write_text("{}")
+    # a directory that passes the layout check (the loads themselves are recorded)
+    parts = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+    index = {"_class_name": "WanPipeline", **{p: ["library", "Class"] for p in parts}}
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    for part in parts:
+        (tmp_path / part).mkdir()
+    for part in ("transformer", "vae", "text_encoder"):
+        (tmp_path / part / "model.safetensors").write_bytes(b"")
     with pytest.raises(Stop):
         load_wan_pipeline(tmp_path)
-    assert [n for n, _ in calls] == ["vae", "pipe"]
+    assert [n for n, _ in calls] == ["transformer", "vae", "pipe"]
     assert all(kw.get("use_safetensors") is True for _, kw in calls)

@@ -17,7 +17,10 @@ FRAME = (48, 80)
 BOXES = np.array([[5, 5, 40, 30], [30, 10, 70, 45], [0, 20, 20, 47]], np.float32)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.slow,
+]  # exports and runs tiny SAM graphs
 
 
 @pytest.fixture(scope="module")

@@ -196,6 +196,7 @@ def test_registry_errors(tmp_path):
         make_detector("gdino-torch", model_dir=tmp_path, box_threshold=1.5)
 
 
+@pytest.mark.slow
 def test_two_ranks_shard_and_rank0_merges(toy_run, tmp_path):
     src, truth, order = toy_run
     run = _copy(src, tmp_path)

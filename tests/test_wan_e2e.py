@@ -17,7 +17,10 @@ from spatialalign.video import read_video
 from test_sampling_wan import build_tiny_wan
 
 pytest.importorskip("peft")
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.slow,
+]  # sample, cache, train and resample a tiny Wan
 
 GEOMETRY = ["--num-frames", "5", "--height", "16", "--width", "16", "--steps", "2"]
 
