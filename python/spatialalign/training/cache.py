@@ -76,16 +76,44 @@ class WanCacheBackend:
     """A diffusers ``WanPipeline``: text as ``encode_prompt`` gives it (UMT5, padding
     zeroed, ``max_sequence_length`` tokens), latents as ``AutoencoderKLWan`` encodes them
     (distribution mode), normalised with the VAE's ``latents_mean``/``latents_std`` exactly
-    inverse to the pipeline's decoding."""
+    inverse to the pipeline's decoding.
 
-    def __init__(self, pipe: Any, identity: str, max_sequence_length: int = 512) -> None:
+    The identity is ``identity`` (the encoders' fingerprints) plus the sequence length and,
+    when the VAE encodes in tiles (``--vae-tiling``: other latents for frames larger than a
+    tile), the tile geometry; without tiling it is what it was before the switch existed,
+    so existing caches stay current."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        identity: str,
+        max_sequence_length: int = 512,
+        *,
+        device: str | torch.device | None = None,
+    ) -> None:
         self.pipe = pipe
-        self.identity = f"wan:{identity}:{max_sequence_length}"
+        self.identity = f"wan:{identity}:{max_sequence_length}" + vae_tiling_tag(pipe.vae)
         self.max_sequence_length = max_sequence_length
+        self.device = device
+        """Where to encode (None: where the encoders are). Set, each encoder moves there
+        when first needed and the other one back to the CPU, so the GPU holds one encoder
+        at a time (UMT5-XXL alone is ~11 GB in bf16) and never the transformer."""
+
+    def _use(self, name: str) -> Any:
+        """The pipeline's ``name`` encoder on :attr:`device` (the other one moved off)."""
+        module = getattr(self.pipe, name)
+        if self.device is None:
+            return module
+        other = getattr(self.pipe, "vae" if name == "text_encoder" else "text_encoder", None)
+        if other is not None and other.device != torch.device("cpu"):
+            other.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        return module.to(self.device)
 
     @torch.no_grad()
     def encode_videos(self, videos: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        vae = self.pipe.vae
+        vae = self._use("vae")
         cfg = vae.config
         mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1)
         std = torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1)
@@ -99,13 +127,24 @@ class WanCacheBackend:
 
     @torch.no_grad()
     def encode_prompts(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        text_encoder = self._use("text_encoder")
         emb, _ = self.pipe.encode_prompt(
             prompt=list(texts),
             do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
-            device=self.pipe.text_encoder.device,
+            device=text_encoder.device,
         )
         return [t.cpu().contiguous() for t in emb]
+
+
+def vae_tiling_tag(vae: Any) -> str:
+    """``:tiling=HxW/HxW`` (tile size / stride in pixels) when ``vae`` encodes in tiles, else
+    ``""``: tiled encoding gives other latents than whole-frame encoding."""
+    if vae is None or not getattr(vae, "use_tiling", False):
+        return ""
+    size = [getattr(vae, f"tile_sample_min_{d}", "?") for d in ("height", "width")]
+    stride = [getattr(vae, f"tile_sample_stride_{d}", "?") for d in ("height", "width")]
+    return f":tiling={size[0]}x{size[1]}/{stride[0]}x{stride[1]}"
 
 
 @dataclass

@@ -20,7 +20,27 @@ from spatialalign.training.options import click_options, from_options
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Model directory (toy: default the shipped weights; wan: a local diffusers "
-    "WanPipeline directory).",
+    "WanPipeline directory or the original Wan2.1 files).",
+)
+@click.option(
+    "--text-encoder-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="wan, original Wan2.1 layout: a transformers UMT5 encoder directory (e.g. "
+    "Wan2.1-T2V-1.3B-Diffusers or its text_encoder/); default text_encoder/ beside the files.",
+)
+@click.option(
+    "--vae-tiling",
+    is_flag=True,
+    help="wan: encode the videos in VAE tiles (bounded memory at any resolution; frames "
+    "larger than a tile get other latents, so the cache re-encodes when this changes).",
+)
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    "gradient_checkpointing",
+    default=None,
+    help="Recompute activations in the backward pass (less memory, one more forward per "
+    "block).  [default: on for --model wan, off for toy]",
 )
 @click.option(
     "--encode/--no-encode",
@@ -29,15 +49,27 @@ from spatialalign.training.options import click_options, from_options
     help="Encode videos and prompts the cache lacks (else a missing item is an error).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click_options(TrainConfig)
+@click_options(TrainConfig, exclude=("gradient_checkpointing",))
 def train(
-    run_dir: Path, model: str, model_path: Path | None, encode: bool, quiet: bool, **options: Any
+    run_dir: Path,
+    model: str,
+    model_path: Path | None,
+    text_encoder_dir: Path | None,
+    vae_tiling: bool,
+    gradient_checkpointing: bool | None,
+    encode: bool,
+    quiet: bool,
+    **options: Any,
 ) -> None:
     """Train a SpatialAlign LoRA (DPO + zeroth-order regulariser by default) on RUN_DIR's
     pairs.parquet into RUN_DIR/run/ (pytorch_lora_weights.safetensors, checkpoints, logs).
 
     Videos and prompts are encoded once into RUN_DIR/cache/. Several processes:
     `accelerate launch` or `torchrun` in front of `spatialalign train`.
+
+    --model wan loads on the CPU, encodes with the text encoder and then the VAE on the
+    GPU (one at a time), frees them and only then moves the transformer to the GPU;
+    gradient checkpointing is on unless --no-gradient-checkpointing.
     """
     from spatialalign.training.run import train_run
 
@@ -47,7 +79,15 @@ def train(
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
     done = train_run(
-        run_dir, cfg, model=model, model_path=model_path, encode=encode, progress=not quiet
+        run_dir,
+        cfg,
+        model=model,
+        model_path=model_path,
+        encode=encode,
+        progress=not quiet,
+        text_encoder_dir=text_encoder_dir,
+        vae_tiling=vae_tiling,
+        gradient_checkpointing=gradient_checkpointing,
     )
     res = done.result
     for warning in done.warnings:

@@ -90,7 +90,13 @@ class TrainConfig:
         "bf16 autocast for the forward passes; auto = bf16 on a GPU, full precision on the "
         "CPU. Trainable (LoRA) weights always stay float32.",
     )
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass.")
+    gradient_checkpointing: bool = _f(
+        False,
+        "Recompute activations in the backward pass (less memory, one more forward per "
+        "block). train() does what this says; `spatialalign train`/`loop` (train_run) turn "
+        "it on for --model wan also when False (off only with `train "
+        "--no-gradient-checkpointing`), toy: as set.",
+    )
     resume: bool = _f(False, "Continue from the latest checkpoint in the run directory.")
 
     def to_dict(self) -> dict[str, Any]:

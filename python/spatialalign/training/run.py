@@ -4,13 +4,20 @@ Reads ``pairs.parquet`` (which prompts and which winner/loser samples), for ``sf
 the valid scored samples of those prompts from ``scores.parquet``, the manifest (sample ->
 video) and the prompts (prompt -> text) through :class:`spatialalign.rundir.RunDir`;
 encodes what the cache lacks (main process only) and trains.
+
+``--model wan`` is laid out for a 24 GB GPU: the pipeline loads on the CPU (in the dtype
+the device gets: bf16 on CUDA); the text encoder, then the VAE, move to the device only
+while they encode (one at a time); both are freed before the transformer moves to the
+device for training. Gradient checkpointing is on by default for Wan (off for the toy
+model): :func:`resolve_checkpointing`.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,32 +120,92 @@ def read_samples(run: RunDir, prompt_ids: set[str]) -> list[Sample]:
     return out
 
 
-def load_model(model: str, model_path: str | os.PathLike[str] | None, device: Any) -> Any:
+def load_model(
+    model: str,
+    model_path: str | os.PathLike[str] | None,
+    device: Any,
+    *,
+    dtype: str | None = None,
+    text_encoder_dir: str | os.PathLike[str] | None = None,
+    vae_tiling: bool = False,
+) -> Any:
     """The pipeline to train (its transformer) and to encode the cache with; a wrong or
-    missing model directory is a :class:`SpatialAlignError`."""
+    missing model directory is a :class:`SpatialAlignError`. ``dtype``,
+    ``text_encoder_dir`` (original Wan2.1 layout) and ``vae_tiling`` are Wan loader
+    options (:class:`spatialalign.wan.WanLoadOptions`); the toy model refuses them."""
     if model == "toy":
+        if dtype is not None or text_encoder_dir is not None or vae_tiling:
+            raise SpatialAlignError("--text-encoder-dir and --vae-tiling apply to --model wan only")
         from spatialalign.toy.pipeline import ToyPipeline
 
         return ToyPipeline.from_pretrained(model_path, device=str(device))
     if model == "wan":
         from spatialalign.sampling.backends import load_wan_pipeline
 
-        return load_wan_pipeline(model_path, device=str(device))
+        return load_wan_pipeline(
+            model_path,
+            device=str(device),
+            dtype=dtype,
+            text_encoder_dir=None if text_encoder_dir is None else str(text_encoder_dir),
+            vae_tiling=vae_tiling,
+        )
     raise SpatialAlignError(f"unknown model {model!r} ({', '.join(MODELS)})")
 
 
-def cache_backend(model: str, pipe: Any, model_path: str | os.PathLike[str] | None) -> Any:
-    """The cache back end of ``pipe``, identified by its encoders' content fingerprints."""
+def wan_encoder_identity(
+    model_path: str | os.PathLike[str] | None,
+    text_encoder_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """The content fingerprints of what a Wan cache is encoded with (VAE, text encoder,
+    tokenizer), in either checkpoint layout: a diffusers directory's ``vae/``,
+    ``text_encoder/``, ``tokenizer/`` (the identity existing caches were made with), or
+    the original layout's ``Wan2.1_VAE.*`` file and its UMT5 encoder and tokenizer
+    directories (``text_encoder_dir`` or beside the files)."""
     from spatialalign.provenance import fingerprint
+    from spatialalign.wan import detect_layout
+
+    paths = detect_layout(model_path, text_encoder_dir).encoder_paths()
+    return ",".join(fingerprint(p) for p in paths)
+
+
+def cache_backend(
+    model: str,
+    pipe: Any,
+    model_path: str | os.PathLike[str] | None,
+    text_encoder_dir: str | os.PathLike[str] | None = None,
+    *,
+    device: Any = None,
+) -> Any:
+    """The cache back end of ``pipe``, identified by its encoders' content fingerprints
+    (Wan: plus ``--vae-tiling``'s tile geometry when on); a Wan back end with ``device``
+    moves each encoder there only while it encodes."""
     from spatialalign.training.cache import ToyCacheBackend, WanCacheBackend
 
     if model == "toy":
+        from spatialalign.provenance import fingerprint
         from spatialalign.toy.pipeline import WEIGHTS_DIR
 
         return ToyCacheBackend(pipe, fingerprint(model_path or WEIGHTS_DIR))
-    root = Path(model_path)  # type: ignore[arg-type]
-    parts = [fingerprint(root / d) for d in ("vae", "text_encoder", "tokenizer")]
-    return WanCacheBackend(pipe, ",".join(parts))
+    identity = wan_encoder_identity(model_path, text_encoder_dir)
+    return WanCacheBackend(pipe, identity, device=device)
+
+
+def resolve_checkpointing(model: str, cfg: TrainConfig, requested: bool | None = None) -> bool:
+    """Whether training recomputes activations: ``requested`` when given (``train
+    --gradient-checkpointing/--no-gradient-checkpointing``); else on when the config says
+    so or the model is Wan (the default: a full-size pair step needs it to fit in 24 GB),
+    off for the toy model."""
+    if requested is not None:
+        return bool(requested)
+    return bool(cfg.gradient_checkpointing) or model == "wan"
+
+
+def train_dtype(device: Any) -> str | None:
+    """The Wan weights' dtype for training on ``device`` (what loading there would pick:
+    bf16 on CUDA, the loader's default elsewhere), given while loading on the CPU."""
+    import torch
+
+    return "bfloat16" if torch.device(device).type == "cuda" else None
 
 
 def train_run(
@@ -149,9 +216,20 @@ def train_run(
     model_path: str | os.PathLike[str] | None = None,
     encode: bool = True,
     progress: bool = True,
+    text_encoder_dir: str | os.PathLike[str] | None = None,
+    vae_tiling: bool = False,
+    gradient_checkpointing: bool | None = None,
 ) -> TrainRun:
-    """Caches what the run's pairs need and trains ``cfg`` into ``RUN_DIR/run``."""
+    """Caches what the run's pairs need and trains ``cfg`` into ``RUN_DIR/run``.
+
+    ``text_encoder_dir`` and ``vae_tiling`` go to the Wan loader (the tiling is part of the
+    cache identity: it changes the latents). ``gradient_checkpointing`` None means the
+    model's default (:func:`resolve_checkpointing`: on for Wan, the config's for toy);
+    ``train_config.json`` records what was used."""
     cfg.validate()
+    ckpt = resolve_checkpointing(model, cfg, gradient_checkpointing)
+    if ckpt != cfg.gradient_checkpointing:
+        cfg = replace(cfg, gradient_checkpointing=ckpt)
     run = RunDir(run_dir).require()
     pairs = read_pairs(run)
     prompt_ids = {p.prompt_id for p in pairs}
@@ -165,8 +243,15 @@ def train_run(
     })  # fmt: skip
     warnings = [w for w in (stale_pairs(run),) if w]
     acc = make_accelerator(cfg)
-    pipe = load_model(model, model_path, acc.device)
-    backend = cache_backend(model, pipe, model_path)
+    wan = model == "wan"
+    if wan:  # on the CPU first: the GPU never holds the encoders and the transformer at once
+        pipe = load_model(model, model_path, "cpu", dtype=train_dtype(acc.device),
+                          text_encoder_dir=text_encoder_dir, vae_tiling=vae_tiling)  # fmt: skip
+    else:
+        pipe = load_model(model, model_path, acc.device, text_encoder_dir=text_encoder_dir,
+                          vae_tiling=vae_tiling)  # fmt: skip
+    backend = cache_backend(model, pipe, model_path, text_encoder_dir,
+                            device=acc.device if wan else None)  # fmt: skip
     report = CacheReport()
     if acc.is_main_process:
         record_inputs(run, _inputs(run, cfg, backend.identity), cfg.resume)
@@ -178,9 +263,11 @@ def train_run(
                 backend,
                 progress=progress,
             )
+    _free_encoders(pipe, release=wan)
     acc.wait_for_everyone()
     latents, text = _load(run, sample_ids, sorted(prompt_ids), encode)
-    _free_encoders(pipe)
+    if wan:
+        pipe.transformer.to(acc.device)
     data = TrainData(latents, text, pairs, samples)
     result = train(pipe.transformer, data, cfg, run.train_dir, accelerator=acc, progress=progress)
     n_items = len(pairs) if is_pair_variant(cfg.loss) else len(samples)
@@ -228,8 +315,14 @@ def _load(
         raise SpatialAlignError(f"{e}{hint}") from e
 
 
-def _free_encoders(pipe: Any) -> None:
-    """Training reads the cache only: drop the VAE and text encoder (Wan: gigabytes)."""
+def _free_encoders(pipe: Any, release: bool = False) -> None:
+    """Training reads the cache only: drop the VAE and text encoder (Wan: gigabytes);
+    ``release`` also collects them and returns CUDA's cached blocks, before the
+    transformer moves to the GPU."""
     for name in ("vae", "text_encoder"):
         if hasattr(pipe, name):
             setattr(pipe, name, None)
+    if release:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
