@@ -1,10 +1,12 @@
-"""``spatialalign demo OUT_DIR``: the pipeline that exists so far, on the embedded toy default.
+"""``spatialalign demo OUT_DIR``: the whole job on the embedded toy default, in a minute or two.
 
-By default it runs the real stages on the toy world, exactly as a user would from the
-command line: ``prompts`` (a small seeded test set) -> ``sample`` (the shipped toy T2V
-model) -> ``track`` (the toy colour detector, toy validity rules) -> ``score-batch``
-(the toy preset, which ``track`` recorded), then prints the summary table and where the
-files are. Every stage is resumable, so rerunning the demo reuses what is already there.
+By default it runs the real verbs, exactly as a user would from the command line: the
+shipped toy T2V model and the shipped DPO+ZO-aligned LoRA (``toy/weights/aligned/``) are
+each evaluated on the same toy TEST prompts and seeds (``eval``: sample -> track with the
+toy colour detector -> score-batch with the toy preset -> metrics), then compared
+(``compare``: Correctness@0.7 with bootstrap intervals) and reported (``report``: one static
+HTML page with curves, per-type bars, the training curves and before/after videos).
+Every stage is resumable, so rerunning the demo reuses what is already there.
 
 ``--synthetic`` instead scores a small run that ships with the package
 (``spatialalign/data/demo/``, written by ``scripts/make_demo_data.py``: 30 prompts x 3
@@ -53,18 +55,34 @@ def copy_demo_run(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def run_toy_pipeline(out_dir: Path, *, n_prompts: int, seeds: int, plots: bool) -> None:
-    """prompts -> sample -> track -> score-batch on the toy default, through the real verbs."""
+def aligned_adapter() -> Path:
+    """The shipped aligned toy LoRA (diffusers format) inside the installed package."""
+    path = Path(str(resources.files("spatialalign") / "toy" / "weights" / "aligned"))
+    weights = path / "pytorch_lora_weights.safetensors"
+    if not weights.is_file():
+        raise SpatialAlignError(
+            f"the aligned toy adapter is missing from the installation: {weights}"
+        )
+    return weights
+
+
+def demo_commands(out_dir: Path, *, n_prompts: int, seeds: int) -> list[list[str]]:
+    """The verbs the demo runs: eval base and aligned, compare them, report."""
+    base, aligned = str(out_dir / "base"), str(out_dir / "aligned")
+    prompts = ["--prompts", f"toy-test:{n_prompts}", "--seeds", str(seeds)]
+    return [
+        ["eval", base, "--model", "toy", *prompts],
+        ["eval", aligned, "--model", "toy", "--adapter", str(aligned_adapter()), *prompts],
+        ["compare", base, aligned, "--names", "base,aligned", "--out", str(out_dir / "compare")],
+        ["report", base, aligned, "--names", "base,aligned", "--out", str(out_dir / "report")],
+    ]
+
+
+def run_toy_demo(out_dir: Path, *, n_prompts: int, seeds: int) -> None:
+    """Base vs aligned toy model through the real verbs, each command printed first."""
     from spatialalign.cli import cli
 
-    stages = [
-        ["prompts", str(out_dir), "--train", "0", "--test", str(n_prompts), "--seed", "0"],
-        ["sample", str(out_dir), "--model", "toy", "--seeds", str(seeds)],
-        ["track", str(out_dir), "--detector", "toy", "--preset", "toy"],
-        # no --preset: score-batch uses the one track recorded (toy)
-        ["score-batch", str(out_dir), *(["--plots"] if plots else [])],
-    ]
-    for args in stages:
+    for args in demo_commands(out_dir, n_prompts=n_prompts, seeds=seeds):
         click.secho(f"$ spatialalign {' '.join(args)}", bold=True)
         cli.main(args=args, prog_name="spatialalign", standalone_mode=False)
 
@@ -77,25 +95,25 @@ def run_toy_pipeline(out_dir: Path, *, n_prompts: int, seeds: int, plots: bool) 
     type=click.IntRange(min=6),
     default=24,
     show_default=True,
-    help="Test prompts to generate (balanced over the six DSR types).",
+    help="Toy TEST prompts to evaluate (the first N of the split `toy evaluate` uses).",
 )
 @click.option(
     "--seeds", type=click.IntRange(min=1), default=2, show_default=True, help="Videos per prompt."
 )
-@click.option("--plots", is_flag=True, help="Also draw per-video SSR curves.")
+@click.option("--plots", is_flag=True, help="--synthetic: also draw per-video SSR curves.")
 @click.option(
     "--synthetic",
     is_flag=True,
     help="Score the shipped synthetic tracks instead (no model, no torch needed).",
 )
 def demo(out_dir: Path, n_prompts: int, seeds: int, plots: bool, synthetic: bool) -> None:
-    """Run the toy pipeline (prompts -> sample -> track -> score-batch) in OUT_DIR."""
+    """Base vs aligned toy model on toy TEST prompts: eval both, compare, report (OUT_DIR)."""
     if not synthetic:
-        run_toy_pipeline(out_dir, n_prompts=n_prompts, seeds=seeds, plots=plots)
-        run = RunDir(out_dir)
-        files = (run.prompts_path, run.samples_dir, run.tracks_path, run.detections_path)
-        files += (run.scores_path, run.summary_path, run.correctness_path)
-        click.echo(f"demo run in {out_dir}/: " + ", ".join(p.name for p in files))
+        run_toy_demo(out_dir, n_prompts=n_prompts, seeds=seeds)
+        click.echo(
+            f"demo: runs {out_dir / 'base'} and {out_dir / 'aligned'}; table "
+            f"{out_dir / 'compare' / 'comparison.md'}; report {out_dir / 'report' / 'index.html'}"
+        )
         return
 
     from spatialalign.scoring.batch import score_run
