@@ -108,11 +108,17 @@ class Comparison:
         )
 
     def to_markdown(self) -> str:
-        """One table row per run: videos, validness, Correct@0.7 [CI], Δ vs base, metrics."""
+        """One table row per run: videos, validness, Correct@0.7 [CI], Δ vs base, metrics
+        (a metric no run has a value for, e.g. DINOv2 without ``--dinov2``, is left out)."""
         pct = round(100 * self.config.confidence)
         head = ["run", "videos", "prompts", "validness", f"Correct@0.7 [{pct}% CI]"]
         head += [f"Δ vs {self.runs[0].name} [{pct}% CI]" if self.runs else "Δ"]
-        head += self.metric_names
+        metrics = [
+            m
+            for m in self.metric_names
+            if any(_finite(r.metrics.get(m, math.nan)) for r in self.runs)
+        ]
+        head += metrics
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         diffs = {d.name: d for d in self.differences}
         for i, r in enumerate(self.runs):
@@ -125,13 +131,17 @@ class Comparison:
                 _interval(r.correctness),
                 "—" if d is None else _interval(d.correctness, signed=True),
             ]
-            cells += [_num(r.metrics.get(m, math.nan)) for m in self.metric_names]
+            cells += [_num(r.metrics.get(m, math.nan)) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
 def _num(x: float, signed: bool = False) -> str:
-    if x is None or not math.isfinite(x):
+    if not _finite(x):
         return "-"
     return f"{x:+.3f}" if signed else f"{x:.3f}"
 
