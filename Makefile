@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 # let Python cache bytecode in the venv: importing torch/transformers uncached costs ~15 s a process
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy fuzz lint fmt clean
+.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy experiment-loop fuzz lint fmt clean
 
 all: test
 
@@ -74,6 +74,11 @@ bench-wan-estimate: build
 EXPERIMENT_DIR ?= experiments/toy
 experiment-toy: build
 	bash scripts/experiment_toy.sh $(EXPERIMENT_DIR)
+
+# three rounds of the self-improvement loop on the toy model (docs/RESULTS.md; ~30 min)
+LOOP_DIR ?= experiments/loop
+experiment-loop: build
+	OMP_NUM_THREADS=1 $(VENV)/bin/spatialalign loop $(LOOP_DIR) --rounds 3
 
 # coverage-guided fuzzing of dsr_batch (cargo-fuzz, libFuzzer; needs a nightly
 # toolchain, or falls back to RUSTC_BOOTSTRAP=1 on stable). Opt-in; FUZZ_SECONDS=600.
