@@ -16,14 +16,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from spatialalign.evaluation.compare import CompareConfig, compare_runs
 
 
 def _scores_with_animal(run: Path) -> pa.Table:
     scores = pq.read_table(run / "scores.parquet")
     prompts = pq.read_table(run / "prompts.parquet", columns=["prompt_id", "animal"])
-    animal = dict(zip(prompts.column("prompt_id").to_pylist(), prompts.column("animal").to_pylist()))
+    ids, animals = prompts.column("prompt_id").to_pylist(), prompts.column("animal").to_pylist()
+    animal = dict(zip(ids, animals, strict=True))
     return scores.append_column(
         "animal_", pa.array([animal[p] for p in scores.column("prompt_id").to_pylist()])
     )

@@ -15,7 +15,6 @@ pytest.importorskip("peft")
 pytest.importorskip("diffusers")
 
 from safetensors import safe_open  # noqa: E402
-
 from spatialalign.lora import lora_target_names  # noqa: E402
 from spatialalign.toy import ToyPipeline  # noqa: E402
 
