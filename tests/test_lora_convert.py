@@ -22,6 +22,7 @@ from spatialalign.lora_convert import (  # noqa: E402
     read_tensors,
     wan_to_diffusers_name,
 )
+from tiny_models import tiny_wan_transformer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,23 +30,8 @@ RANK, ALPHA, LAYERS = 4, 8.0, 2
 
 
 def _tiny_wan() -> torch.nn.Module:
-    from diffusers import WanTransformer3DModel
-
     torch.manual_seed(0)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=16,
-        num_layers=LAYERS,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=16,
-    ).eval()
+    return tiny_wan_transformer(LAYERS).eval()
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

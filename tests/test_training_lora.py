@@ -16,27 +16,9 @@ from spatialalign.lora import (  # noqa: E402
     lora_target_names,
 )
 from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from tiny_models import tiny_wan_transformer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _tiny_wan(num_layers: int = 3):
-    from diffusers import WanTransformer3DModel
-
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        text_dim=16,
-        freq_dim=16,
-        ffn_dim=16,
-        num_layers=num_layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=16,
-    )
 
 
 def test_pattern_matches_only_text_projection_and_cross_attention_kv():
@@ -65,7 +47,7 @@ def test_pattern_matches_only_text_projection_and_cross_attention_kv():
 
 @pytest.mark.parametrize("model", ["toy", "wan"])
 def test_adapter_wraps_exactly_2_plus_2_per_layer(model):
-    transformer = ToyPipeline.random(0).transformer if model == "toy" else _tiny_wan(3)
+    transformer = ToyPipeline.random(0).transformer if model == "toy" else tiny_wan_transformer(3)
     n_layers = transformer.config.num_layers
     assert len(lora_target_names(transformer)) == 2 + 2 * n_layers
     transformer.add_adapter(lora_config())

@@ -267,3 +267,23 @@ def save_sam(out_dir: str | Path, *, seed: int = 0, image_size: int = 64) -> Pat
     )
     SamProcessor(image_processor=ip).save_pretrained(out)
     return out
+
+
+def tiny_wan_transformer(num_layers: int = 3) -> nn.Module:
+    """A tiny random diffusers ``WanTransformer3DModel`` (4 latent channels, text dim 16)."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=16,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=16,
+    )
