@@ -377,7 +377,7 @@ def test_track_settings_change_is_named(external, tmp_path) -> None:
 
 
 def test_detector_weights_are_identified_by_content(tmp_path) -> None:
-    from spatialalign.detection.cli import _weights
+    from spatialalign.detection.registry import detector_weights as _weights
 
     onnx = tmp_path / "onnx"
     onnx.mkdir()
@@ -532,3 +532,18 @@ def test_wan_loads_weights_with_safetensors_only(tmp_path, monkeypatch) -> None:
         load_wan_pipeline(tmp_path)
     assert [n for n, _ in calls] == ["transformer", "vae", "pipe"]
     assert all(kw.get("use_safetensors") is True for _, kw in calls)
+
+
+def test_gdino_onnx_identity_defaults_to_the_default_onnx_dir(tmp_path, monkeypatch) -> None:
+    """track, eval and loop record one detector identity: without --onnx-dir, gdino-onnx
+    uses models/onnx/ (the loop's own copy once recorded no directory, so a later
+    `spatialalign track` on a loop run redid every video)."""
+    from spatialalign.detection.registry import DEFAULT_ONNX_DIR, detector_weights
+
+    monkeypatch.chdir(tmp_path)
+    DEFAULT_ONNX_DIR.mkdir(parents=True)
+    (DEFAULT_ONNX_DIR / "gdino.onnx").write_bytes(b"graph")
+    implicit = detector_weights("gdino-onnx")
+    assert implicit == detector_weights("gdino-onnx", onnx_dir=DEFAULT_ONNX_DIR)
+    assert implicit["onnx_dir"] == str((tmp_path / DEFAULT_ONNX_DIR).resolve())
+    assert detector_weights("toy") == {"model_dir": None, "onnx_dir": None, "sam": None}

@@ -7,25 +7,12 @@ from pathlib import Path
 import click
 
 from spatialalign.config import PRESETS, scoring_config
-from spatialalign.detection.registry import DEFAULT_ONNX_DIR, DETECTORS, make_detector
-
-
-def _abs(path: Path | None) -> str | None:
-    return None if path is None else str(path.resolve())
-
-
-def _weights(detector: str, model_dir: Path | None, onnx_dir: Path | None, sam: Path | None):
-    """Where the detector's weights are and their content fingerprints (its identity)."""
-    from spatialalign.provenance import fingerprint
-
-    if detector == "gdino-onnx" and onnx_dir is None:
-        onnx_dir = DEFAULT_ONNX_DIR
-    out: dict[str, str | None] = {}
-    for name, path in (("model_dir", model_dir), ("onnx_dir", onnx_dir), ("sam", sam)):
-        out[name] = _abs(path)
-        if path is not None:
-            out[f"{name}_fingerprint"] = fingerprint(path)
-    return out
+from spatialalign.detection.registry import (
+    DEFAULT_ONNX_DIR,
+    DETECTORS,
+    detector_weights,
+    make_detector,
+)
 
 
 @click.command("track")
@@ -95,7 +82,7 @@ def track(
         tracker_config(preset),
         prompts=prompts_file,
         preset=preset,
-        settings=_weights(detector, model_dir, onnx_dir, sam),
+        settings=detector_weights(detector, model_dir, onnx_dir, sam),
         overwrite=overwrite,
         merge_timeout=merge_timeout,
     )

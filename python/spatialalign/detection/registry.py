@@ -139,3 +139,24 @@ def make_detector(
             sam=sam,
         )
     raise SpatialAlignError(f"unknown detector {name!r} (choose from {', '.join(DETECTORS)})")
+
+
+def detector_weights(
+    detector: str,
+    model_dir: str | os.PathLike[str] | None = None,
+    onnx_dir: str | os.PathLike[str] | None = None,
+    sam: str | os.PathLike[str] | None = None,
+) -> dict[str, str | None]:
+    """Where the detector's weights are and their content fingerprints: its identity in
+    ``track``'s settings (every caller of ``track_run`` records the same, so a later
+    ``spatialalign track`` on the run redoes nothing)."""
+    from spatialalign.provenance import fingerprint
+
+    if detector == "gdino-onnx" and onnx_dir is None:
+        onnx_dir = DEFAULT_ONNX_DIR
+    out: dict[str, str | None] = {}
+    for name, path in (("model_dir", model_dir), ("onnx_dir", onnx_dir), ("sam", sam)):
+        out[name] = None if path is None else str(Path(path).resolve())
+        if path is not None:
+            out[f"{name}_fingerprint"] = fingerprint(path)
+    return out

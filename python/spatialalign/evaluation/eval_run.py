@@ -175,9 +175,8 @@ class _Stages:
         return result
 
     def track(self, run: RunDir) -> None:
-        from spatialalign.detection.cli import _weights  # the settings `track` records
         from spatialalign.detection.pipeline import track_run
-        from spatialalign.detection.registry import make_detector
+        from spatialalign.detection.registry import detector_weights, make_detector
         from spatialalign.detection.tracker import tracker_config
 
         cfg, scoring = self.cfg, scoring_config(self.preset)
@@ -191,10 +190,7 @@ class _Stages:
                 device=cfg.backend.device,
                 sam=cfg.sam,
             )
-        weights = _weights(
-            cfg.detector,
-            *(None if p is None else Path(p) for p in (cfg.gdino_dir, cfg.onnx_dir, cfg.sam)),
-        )
+        weights = detector_weights(cfg.detector, cfg.gdino_dir, cfg.onnx_dir, cfg.sam)
         summary = track_run(
             run.root,
             self.detector,

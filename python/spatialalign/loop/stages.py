@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from spatialalign.config import scoring_config
 from spatialalign.errors import SpatialAlignError
 from spatialalign.loop.config import LoopConfig
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.provenance import fingerprint
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import BackendConfig
 from spatialalign.training.config import TrainConfig
@@ -88,20 +86,10 @@ def sample(run: RunDir, backend: BackendConfig, prompts: Path, cfg: LoopConfig, 
     )
 
 
-def detector_settings(cfg: LoopConfig) -> dict[str, Any]:
-    """The detector's weights and their fingerprints (part of ``track``'s settings key)."""
-    out: dict[str, Any] = {}
-    for name, path in (("model_dir", cfg.gdino_dir), ("onnx_dir", cfg.onnx_dir), ("sam", cfg.sam)):
-        out[name] = None if path is None else str(Path(path).resolve())
-        if path is not None:
-            out[f"{name}_fingerprint"] = fingerprint(path)
-    return out
-
-
 def track(run: RunDir, cfg: LoopConfig, progress: bool):
     """``track``: detect, judge and track every sampled video."""
     from spatialalign.detection.pipeline import track_run
-    from spatialalign.detection.registry import make_detector
+    from spatialalign.detection.registry import detector_weights, make_detector
     from spatialalign.detection.tracker import tracker_config
 
     preset = preset_of(cfg)
@@ -121,7 +109,7 @@ def track(run: RunDir, cfg: LoopConfig, progress: bool):
         scoring,
         tracker_config(preset),
         preset=preset,
-        settings=detector_settings(cfg),
+        settings=detector_weights(cfg.detector, cfg.gdino_dir, cfg.onnx_dir, cfg.sam),
         progress=progress,
     )
     if not summary.merged:
