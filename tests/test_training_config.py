@@ -7,8 +7,8 @@ import dataclasses
 import click
 import pytest
 from click.testing import CliRunner
+from spatialalign.options import click_options, from_options
 from spatialalign.training.config import TrainConfig
-from spatialalign.training.options import click_options, from_options
 
 
 def test_defaults_are_design_md():

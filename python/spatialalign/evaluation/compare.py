@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path
 from spatialalign.scoring.summary import HEADLINE_INDEX, HEADLINE_KEY, THRESHOLDS, correctness
 
@@ -42,14 +43,19 @@ SCORE_COLUMNS = frozenset(
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """How the comparison is computed."""
+    """How the comparison is computed (``compare`` and ``report`` derive their options)."""
 
-    n_boot: int = 2000
-    """Bootstrap replicates."""
-    confidence: float = 0.95
-    """Coverage of the percentile interval."""
-    seed: int = 0
-    """Seed of the prompt resampling (the same draws for every run)."""
+    n_boot: int = field(default=2000, metadata={"help": "Bootstrap replicates."})
+    confidence: float = field(default=0.95, metadata={"help": "Interval coverage."})
+    seed: int = field(
+        default=0, metadata={"help": "Bootstrap seed (the same prompt draws for every run)."}
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_boot <= 1_000_000:
+            raise SpatialAlignError(f"--n-boot must be in [1, 1000000], got {self.n_boot}")
+        if not 0.0 < self.confidence < 1.0:
+            raise SpatialAlignError(f"--confidence must be in (0, 1), got {self.confidence}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from spatialalign.loop.config import LoopConfig, LoopTrainDefaults
-from spatialalign.training.options import click_options
+from spatialalign.options import click_options
 
 LOOP_OWN = ("mode", "train")
 """LoopConfig fields with hand-written options (--merge/--continue-adapter) or none."""
@@ -35,7 +35,7 @@ def loop(run_dir: Path, mode: str, quiet: bool, **options: Any) -> None:
     from spatialalign.loop.config import loop_train_config
     from spatialalign.loop.run import loop_run
     from spatialalign.loop.table import to_markdown
-    from spatialalign.training.options import from_options
+    from spatialalign.options import from_options
 
     train_cfg = from_options(LoopTrainDefaults, options)
     cfg = from_options(

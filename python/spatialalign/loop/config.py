@@ -5,7 +5,7 @@ The loop's own settings live here; each round's training settings are a
 (:func:`loop_train_config`) are those of the issue's toy probe: 300 steps at a constant
 1e-4, no warm-up.
 The CLI options are derived from both dataclasses
-(:func:`spatialalign.training.options.click_options`).
+(:func:`spatialalign.options.click_options`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from spatialalign.errors import SpatialAlignError
+from spatialalign.options import document_fields
 from spatialalign.training.config import TrainConfig
-from spatialalign.training.options import document_fields
 
 MODES: tuple[str, ...] = ("merge", "continue")
 LOOP_MAX_STEPS = 300

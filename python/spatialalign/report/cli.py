@@ -8,6 +8,7 @@ import click
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.evaluation.compare import CompareConfig
+from spatialalign.options import click_options, from_options
 from spatialalign.report.build import build_report
 
 
@@ -53,22 +54,14 @@ def parse_train_logs(values: tuple[str, ...]) -> dict[str, Path]:
     show_default=True,
     help="Prompt/seed pairs in the before/after grid.",
 )
-@click.option(
-    "--n-boot",
-    type=click.IntRange(min=1, max=1_000_000),
-    default=2000,
-    show_default=True,
-    help="Bootstrap replicates of the comparison.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click_options(CompareConfig)
 def report(
     run_dirs: tuple[Path, ...],
     out_dir: Path,
     names: str | None,
     train_logs: tuple[str, ...],
     n_grid: int,
-    n_boot: int,
-    seed: int,
+    **bootstrap: float,
 ) -> None:
     """Write a self-contained HTML report of scored runs (the first is the baseline):
     comparison table, correctness curves, per-type bars, training curves, and the same
@@ -79,7 +72,7 @@ def report(
         names=names,
         train_logs=parse_train_logs(train_logs),
         n_grid=n_grid,
-        config=CompareConfig(n_boot=n_boot, seed=seed),
+        config=from_options(CompareConfig, bootstrap),
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)

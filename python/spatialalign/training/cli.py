@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
+from spatialalign.options import click_options, from_options
 from spatialalign.training.config import TrainConfig
-from spatialalign.training.options import click_options, from_options
 
 
 @click.command("train")

@@ -1,7 +1,7 @@
 """``TrainConfig``: everything a training run can be told, documented once.
 
 The ``spatialalign train`` options are derived from these fields
-(:func:`spatialalign.training.options.click_options`); defaults are DESIGN.md's.
+(:func:`spatialalign.options.click_options`); defaults are DESIGN.md's.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from spatialalign.training.options import document_fields
+from spatialalign.options import document_fields
 
 LossVariant = Literal["dpo+zo", "dpo", "dpo+sft", "sft", "rwr"]
 
