@@ -93,6 +93,14 @@ def load_lora_into_pipeline(
     )
 
 
+def fuse_adapter(transformer: Any, adapter: str | os.PathLike[str]) -> None:
+    """Loads ``adapter`` into ``transformer`` and fuses it into the weights in place (no
+    LoRA layers remain): a merged model, e.g. the next reference of the loop."""
+    load_lora_into_transformer(transformer, adapter, adapter_name="merge")
+    transformer.fuse_lora(lora_scale=1.0, adapter_names=["merge"])
+    transformer.unload_lora()
+
+
 def _load_checked(load: Callable[[], Any], transformer: Any, path: Path, name: str) -> Path:
     """Runs ``load``; diffusers' errors and an adapter that matched nothing become one
     :class:`SpatialAlignError` naming the file."""

@@ -13,21 +13,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from spatialalign.errors import SpatialAlignError
-from spatialalign.lora import load_lora_into_transformer, resolve_adapter
+from spatialalign.lora import fuse_adapter, resolve_adapter
 from spatialalign.provenance import fingerprint
 
 MERGE_KEY = "merged_lora"
 """Key, in a merged toy model's metadata (``config.json``), of what it was merged from."""
-
-
-def fuse_adapter(transformer: Any, adapter: str | os.PathLike[str]) -> None:
-    """Loads ``adapter`` into ``transformer`` and fuses it in place (no LoRA layers remain)."""
-    load_lora_into_transformer(transformer, adapter, adapter_name="merge")
-    transformer.fuse_lora(lora_scale=1.0, adapter_names=["merge"])
-    transformer.unload_lora()
 
 
 def merge_record(base: str | os.PathLike[str] | None, adapter: str | os.PathLike[str]) -> dict:
