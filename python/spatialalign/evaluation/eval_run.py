@@ -228,34 +228,32 @@ def _sample_ids(run: RunDir, prompt_ids: list[str], seeds: int) -> list[str]:
     ]
 
 
-def _plain(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, Any]:
-    seeds = stages.cfg.seeds
-    result = stages.sample(run, seeds)
+def _sample_and_track(
+    run: RunDir, target: RunDir, stages: _Stages, prompt_ids: list[str], seeds: int
+) -> dict[str, Any]:
+    """Samples seeds 0..seeds-1 into ``target`` (the run, or its candidates), books the
+    sampling compute in ``run``, tracks ``target``; returns the compute figures."""
+    result = stages.sample(target, seeds)
     cost = update_cost(
         run,
-        run,
-        _sample_ids(run, prompt_ids, seeds),
+        target,
+        _sample_ids(target, prompt_ids, seeds),
         generated=result.generated,
         seconds=result.seconds,
     )
-    stages.track(run)
+    stages.track(target)
     return cost
+
+
+def _plain(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, Any]:
+    return _sample_and_track(run, run, stages, prompt_ids, stages.cfg.seeds)
 
 
 def _best_of(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, Any]:
     cfg = stages.cfg
     candidates = RunDir(run.candidates_dir)
     candidates.root.mkdir(parents=True, exist_ok=True)
-    total = cfg.seeds * cfg.best_of
-    result = stages.sample(candidates, total)
-    cost = update_cost(
-        run,
-        candidates,
-        _sample_ids(candidates, prompt_ids, total),
-        generated=result.generated,
-        seconds=result.seconds,
-    )
-    stages.track(candidates)
+    cost = _sample_and_track(run, candidates, stages, prompt_ids, cfg.seeds * cfg.best_of)
     stages.score(candidates)
     scores = candidates.read_scores()
     keep = pc.is_in(scores.column("prompt_id"), value_set=pa.array(prompt_ids, pa.string()))
