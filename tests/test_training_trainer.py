@@ -101,6 +101,11 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
     )
     with pytest.raises(SpatialAlignError, match="differs in beta"):
         run(tmp_path / "hard", tiny_cfg(resume=True, beta=2.0))
+    # the batch may be split otherwise (processes, micro-batches), not changed in size
+    with pytest.raises(SpatialAlignError, match="differs in global_batch"):
+        run(tmp_path / "hard", tiny_cfg(resume=True, train_batch_size=1))
+    split = run(tmp_path / "hard", tiny_cfg(resume=True, train_batch_size=1, global_batch_size=2))
+    assert split.steps == 5
 
 
 def test_logged_terms_and_adapter_loads_into_the_toy_pipeline(tmp_path):
@@ -164,33 +169,86 @@ def test_adapter_loads_into_a_tiny_wan_pipeline(tmp_path):
     assert not torch.allclose(base, latents(fresh))
 
 
-def _worker(out: str, batch: int) -> None:
-    """Entry point of the two-process run (``accelerate launch``)."""
+def _worker(out: str, cfg_json: str) -> None:
+    """Entry point of the multi-process runs (``torchrun``): trains into ``out`` with the
+    tiny config overridden by ``cfg_json``."""
+    from spatialalign.training.distributed import is_sharded
+
     torch.set_num_threads(1)
-    run(Path(out), tiny_cfg(max_steps=3, train_batch_size=batch, checkpoint_every=0))
+    cfg = tiny_cfg(**json.loads(cfg_json))
+    pipe = ToyPipeline.random(0)
+    train(pipe.transformer, tiny_data(pipe), cfg, out, progress=False)
+    # the FSDP runs really shard every block (and the DDP one does not)
+    fsdp = cfg.distributed == "fsdp"
+    assert all(is_sharded(b) == fsdp for b in [pipe.transformer, *pipe.transformer.blocks])
 
 
-@pytest.mark.slow
-def test_two_processes_train_like_one(tmp_path):
-    """DDP on two CPU processes (torchrun, gloo) with one pair each = one process with two
-    pairs. (``accelerate launch --cpu`` starts several CPU processes only through mpirun.)"""
-    one = run(tmp_path / "one", tiny_cfg(max_steps=3, train_batch_size=2, checkpoint_every=0))
+def _torchrun(out: Path, **cfg) -> None:
+    """Two CPU processes (torchrun, gloo) running :func:`_worker`.
+    (``accelerate launch --cpu`` starts several CPU processes only through mpirun.)"""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = subprocess.run(
-        [*cmd, __file__, str(tmp_path / "two"), "1"],
+        [*cmd, __file__, str(out), json.dumps(cfg)],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = load_file(str(one.adapter)), load_file(str(tmp_path / "two" / one.adapter.name))
+
+
+def _assert_same_adapter(a_path: Path, b_path: Path) -> None:
+    a, b = load_file(str(a_path)), load_file(str(b_path))
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(tmp_path):
+    """DDP on two CPU processes with one pair each = one process with two pairs."""
+    one = run(tmp_path / "one", tiny_cfg(max_steps=3, train_batch_size=2, checkpoint_every=0))
+    _torchrun(tmp_path / "two", max_steps=3, train_batch_size=1, checkpoint_every=0)
+    _assert_same_adapter(one.adapter, tmp_path / "two" / one.adapter.name)
     assert _log(tmp_path / "two")[-1]["loss"] == pytest.approx(_log(tmp_path / "one")[-1]["loss"])
 
 
+@pytest.mark.slow
+def test_fsdp_trains_like_one_process_and_resumes_any_checkpoint(tmp_path):
+    """FSDP2 on two CPU processes (sharded blocks, gradient checkpointing, two micro-batches
+    a step) = one process with the whole batch; its checkpoints hold whole tensors, so a
+    one-process run resumes from an FSDP checkpoint and vice versa, at the same result."""
+    common = dict(gradient_checkpointing=True, lr_scheduler="constant", lr_warmup_steps=0)
+    one = run(tmp_path / "one", tiny_cfg(max_steps=4, train_batch_size=2, **common))
+    # FSDP from scratch, with gradient accumulation: 2 processes x 1 pair x 2 micro-batches
+    fsdp = dict(distributed="fsdp", train_batch_size=1, global_batch_size=4, **common)
+    ref2 = run(
+        tmp_path / "ref2", tiny_cfg(max_steps=2, train_batch_size=2, global_batch_size=4, **common)
+    )
+    _torchrun(tmp_path / "fsdp", max_steps=2, **fsdp)
+    _assert_same_adapter(ref2.adapter, tmp_path / "fsdp" / ref2.adapter.name)
+    losses = [r["loss"] for r in _log(tmp_path / "fsdp")]
+    assert losses == pytest.approx([r["loss"] for r in _log(tmp_path / "ref2")])
+    # one process resumes the FSDP run's (gathered) checkpoint
+    cont = tiny_cfg(max_steps=4, train_batch_size=2, global_batch_size=4, resume=True, **common)
+    shutil.copytree(tmp_path / "fsdp", tmp_path / "fsdp_then_one")
+    run(tmp_path / "fsdp_then_one", cont)
+    # FSDP resumes a one-process checkpoint (each process loads its shard)
+    part = run(tmp_path / "part", tiny_cfg(max_steps=2, train_batch_size=2, **common))
+    assert part.steps == 2
+    _torchrun(
+        tmp_path / "part",
+        max_steps=4,
+        resume=True,
+        distributed="fsdp",
+        train_batch_size=1,
+        **common,
+    )
+    _assert_same_adapter(one.adapter, tmp_path / "part" / one.adapter.name)
+    full4 = run(tmp_path / "full4", cont.__class__(**{**cont.to_dict(), "resume": False}))
+    _assert_same_adapter(full4.adapter, tmp_path / "fsdp_then_one" / one.adapter.name)
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], int(sys.argv[2]))
+    _worker(sys.argv[1], sys.argv[2])

@@ -19,6 +19,7 @@ import torch
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path
+from spatialalign.training.distributed import full, like
 
 OPT_PREFIX = "opt."
 RNG_PREFIX = "rng."
@@ -38,10 +39,11 @@ def add_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 # ------------------------------------------------------------------------- optimizer
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """The optimizer's per-parameter state as tensors (``"{param}.{name}"``) and its param
-    groups (lr, betas, ...) as JSON-able data."""
+    groups (lr, betas, ...) as JSON-able data. FSDP-sharded state is gathered whole (a
+    collective: every process calls this)."""
     sd = opt.state_dict()
     tensors = {
-        f"{i}.{k}": torch.as_tensor(v).detach().clone().cpu()
+        f"{i}.{k}": full(torch.as_tensor(v)).detach().clone().cpu()
         for i, st in sd["state"].items()
         for k, v in st.items()
     }
@@ -54,11 +56,15 @@ def load_optimizer_state(
     param_groups: list[dict] | None = None,
 ) -> None:
     """Inverse of :func:`optimizer_state`; without ``param_groups`` the optimizer keeps its
-    own (lr, betas, ...)."""
+    own (lr, betas, ...). Per-parameter state is laid out like its parameter (this
+    process's shard under FSDP)."""
     sd = opt.state_dict()
+    params = [p for group in opt.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in tensors.items():
         i, k = key.split(".", 1)
+        if v.dim() and int(i) < len(params) and v.shape == params[int(i)].shape:
+            v = like(v, params[int(i)])
         state.setdefault(int(i), {})[k] = v
     sd["state"] = state
     if param_groups is not None:

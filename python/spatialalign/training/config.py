@@ -97,6 +97,13 @@ class TrainConfig:
         "it on for --model wan also when False (off only with `train "
         "--no-gradient-checkpointing`), toy: as set.",
     )
+    distributed: Literal["ddp", "fsdp"] = _f(
+        "ddp",
+        "How several processes (accelerate launch / torchrun) share the transformer: ddp "
+        "(a whole copy each, LoRA gradients all-reduced) or fsdp (FSDP2 per transformer "
+        "block: weights, gradients and optimizer state sharded; for models too large to "
+        "copy). One process: ignored. Checkpoints are the same either way.",
+    )
     resume: bool = _f(False, "Continue from the latest checkpoint in the run directory.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +123,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.sft_top_k < 1:
             raise ValueError(f"sft_top_k must be >= 1, got {self.sft_top_k}")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed must be ddp or fsdp, got {self.distributed!r}")
         if self.log_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("log_every and keep_checkpoints must be >= 1")
 
@@ -130,3 +139,7 @@ class TrainConfig:
                 f"train_batch_size x processes = {per_round}"
             )
         return self.global_batch_size // per_round
+
+    def global_batch(self, num_processes: int) -> int:
+        """Pairs (or samples) per optimizer step over all ``num_processes``."""
+        return self.train_batch_size * num_processes * self.accumulation_steps(num_processes)

@@ -3,8 +3,8 @@
 Per optimizer step and micro-batch: winner and loser latents get one shared noise level per
 pair (optionally the same noise), go through the transformer in **one batched forward**,
 and the reference prediction comes from the same transformer with the adapter disabled
-under ``no_grad`` (no second copy). ``accelerate`` runs it on one or several processes
-(DDP). Checkpoints (LoRA, optimizer, scheduler, RNG, step) are safetensors + JSON, written
+under ``no_grad`` (no second copy). ``accelerate`` runs it on one or several processes,
+DDP or FSDP2 (``distributed.py``). Checkpoints (LoRA, optimizer, scheduler, RNG, step) are safetensors + JSON, written
 atomically; a resumed run continues bit for bit; SIGINT/SIGTERM save before stopping. The
 adapter is saved in diffusers' LoRA format, loadable by ``WanPipeline.load_lora_weights``,
 ``ToyPipeline.load_lora_weights`` and ``sample --adapter``.
@@ -32,6 +32,7 @@ from spatialalign.lora import LORA_WEIGHT_NAME, adapter_disabled, lora_config
 from spatialalign.training.checkpoint import (
     add_prefix,
     load_training_state,
+    optimizer_state,
     save_training_state,
     strip_prefix,
 )
@@ -44,6 +45,7 @@ from spatialalign.training.data import (
     item_generator,
     micro_batch_positions,
 )
+from spatialalign.training.distributed import full_state, gradient_sync, like, wrap_model
 from spatialalign.training.flow import (
     noisy_latents,
     predict_velocity,
@@ -58,8 +60,20 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_NAME = "train_log.jsonl"
 CONFIG_NAME = "train_config.json"
 LORA_PREFIX = "lora."
-RESUME_FREE = ("max_steps", "resume", "checkpoint_every", "keep_checkpoints", "log_every")
-"""Fields a resumed run may change; any other difference from the saved config refuses."""
+GLOBAL_BATCH = "global_batch"
+RESUME_FREE = (
+    "max_steps",
+    "resume",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "distributed",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "global_batch_size",
+)
+"""Fields a resumed run may change (the batch split only with the same ``global_batch``);
+any other difference from the saved config refuses."""
 
 
 @dataclass
@@ -135,7 +149,8 @@ class TrainState:
     model: torch.nn.Module
     """The (possibly DDP-wrapped) transformer the policy forward goes through."""
     base: torch.nn.Module
-    """The unwrapped transformer (reference forward with the adapter disabled)."""
+    """The unwrapped transformer (reference forward with the adapter disabled); under FSDP
+    the sharded transformer itself (``fully_shard`` wraps in place)."""
     cfg: TrainConfig
     acc: Any
     """The ``accelerate.Accelerator``."""
@@ -245,12 +260,25 @@ def _lora_state(base: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(
-    out_dir: Path, base: torch.nn.Module, opt: Any, sched: Any, step: int, keep: int
-) -> Path:
-    """``checkpoints/checkpoint-{step}.safetensors``; prunes all but the latest ``keep``."""
+    out_dir: Path,
+    base: torch.nn.Module,
+    opt: Any,
+    sched: Any,
+    step: int,
+    keep: int,
+    *,
+    write: bool = True,
+) -> Path | None:
+    """``checkpoints/checkpoint-{step}.safetensors``; prunes all but the latest ``keep``.
+
+    Whole tensors are gathered from the shards under FSDP, so every process calls this and
+    only the one with ``write`` writes (the file is the same for any strategy)."""
     path = out_dir / CHECKPOINT_DIR / f"checkpoint-{step:07d}.safetensors"
+    weights = add_prefix(full_state(_lora_state(base)), LORA_PREFIX)
+    if not write:
+        optimizer_state(opt)  # the gather of the optimizer state is a collective too
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = add_prefix(_lora_state(base), LORA_PREFIX)
     save_training_state(path, weights, opt, {"step": step}, scheduler=sched)
     for old in checkpoint_paths(out_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -267,9 +295,11 @@ def load_latest_checkpoint(out_dir: Path, base: torch.nn.Module, opt: Any, sched
         return 0
     weights, meta = load_training_state(paths[-1], opt, scheduler=sched)
     lora = strip_prefix(weights, LORA_PREFIX)
+    current = _lora_state(base)
     device = next(p.device for p in base.parameters() if p.requires_grad)
+    lora = {k: like(v, current[k]) if k in current else v.to(device) for k, v in lora.items()}
     try:
-        result = set_peft_model_state_dict(base, {k: v.to(device) for k, v in lora.items()})
+        result = set_peft_model_state_dict(base, lora)
     except RuntimeError as e:  # shape mismatch
         msg = str(e).splitlines()[0]
         raise SpatialAlignError(f"checkpoint {paths[-1]} does not fit the model: {msg}") from e
@@ -278,13 +308,17 @@ def load_latest_checkpoint(out_dir: Path, base: torch.nn.Module, opt: Any, sched
     return int(meta["step"])
 
 
-def save_adapter(out_dir: Path, base: torch.nn.Module) -> Path:
+def save_adapter(out_dir: Path, base: torch.nn.Module, *, write: bool = True) -> Path:
     """The adapter in diffusers' LoRA format (``pytorch_lora_weights.safetensors`` with the
-    adapter's ``lora_alpha`` in its metadata), written atomically."""
+    adapter's ``lora_alpha`` in its metadata), written atomically. Under FSDP every process
+    calls it (the weights are gathered) and the one with ``write`` writes."""
     from diffusers import WanPipeline
 
     config = base.peft_config["default"].to_dict()
-    state = {k: v.detach().cpu().contiguous() for k, v in _lora_state(base).items()}
+    state = full_state(_lora_state(base))
+    if not write:
+        return out_dir / LORA_WEIGHT_NAME
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".adapter.") as tmp:
         WanPipeline.save_lora_weights(
@@ -366,13 +400,16 @@ class StopRequest:
 
 
 # --------------------------------------------------------------------------- run
-def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool) -> None:
+def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool, processes: int) -> None:
     """Refuses to resume, or to train into a directory holding checkpoints, with another
-    configuration; writes ``train_config.json``."""
+    configuration; writes ``train_config.json`` (with the pairs per optimizer step over
+    all processes, ``global_batch``). A resumed run may split the same global batch over
+    another number of processes or micro-batches: every step sees the same items."""
     path = out_dir / CONFIG_NAME
+    new = {**cfg.to_dict(), GLOBAL_BATCH: cfg.global_batch(processes)}
     if path.is_file() and checkpoint_paths(out_dir):
         old = json.loads(path.read_text())
-        new = cfg.to_dict()
+        old.setdefault(GLOBAL_BATCH, new[GLOBAL_BATCH])  # written before it was recorded
         diff = sorted(k for k in new if k not in RESUME_FREE and old.get(k) != new[k])
         if not resume:
             raise SpatialAlignError(
@@ -383,7 +420,7 @@ def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool) -> None:
             raise SpatialAlignError(
                 f"cannot resume {out_dir}: configuration differs in {', '.join(diff)}"
             )
-    write_json(cfg.to_dict(), path)
+    write_json(new, path)
 
 
 def check_fit(transformer: torch.nn.Module, data: TrainData) -> None:
@@ -427,13 +464,14 @@ def train(
     accum = cfg.accumulation_steps(acc.num_processes)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _check_config(out, cfg, cfg.resume)
+        _check_config(out, cfg, cfg.resume, acc.num_processes)
     acc.wait_for_everyone()
 
-    params = prepare_transformer(transformer, cfg)
-    opt, sched = make_optimizer(params, cfg)
-    model = acc.prepare(transformer)
+    prepare_transformer(transformer, cfg)
+    model = wrap_model(transformer, acc, cfg.distributed)
     base = acc.unwrap_model(model)
+    params = [p for p in base.parameters() if p.requires_grad]  # FSDP: the sharded ones
+    opt, sched = make_optimizer(params, cfg)
     step = start = load_latest_checkpoint(out, base, opt, sched) if cfg.resume else 0
     if step:
         log.info("resumed %s at step %d", out, step)
@@ -457,8 +495,9 @@ def train(
             stopping = _any_process(acc, stop.requested)
             due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
             if due or stopping or step == cfg.max_steps:
-                if acc.is_main_process:
-                    save_checkpoint(out, base, opt, sched, step, cfg.keep_checkpoints)
+                save_checkpoint(
+                    out, base, opt, sched, step, cfg.keep_checkpoints, write=acc.is_main_process
+                )
                 acc.wait_for_everyone()
             if stopping:
                 break
@@ -468,8 +507,8 @@ def train(
     # a finished run resumed again keeps its file: equal weights would still give other
     # bytes (safetensors writes its metadata keys in hash-map order), i.e. a new fingerprint
     rewrite = step > start or not (out / LORA_WEIGHT_NAME).is_file()
-    if done and rewrite and acc.is_main_process:
-        save_adapter(out, base)
+    if done and rewrite:
+        save_adapter(out, base, write=acc.is_main_process)
     acc.wait_for_everyone()
     adapter = out / LORA_WEIGHT_NAME if done else None
     return TrainResult(out, step, adapter, interrupted=not done, last_log=record)
@@ -490,8 +529,7 @@ def _optimizer_step(
         )
         positions = [p for p, _ in pos_idx]
         batch = [items[i] for _, i in pos_idx]
-        sync = contextlib.nullcontext() if m == accum - 1 else acc.no_sync(ctx.model)
-        with sync:
+        with gradient_sync(ctx.model, acc, enabled=m == accum - 1):
             if isinstance(batch[0], Pair):
                 out = pair_step(ctx, *collate_pairs(data, batch), positions)
             else:
