@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 # let Python cache bytecode in the venv: importing torch/transformers uncached costs ~15 s a process
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy experiment-loop fuzz lint fmt clean
+.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy experiment-sweep experiment-loop fuzz lint fmt clean
 
 all: test
 
@@ -74,6 +74,10 @@ bench-wan-estimate: build
 EXPERIMENT_DIR ?= experiments/toy
 experiment-toy: build
 	bash scripts/experiment_toy.sh $(EXPERIMENT_DIR)
+
+# the sweep of docs/RESULTS.md on a finished experiment-toy (one option per row; ~6 min a row)
+experiment-sweep: build
+	bash scripts/sweep_toy.sh $(EXPERIMENT_DIR)
 
 # three rounds of the self-improvement loop on the toy model (docs/RESULTS.md; ~30 min)
 LOOP_DIR ?= experiments/loop

@@ -2,10 +2,13 @@
 
 The sft step trains on the winners and losers of the same pairs as single samples (2B
 samples), so the only difference is dpo+zo's extra no-grad reference forward and its loss.
-Each variant runs in a fresh process (peak memory: CUDA max allocated, else peak RSS).
+Each variant runs in a fresh process (peak memory: CUDA max allocated, else peak RSS); the
+two processes of a comparison run side by side (one torch thread each), so both see the
+same machine load, and each comparison is repeated (medians of step times, then ratios).
 
-    python scripts/bench_train_step.py --model toy --pairs 16 --steps 30
-    python scripts/bench_train_step.py --model tiny-wan --pairs 4 --steps 20
+    python scripts/bench_train_step.py                       # toy and tiny-wan, GC off/on
+    python scripts/bench_train_step.py --model toy --pairs 16 --steps 30 --repeats 3
+    python scripts/bench_train_step.py --model tiny-wan --gradient-checkpointing on
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def _transformer(model: str):
     return tr, (16, 5, 8, 8), (64, 256)
 
 
-def worker(model: str, loss: str, pairs: int, steps: int, device: str) -> dict:
+def worker(model: str, loss: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
     """Trains ``steps`` steps of ``loss`` in this process; median step time, peak memory."""
     import torch
 
@@ -69,7 +72,12 @@ def worker(model: str, loss: str, pairs: int, steps: int, device: str) -> dict:
     )
     batch = pairs if loss.startswith("dpo") else 2 * pairs
     cfg = TrainConfig(
-        loss=loss, max_steps=steps, train_batch_size=batch, lr_warmup_steps=1, checkpoint_every=0
+        loss=loss,
+        max_steps=steps,
+        train_batch_size=batch,
+        lr_warmup_steps=1,
+        checkpoint_every=0,
+        gradient_checkpointing=gc,
     )
     times: list[float] = []
     if device.startswith("cuda"):
@@ -83,32 +91,61 @@ def worker(model: str, loss: str, pairs: int, steps: int, device: str) -> dict:
     return {"loss": loss, "step_s": statistics.median(times[3:]), "peak_mib": peak}
 
 
+def _side_by_side(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
+    """One sft and one dpo+zo worker started together; their results by loss."""
+    procs = {}
+    for loss in ("sft", "dpo+zo"):
+        cmd = [sys.executable, __file__, "--worker", loss, "--model", model]
+        cmd += ["--pairs", str(pairs), "--steps", str(steps), "--device", device]
+        cmd += ["--gradient-checkpointing", "on" if gc else "off"]
+        procs[loss] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = {}
+    for loss, p in procs.items():
+        stdout, _ = p.communicate()
+        if p.returncode:
+            raise SystemExit(f"{loss} worker failed ({p.returncode})")
+        out[loss] = json.loads(stdout.strip().splitlines()[-1])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=["toy", "tiny-wan"], default="toy")
+    ap.add_argument("--model", choices=["toy", "tiny-wan", "both"], default="both")
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gradient-checkpointing", choices=["off", "on", "both"], default="both")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.model, args.worker, args.pairs, args.steps, args.device)))
+        gc = args.gradient_checkpointing == "on"
+        res = worker(args.model, args.worker, args.pairs, args.steps, args.device, gc)
+        print(json.dumps(res))
         return
-    res = {}
-    for loss in ("sft", "dpo+zo"):
-        cmd = [sys.executable, __file__, "--worker", loss]
-        cmd += ["--model", args.model, "--pairs", str(args.pairs), "--steps", str(args.steps)]
-        cmd += ["--device", args.device]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        res[loss] = json.loads(out.strip().splitlines()[-1])
-        print(
-            f"{loss:7s} {res[loss]['step_s'] * 1000:8.1f} ms/step  {res[loss]['peak_mib']:8.0f} MiB"
-        )
-    ratio = res["dpo+zo"]["step_s"] / res["sft"]["step_s"]
-    mem = res["dpo+zo"]["peak_mib"] / res["sft"]["peak_mib"]
+    models = ["toy", "tiny-wan"] if args.model == "both" else [args.model]
+    gcs = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]
+    print("| model | grad. checkpointing | sft step | dpo+zo step | time ratio | memory ratio |")
+    print("|---|---|---:|---:|---:|---:|")
+    for model in models:
+        for gc in gcs:
+            runs = [
+                _side_by_side(model, args.pairs, args.steps, args.device, gc)
+                for _ in range(args.repeats)
+            ]
+            med = {k: statistics.median(r[k]["step_s"] for r in runs) for k in ("sft", "dpo+zo")}
+            mem = {k: max(r[k]["peak_mib"] for r in runs) for k in ("sft", "dpo+zo")}
+            ratios = sorted(r["dpo+zo"]["step_s"] / r["sft"]["step_s"] for r in runs)
+            print(
+                f"| {model} | {'on' if gc else 'off'} | {med['sft'] * 1000:.0f} ms | "
+                f"{med['dpo+zo'] * 1000:.0f} ms | **{med['dpo+zo'] / med['sft']:.2f}x** "
+                f"(runs {', '.join(f'{x:.2f}' for x in ratios)}) | "
+                f"{mem['dpo+zo'] / mem['sft']:.2f}x ({mem['sft']:.0f} / {mem['dpo+zo']:.0f} MiB) |",
+                flush=True,
+            )
     print(
-        f"dpo+zo / sft: time {ratio:.2f}x, peak memory {mem:.2f}x "
-        f"({args.model}, {args.pairs} pairs = {2 * args.pairs} samples, {args.device})"
+        f"\n{args.pairs} pairs = {2 * args.pairs} samples a step, {args.steps} steps per run "
+        f"(median after 3 warm-up steps), {args.repeats} side-by-side runs, {args.device}"
     )
 
 

@@ -14,14 +14,20 @@
 #                 prompt-bootstrap interval and the paired delta vs base)
 #   timings.tsv   wall seconds per stage
 # Every stage is resumable: a rerun on the same RUN_DIR redoes only what changed.
-# Environment: SPATIALALIGN (the CLI, default .venv/bin/spatialalign), THREADS (torch/OpenMP
-# threads per process, default 1), EVAL_SEEDS (default 5).
+# Environment: SPATIALALIGN (the CLI, default .venv/bin/spatialalign), PYTHON (default
+# .venv/bin/python), THREADS (torch/OpenMP threads per process, default 1), PROCS (processes
+# that share sampling and tracking through torchrun, default: the number of cores),
+# EVAL_SEEDS (default 5). With PROCS > 1 the base model's evaluation also runs beside the
+# training (which is one process) instead of after it. The results do not depend on PROCS:
+# every video is a function of its prompt and seed, and training is one process.
 set -euo pipefail
 
 RUN=${1:-experiments/toy}
 shift || true
 SA=${SPATIALALIGN:-.venv/bin/spatialalign}
+PY=${PYTHON:-.venv/bin/python}
 THREADS=${THREADS:-1}
+PROCS=${PROCS:-$(nproc)}
 EVAL_SEEDS=${EVAL_SEEDS:-5}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
@@ -41,13 +47,33 @@ stage() {  # stage NAME CMD...: run, time, record
   printf '== [%s] %.1f s\n' "$name" "$dt"
 }
 
+if (( PROCS > 1 )); then  # sample and track shard by rank (torchrun) and merge
+  MANY=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$PROCS" -m spatialalign.cli)
+else
+  MANY=("$SA")
+fi
+eval_base() {
+  "$SA" eval "$RUN/eval_base" --model toy --prompts toy-test --seeds "$EVAL_SEEDS"
+}
+train_and_eval_base() {  # the base evaluation on a second core while training runs on one
+  eval_base > "$RUN/eval_base.log" 2>&1 &
+  local pid=$!
+  "$SA" train "$TR" --model toy --loss dpo+zo -q "$@"
+  wait "$pid" || { tail -20 "$RUN/eval_base.log"; return 1; }
+  tail -1 "$RUN/eval_base.log"
+}
+
 stage prompts     "$SA" prompts "$TR" --train 500 --test 120 --seed 0
-stage sample      "$SA" sample "$TR" --model toy --split train --seeds 8 --guidance 3
-stage track       "$SA" track "$TR" --detector toy
+stage sample      "${MANY[@]}" sample "$TR" --model toy --split train --seeds 8 --guidance 3
+stage track       "${MANY[@]}" track "$TR" --detector toy
 stage score-batch "$SA" score-batch "$TR" -q
 stage pairs       "$SA" pairs "$TR" --tau 0.7 --max-per-prompt 6
-stage train       "$SA" train "$TR" --model toy --loss dpo+zo -q "$@"
-stage eval-base   "$SA" eval "$RUN/eval_base" --model toy --prompts toy-test --seeds "$EVAL_SEEDS"
+if (( PROCS > 1 )); then
+  stage train+eval-base train_and_eval_base "$@"
+else
+  stage train     "$SA" train "$TR" --model toy --loss dpo+zo -q "$@"
+  stage eval-base eval_base
+fi
 stage eval-aligned "$SA" eval "$RUN/eval_aligned" --model toy --prompts toy-test \
                      --seeds "$EVAL_SEEDS" --adapter "$TR/run/pytorch_lora_weights.safetensors"
 stage compare     "$SA" compare "$RUN/eval_base" "$RUN/eval_aligned" --names base,aligned \
@@ -58,6 +84,6 @@ printf 'total\t%.1f\n' "$TOTAL" >> "$TIMES"
 echo
 cat "$RUN/compare/comparison.md"
 echo
-echo "wall seconds per stage ($OMP_NUM_THREADS thread(s) per process):"
+echo "wall seconds per stage ($OMP_NUM_THREADS thread(s) per process, $PROCS process(es)):"
 column -t "$TIMES"
 echo "adapter: $TR/run/pytorch_lora_weights.safetensors"
