@@ -218,6 +218,7 @@ def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread)
         (["--prompts", "toy-test", "--best-of", "0"], "--best-of must be in 1..100"),
         (["--prompts", "toy-test", "--detector", "yolo"], "unknown detector 'yolo'"),
         (["--prompts", "toy-test", "--dinov2", "no/such/dir"], "model directory not found"),
+        (["--prompts", "toy-test", "--musiq", "no/such/musiq.pth"], "weights file not found"),
         (["--prompts", "toy-test:0"], "expected a file, toy-test or toy-test:N"),
     ],
 )
@@ -293,6 +294,43 @@ def test_neural_metrics_fill_their_columns_and_a_model_change_recomputes(
     # the proxies do not depend on the models
     assert means["sharpness"] == pytest.approx(first.summary["metrics"]["sharpness"])
     assert result.summary["eval"]["dinov2"] == str(dino.resolve())
+    lines.clear()
+    eval_run(run, _quiet(cfg), echo=lines.append)
+    assert "metrics: 0 video(s) measured, 6 reused" in "\n".join(lines)
+
+
+def test_musiq_fills_imaging_quality_and_its_weights_are_part_of_the_settings(
+    plain_run, tmp_path, monkeypatch, one_torch_thread
+):
+    import shutil
+
+    import torch
+
+    pytest.importorskip("pyiqa")
+    from pyiqa.archs.musiq_arch import MUSIQ
+    from safetensors.torch import save_file
+    from spatialalign.evaluation import musiq
+
+    base, _, _ = plain_run
+    run = tmp_path / "copy"
+    shutil.copytree(base, run)
+    tiny = dict(hidden_size=32, mlp_dim=64, num_heads=2, num_layers=1)
+    torch.manual_seed(0)
+    weights = tmp_path / "musiq.safetensors"
+    save_file(MUSIQ(pretrained=False, num_class=1, **tiny).state_dict(), str(weights))
+    load = musiq.load_musiq
+    # eval builds the full-size MUSIQ of the SPAQ checkpoint; these weights are tiny
+    monkeypatch.setattr(musiq, "load_musiq", lambda path: load(path, **tiny))
+
+    cfg = EvalRunConfig(prompts="toy-test:3", seeds=2, musiq=str(weights))
+    lines: list[str] = []
+    result = eval_run(run, _quiet(cfg), echo=lines.append)
+    assert "metrics: 6 video(s) measured (6 settings changed: musiq" in "\n".join(lines)
+    quality = pq.read_table(RunDir(run).metrics_path).column("imaging_quality").to_numpy()
+    assert np.isfinite(quality).all()
+    assert result.summary["metrics"]["imaging_quality"] == pytest.approx(quality.mean())
+    assert result.summary["eval"]["musiq"] == str(weights.resolve())
+    assert math.isnan(pq.read_table(RunDir(base).metrics_path)["imaging_quality"][0].as_py())
     lines.clear()
     eval_run(run, _quiet(cfg), echo=lines.append)
     assert "metrics: 0 video(s) measured, 6 reused" in "\n".join(lines)

@@ -41,6 +41,9 @@ def _str(path: Path | None) -> str | None:
               help="Local DINOv2 directory: adds ID consistency.")  # fmt: skip
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
               help='Local CLIP directory: adds CLIP-IQA "natural".')  # fmt: skip
+@click.option("--musiq", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="VBench imaging quality: a local MUSIQ SPAQ checkpoint (.safetensors, or "
+              ".pth read with weights_only); needs the iqa extra.")  # fmt: skip
 @click.option("--dinov2-size", type=click.IntRange(min=14), default=518, show_default=True,
               help="DINOv2 input side for the animal crops.")  # fmt: skip
 @click.option("--steps", type=int, default=None, help="Denoising steps [toy 20, wan 50].")
@@ -65,6 +68,7 @@ def eval_cmd(
     sam: Path | None,
     dinov2: Path | None,
     clip: Path | None,
+    musiq: Path | None,
     dinov2_size: int,
     steps: int | None,
     guidance: float | None,
@@ -104,6 +108,7 @@ def eval_cmd(
         sam=_str(sam),
         dinov2=_str(dinov2),
         clip=_str(clip),
+        musiq=_str(musiq),
         dino_image_size=dinov2_size,
     )
     result = eval_run(

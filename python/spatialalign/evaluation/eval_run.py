@@ -17,6 +17,7 @@ highest DSR-Score and then tracks and scores the kept videos in ``RUN`` like any
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ class EvalRunConfig:
     """Local DINOv2 directory: adds ID consistency."""
     clip: str | None = None
     """Local CLIP directory: adds CLIP-IQA "natural"."""
+    musiq: str | None = None
+    """Local MUSIQ SPAQ checkpoint (``.safetensors``, or ``.pth`` read with weights_only):
+    adds VBench's imaging quality (needs the ``iqa`` extra)."""
     dino_image_size: int = 518
     """DINOv2 input side for the animal crops (the official 518)."""
     progress: bool = True
@@ -139,6 +143,13 @@ def check_inputs(cfg: EvalRunConfig) -> None:
     for flag, path in (("--dinov2", cfg.dinov2), ("--clip", cfg.clip)):
         if path is not None and not Path(path).is_dir():
             raise SpatialAlignError(f"{flag}: model directory not found: {path}")
+    if cfg.musiq is not None:
+        if not Path(cfg.musiq).is_file():
+            raise SpatialAlignError(f"--musiq: weights file not found: {cfg.musiq}")
+        if importlib.util.find_spec("pyiqa") is None:
+            from spatialalign.evaluation.musiq import INSTALL_HINT
+
+            raise SpatialAlignError(f"--musiq needs pyiqa, which is not installed: {INSTALL_HINT}")
     if is_toy_test(cfg.prompts):
         toy_test_count(cfg.prompts)
     elif cfg.prompts is not None and not Path(cfg.prompts).is_file():
@@ -273,16 +284,18 @@ def _best_of(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, A
 
 @dataclass
 class _NeuralModels:
-    """DINOv2 and CLIP, loaded on the CPU before sampling (a bad directory fails early) and
-    moved to the device only for the metrics (they do not hold GPU memory while sampling)."""
+    """DINOv2, CLIP and MUSIQ, loaded on the CPU before sampling (a bad directory or
+    checkpoint fails early) and moved to the device only for the metrics (they do not hold
+    GPU memory while sampling)."""
 
     dino: Any = None
     clip: tuple[Any, Any] | None = None
+    musiq: Any = None
     ids: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, cfg: EvalRunConfig) -> _NeuralModels:
-        out = cls(ids={"dinov2": None, "clip": None})
+        out = cls(ids={"dinov2": None, "clip": None, "musiq": None})
         if cfg.dinov2:
             from spatialalign.evaluation.neural import load_dinov2
 
@@ -291,19 +304,27 @@ class _NeuralModels:
             from spatialalign.evaluation.neural import load_clip
 
             out.clip, out.ids["clip"] = load_clip(cfg.clip), fingerprint(cfg.clip)
+        if cfg.musiq:
+            from spatialalign.evaluation.musiq import load_musiq
+
+            out.musiq, out.ids["musiq"] = load_musiq(cfg.musiq), fingerprint(cfg.musiq)
         return out
 
-    def on_device(self, device: str | None) -> tuple[Any, Any]:
-        """(DINOv2 model, ClipIqa) on ``device`` (default: cuda when available)."""
-        if self.dino is None and self.clip is None:
-            return None, None
-        from spatialalign.evaluation.neural import ClipIqa
+    def on_device(self, device: str | None) -> tuple[Any, Any, Any]:
+        """(DINOv2 model, ClipIqa, MUSIQ model) on ``device`` (default: cuda when available)."""
+        if self.dino is None and self.clip is None and self.musiq is None:
+            return None, None, None
         from spatialalign.sampling.backends import default_device
 
         device = device or default_device()
         dino = None if self.dino is None else self.dino.to(device)
-        iqa = None if self.clip is None else ClipIqa(self.clip[0].to(device), self.clip[1])
-        return dino, iqa
+        iqa = None
+        if self.clip is not None:
+            from spatialalign.evaluation.neural import ClipIqa
+
+            iqa = ClipIqa(self.clip[0].to(device), self.clip[1])
+        musiq = None if self.musiq is None else self.musiq.to(device)
+        return dino, iqa, musiq
 
 
 def _abs(path: str | None) -> str | None:
@@ -326,11 +347,12 @@ def eval_run(
 
     cost = (_best_of if cfg.best_of > 1 else _plain)(run, stages, prompt_ids)
     summary = stages.score(run)
-    dino, clip_iqa = models.on_device(cfg.backend.device)
+    dino, clip_iqa, musiq = models.on_device(cfg.backend.device)
     metrics = write_metrics(
         run,
         dino=dino,
         clip_iqa=clip_iqa,
+        musiq=musiq,
         model_ids=models.ids,
         dino_image_size=cfg.dino_image_size,
         progress=cfg.progress,
@@ -358,6 +380,7 @@ def eval_run(
         "preset": preset,
         "dinov2": _abs(cfg.dinov2),
         "clip": _abs(cfg.clip),
+        "musiq": _abs(cfg.musiq),
     }
     write_json(summary, run.summary_path)
     return EvalResult(run, summary, metrics)

@@ -1,9 +1,10 @@
 """One video's row of quality metrics (the ``metrics.parquet`` columns).
 
-Weight-free proxies always; the DINOv2 ID consistency and CLIP-IQA only when their
-models are passed in (else NaN, so every row has the same columns). As in the official
-``calc_metric.py``, the consistency metrics use the frames where both the animal and
-the object were detected; CLIP-IQA and the image proxies use every frame.
+Weight-free proxies always; the DINOv2 ID consistency, CLIP-IQA and VBench's imaging
+quality (MUSIQ, :mod:`.musiq`) only when their models are passed in (else NaN, so every
+row has the same columns). As in the official ``calc_metric.py``, the consistency
+metrics use the frames where both the animal and the object were detected; CLIP-IQA,
+imaging quality and the image proxies use every frame.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ METRIC_COLUMNS = (
     "id_consistency_first",
     "id_consistency_previous",
     "clip_iqa_natural",
+    "imaging_quality",
 )
 
 
@@ -53,6 +55,7 @@ def video_metrics(
     *,
     dino: nn.Module | None = None,
     clip_iqa: ClipIqa | None = None,
+    musiq: nn.Module | None = None,
     dino_image_size: int = 518,
 ) -> dict[str, float]:
     """:data:`METRIC_COLUMNS` for one video (uint8 ``[F, H, W, 3]``, boxes ``[F, 4]`` xyxy)."""
@@ -70,6 +73,10 @@ def video_metrics(
         row["id_consistency_previous"] = c.to_previous
     if clip_iqa is not None:
         row["clip_iqa_natural"] = clip_iqa(frames).get("natural", math.nan)
+    if musiq is not None:
+        from spatialalign.evaluation.musiq import imaging_quality
+
+        row["imaging_quality"] = imaging_quality(musiq, frames)
     return row
 
 
@@ -91,6 +98,7 @@ def metrics_table(
     *,
     dino: nn.Module | None = None,
     clip_iqa: ClipIqa | None = None,
+    musiq: nn.Module | None = None,
     dino_image_size: int = 518,
 ) -> pa.Table:
     """sample_id + :data:`METRIC_COLUMNS` for every sample (NaN row for an unreadable video).
@@ -110,7 +118,13 @@ def metrics_table(
         animal, obj = frame_boxes(tracks, i, len(frames))
         rows.append(
             video_metrics(
-                frames, animal, obj, dino=dino, clip_iqa=clip_iqa, dino_image_size=dino_image_size
+                frames,
+                animal,
+                obj,
+                dino=dino,
+                clip_iqa=clip_iqa,
+                musiq=musiq,
+                dino_image_size=dino_image_size,
             )
         )
     cols = {"sample_id": pa.array(list(sample_ids), pa.string())}

@@ -1,12 +1,13 @@
 """``RUN/metrics.parquet``: per-video quality and peer spatial metrics, recomputed per row.
 
 Columns: sample_id, :data:`~spatialalign.evaluation.metrics.METRIC_COLUMNS` (weight-free
-proxies always; DINOv2 ID consistency and CLIP-IQA when their models are given, else
-NaN) and :data:`~spatialalign.evaluation.peer.PEER_COLUMNS` (T2V-CompBench and VBench
-spatial scores from the same tracks), one row per manifest sample in manifest order.
+proxies always; DINOv2 ID consistency, CLIP-IQA and MUSIQ imaging quality when their
+models are given, else NaN) and :data:`~spatialalign.evaluation.peer.PEER_COLUMNS`
+(T2V-CompBench and VBench spatial scores from the same tracks), one row per manifest
+sample in manifest order.
 
 Reuse: the file records, per sample, a key over the video's content fingerprint and the
-sample's track boxes, and once the metric settings (the DINOv2 and CLIP weights'
+sample's track boxes, and once the metric settings (the DINOv2, CLIP and MUSIQ weights'
 content fingerprints, the DINOv2 crop size). A rerun recomputes exactly the rows whose
 key changed, and every row when the settings changed; the peer scores are cheap and
 always recomputed from the tracks and prompts.
@@ -97,7 +98,13 @@ def _earlier(run: RunDir) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
 
 
 def _measure(
-    path: str | None, tracks: Tracks, i: int, dino: Any, clip_iqa: Any, dino_image_size: int
+    path: str | None,
+    tracks: Tracks,
+    i: int,
+    dino: Any,
+    clip_iqa: Any,
+    musiq: Any,
+    dino_image_size: int,
 ) -> dict[str, float]:
     try:
         if not path:
@@ -107,7 +114,13 @@ def _measure(
         return {c: math.nan for c in METRIC_COLUMNS}
     animal, obj = frame_boxes(tracks, i, len(frames))
     return video_metrics(
-        frames, animal, obj, dino=dino, clip_iqa=clip_iqa, dino_image_size=dino_image_size
+        frames,
+        animal,
+        obj,
+        dino=dino,
+        clip_iqa=clip_iqa,
+        musiq=musiq,
+        dino_image_size=dino_image_size,
     )
 
 
@@ -116,13 +129,14 @@ def write_metrics(
     *,
     dino: nn.Module | None = None,
     clip_iqa: ClipIqa | None = None,
+    musiq: nn.Module | None = None,
     model_ids: Mapping[str, str | None] | None = None,
     dino_image_size: int = 518,
     progress: bool = True,
 ) -> MetricsResult:
     """Measures every manifest sample of ``run`` (reusing current rows) and writes
     ``metrics.parquet``; ``model_ids`` identifies the models passed in (``dinov2``,
-    ``clip``: their weights' content fingerprints, None when absent)."""
+    ``clip``, ``musiq``: their weights' content fingerprints, None when absent)."""
     manifest = run.read_manifest(["prompt_id", "path", "num_frames"])
     ids = manifest.column("sample_id").to_pylist()
     paths = manifest.column("path").to_pylist()
@@ -157,7 +171,7 @@ def write_metrics(
 
     rows = {sid: old_rows[sid] for sid in ids if sid in old_rows}
     for i in tqdm(todo, desc="metrics", unit="video", disable=not progress or not todo):
-        rows[ids[i]] = _measure(paths[i], tracks, i, dino, clip_iqa, dino_image_size)
+        rows[ids[i]] = _measure(paths[i], tracks, i, dino, clip_iqa, musiq, dino_image_size)
 
     num_frames = manifest.column("num_frames").to_pylist()
     peer = peer_scores(

@@ -27,8 +27,8 @@ divides the images by ``data_range`` *before* calling the processor, whose defau
 ``do_rescale`` would divide by 255 again, so :func:`iqa_processor` switches it off. The
 paper-original ``clip_iqa`` weights need ``piq`` (not installed); any local CLIP works.
 
-**MUSIQ** (VBench's imaging quality, pyiqa with SPAQ weights) is an optional extra not
-provided here: ``pyiqa`` is not installed.
+**MUSIQ** (VBench's imaging quality, pyiqa with local SPAQ weights) is in
+:mod:`.musiq`, behind the optional ``iqa`` extra (``pip install 'spatialalign[iqa]'``).
 """
 
 from __future__ import annotations
