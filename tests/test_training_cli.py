@@ -68,9 +68,15 @@ def test_train_caches_trains_and_the_adapter_samples(run_dir, tmp_path, capsys):
     main(["sample", str(tmp_path / "aligned"), "--prompts", str(run.prompts_path),
           "--model", "toy", "--seeds", "1", "--steps", "2", "--adapter", str(run.train_dir)])  # fmt: skip
     assert RunDir(tmp_path / "aligned").read_manifest().num_rows == 3
-    # a second call refuses to overwrite; --resume finds it finished and reuses the cache
+    # the same call again reuses the finished run (as every stage reuses finished work)
+    adapter = run.train_dir / "pytorch_lora_weights.safetensors"
+    before = (adapter.read_bytes(), adapter.stat().st_mtime_ns)
+    main(["train", str(root), *FAST])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("already trained: ")
+    assert (adapter.read_bytes(), adapter.stat().st_mtime_ns) == before
+    # another configuration refuses to overwrite; --resume finds it finished, reuses the cache
     with pytest.raises(SystemExit) as e:
-        main(["train", str(root), *FAST])
+        main(["train", str(root), *FAST, "--beta", "2"])
     assert e.value.code == 1 and "already holds a training run" in capsys.readouterr().err
     main(["train", str(root), *FAST, "--resume"])
     assert "2 steps" in capsys.readouterr().out

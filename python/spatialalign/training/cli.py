@@ -104,6 +104,12 @@ def train(
         )
         sys.exit(130)
     unit = "pairs" if cfg.loss.startswith("dpo") else "samples"
+    if done.reused:
+        click.echo(
+            f"already trained: {res.out_dir} holds this run (same configuration, pairs and "
+            f"model), finished at step {res.steps} -> {res.adapter}"
+        )
+        return
     click.echo(
         f"trained {cfg.loss} LoRA on {done.n_items} {unit} of {done.n_prompts} prompts: "
         f"{res.steps} steps{', ' + terms if terms else ''} -> {res.adapter}"

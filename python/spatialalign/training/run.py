@@ -50,6 +50,8 @@ class TrainRun:
     n_items: int
     n_prompts: int
     warnings: list[str] = field(default_factory=list)
+    reused: bool = False
+    """The run directory already held this run, finished: nothing was trained."""
 
 
 def stale_pairs(run: RunDir) -> str | None:
@@ -85,6 +87,27 @@ def record_inputs(run: RunDir, inputs: dict[str, str], resume: bool) -> None:
         if old is not None:
             return
     write_json(inputs, path)
+
+
+def finished_same_run(run: RunDir, cfg: TrainConfig, inputs: dict[str, str]) -> bool:
+    """True when ``run/`` holds a finished run of exactly ``cfg`` on ``inputs`` with its
+    adapter, so that a plain rerun reuses it as every other stage reuses finished work
+    (another configuration or changed inputs still refuse: a new directory, or --resume)."""
+    from spatialalign.io import read_json
+    from spatialalign.lora import LORA_WEIGHT_NAME
+    from spatialalign.training.checkpoint import checkpoint_meta
+    from spatialalign.training.trainer import CONFIG_NAME, GLOBAL_BATCH, checkpoint_paths
+
+    d = run.train_dir
+    paths = checkpoint_paths(d)
+    files = (d / LORA_WEIGHT_NAME, d / CONFIG_NAME, d / INPUTS_NAME)
+    if cfg.resume or not paths or not all(f.is_file() for f in files):
+        return False
+    old = {k: v for k, v in read_json(d / CONFIG_NAME).items() if k not in ("resume", GLOBAL_BATCH)}
+    new = {k: v for k, v in cfg.to_dict().items() if k != "resume"}
+    if old != new or read_json(d / INPUTS_NAME) != inputs:
+        return False
+    return int(checkpoint_meta(paths[-1]).get("step", -1)) >= cfg.max_steps
 
 
 def read_pairs(run: RunDir) -> list[Pair]:
@@ -253,8 +276,12 @@ def train_run(
     backend = cache_backend(model, pipe, model_path, text_encoder_dir,
                             device=acc.device if wan else None)  # fmt: skip
     report = CacheReport()
+    inputs = _inputs(run, cfg, backend.identity)
+    reused = finished_same_run(run, cfg, inputs)
+    if reused:  # resuming a finished run trains no step and keeps its adapter file
+        cfg = replace(cfg, resume=True)
     if acc.is_main_process:
-        record_inputs(run, _inputs(run, cfg, backend.identity), cfg.resume)
+        record_inputs(run, inputs, cfg.resume)
         if encode:
             report = build_cache(
                 run.cache_dir,
@@ -271,7 +298,7 @@ def train_run(
     data = TrainData(latents, text, pairs, samples)
     result = train(pipe.transformer, data, cfg, run.train_dir, accelerator=acc, progress=progress)
     n_items = len(pairs) if is_pair_variant(cfg.loss) else len(samples)
-    return TrainRun(report, result, n_items, len(prompt_ids), warnings)
+    return TrainRun(report, result, n_items, len(prompt_ids), warnings, reused=reused)
 
 
 def _inputs(run: RunDir, cfg: TrainConfig, model_identity: str) -> dict[str, str]:
