@@ -213,7 +213,6 @@ def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "sora"], "unknown model 'sora'"),
         (["--prompts", "no/such/prompts.csv"], "prompts file not found"),
         (["--prompts", "toy-test", "--best-of", "0"], "--best-of must be in 1..100"),
         (["--prompts", "toy-test", "--detector", "yolo"], "unknown detector 'yolo'"),
@@ -230,6 +229,15 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and err.startswith("error:")
     assert not run.exists()  # refused before anything was written
+
+
+def test_unknown_model_is_a_usage_error_like_sample(tmp_path, capsys):
+    for verb in ("eval", "sample"):
+        with pytest.raises(SystemExit) as e:
+            main([verb, str(tmp_path / verb), "--model", "sora"])
+        assert e.value.code == 2
+        assert "'sora' is not one of 'toy', 'wan'" in capsys.readouterr().err
+        assert not (tmp_path / verb).exists()
 
 
 # ------------------------------------------------------------------ neural metrics

@@ -76,3 +76,14 @@ def test_sample_cache_train_reload_sample(tmp_path, capsys):
     assert min(diffs) > 0.5, diffs  # every video changed, well beyond codec noise
     rows = RunDir(aligned).read_manifest().to_pylist()
     assert {r["adapter"] for r in rows} == {str(adapter.resolve())}
+
+    # `eval` takes sample's model options (one definition): with the same Wan geometry and
+    # adapter its seed-0 videos are the aligned sampling's
+    ev = tmp_path / "eval"
+    main(["eval", str(ev), "--prompts", str(run.prompts_path), "--split", "all", *model,
+          *GEOMETRY, "--seeds", "1", "--batch-size", "2", "--adapter", str(run.train_dir)])  # fmt: skip
+    evaluated = _videos(RunDir(ev))
+    assert len(evaluated) == 2
+    for sid, video in evaluated.items():
+        np.testing.assert_array_equal(video, tuned[sid])
+    assert (ev / "summary.json").is_file() and (ev / "metrics.parquet").is_file()

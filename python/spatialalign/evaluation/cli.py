@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
+from spatialalign.sampling.model_options import model_options, pop_backend_config
 
 
 def _str(path: Path | None) -> str | None:
@@ -13,12 +16,6 @@ def _str(path: Path | None) -> str | None:
 
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--model", default="toy", show_default=True,
-              help="T2V back end: toy (the shipped toy model) or wan (a local WanPipeline).")  # fmt: skip
-@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
-              help="toy: weights directory [shipped]; wan: local WanPipeline directory.")  # fmt: skip
-@click.option("--adapter", type=click.Path(path_type=Path), default=None,
-              help="LoRA: a .safetensors file or a directory holding one.")  # fmt: skip
 @click.option("--prompts", default=None,
               help="Prompt file (Parquet/CSV/official CSV/JSONL), or toy-test[:N] for the toy "
               "TEST split (120 prompts).  [default: RUN_DIR/prompts.parquet]")  # fmt: skip
@@ -46,18 +43,11 @@ def _str(path: Path | None) -> str | None:
               ".pth read with weights_only); needs the iqa extra.")  # fmt: skip
 @click.option("--dinov2-size", type=click.IntRange(min=14), default=518, show_default=True,
               help="DINOv2 input side for the animal crops.")  # fmt: skip
-@click.option("--steps", type=int, default=None, help="Denoising steps [toy 20, wan 50].")
-@click.option("--guidance", type=float, default=None, help="Guidance scale [toy 3.0, wan 5.0].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Videos generated together [toy 16, wan 1].")  # fmt: skip
-@click.option("--device", default=None, help="torch device [cuda if available, else cpu].")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-              help="wan only [bfloat16 on CUDA].")  # fmt: skip
+@model_options
 def eval_cmd(
     run_dir: Path,
-    model: str,
-    model_dir: Path | None,
-    adapter: Path | None,
     prompts: str | None,
     split: str,
     seeds: int,
@@ -70,11 +60,8 @@ def eval_cmd(
     clip: Path | None,
     musiq: Path | None,
     dinov2_size: int,
-    steps: int | None,
-    guidance: float | None,
     batch_size: int | None,
-    device: str | None,
-    dtype: str | None,
+    **options: Any,
 ) -> None:
     """Evaluate a model: sample the test prompts with seeds 0..N-1, track, score, measure.
 
@@ -84,19 +71,9 @@ def eval_cmd(
     the one with the highest DSR-Score per slot.
     """
     from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
-    from spatialalign.sampling.backends import BackendConfig
 
-    backend = BackendConfig(
-        model=model,
-        model_path=_str(model_dir),
-        adapter=_str(adapter),
-        steps=steps,
-        guidance=guidance,
-        device=device,
-        dtype=dtype,
-    )
     cfg = EvalRunConfig(
-        backend=backend,
+        backend=pop_backend_config(options),
         prompts=prompts,
         split=split,
         seeds=seeds,
