@@ -23,6 +23,7 @@ ROWS_ALL=(
   "beta5||--beta 5"
   "zo0.1||--lambda-zo 0.1"
   "zo0.5||--lambda-zo 0.5"
+  "zo1||--lambda-zo 1"
   "rank32||--lora-rank 32 --lora-alpha 32"
   "rank4||--lora-rank 4 --lora-alpha 4"
   "warmup0||--lr-warmup-steps 0"
@@ -31,6 +32,7 @@ ROWS_ALL=(
   "sharednoise||--shared-noise"
   "cap12|--tau 0.7 --max-per-prompt 12|"
   "cap3|--tau 0.7 --max-per-prompt 3|"
+  "invalidlosers|--tau 0.7 --max-per-prompt 6 --invalid-losers|"
 )
 
 one() {  # one "name|pairs|train"

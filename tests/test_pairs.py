@@ -46,6 +46,26 @@ def test_prompts_without_both_sides_are_dropped_and_counted():
     assert "1 pair(s) from 1 of 5 prompt(s)" in line and "1 no_winner" in line
 
 
+def test_invalid_losers_is_opt_in_and_pairs_invalid_only_as_losers():
+    samples = scored("p1", 0.9, 0.2, None) + scored("single", 0.9, None) + scored("lost", 0.1, None)
+    default, _ = build_pairs(samples, PairConfig(max_per_prompt=100))
+    assert {(p.winner, p.loser) for p in default} == {("p1_s0", "p1_s1")}
+    pairs, report = build_pairs(samples, PairConfig(max_per_prompt=100, invalid_losers=True))
+    got = {(p.winner, p.loser) for p in pairs}
+    # the invalid sample loses to the winner (never to another loser, never wins); a prompt
+    # with one valid winner now pairs; one without a winner still does not
+    assert got == {("p1_s0", "p1_s1"), ("p1_s0", "p1_s2"), ("single_s0", "single_s1")}
+    assert dict(report.dropped) == {"no_winner": 1}
+    # without tau an invalid sample loses to every valid one
+    no_tau, _ = build_pairs(scored("q", 0.3, 0.1, None), PairConfig(tau=None, invalid_losers=True))
+    assert {(p.winner, p.loser) for p in no_tau} == {
+        ("q_s0", "q_s1"),
+        ("q_s0", "q_s2"),
+        ("q_s1", "q_s2"),
+    }
+    assert PairConfig(invalid_losers=True).to_dict()["invalid_losers"] is True
+
+
 def test_cap_keeps_a_seeded_subset_independent_of_other_prompts():
     many = scored("p", 0.9, 0.95, 0.8, 0.1, 0.2, 0.3, 0.4)  # 3 winners x 4 losers = 12
     cfg = PairConfig(max_per_prompt=5, seed=3)

@@ -7,6 +7,10 @@ losers the other valid ones; every winner x loser combination is a candidate. Wi
 form a candidate, the higher-scoring one the winner. At most ``max_per_prompt``
 candidates are kept per prompt, drawn at random with a seed derived from the run seed
 and the prompt id, so the choice for one prompt does not depend on the others.
+
+``invalid_losers`` (off by default, not the paper's) also makes every invalid sample of a
+prompt a loser to each of its winners: the only pairs that tell the model which videos
+the tracker rejects (validness), which the paper's pairs never contain.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ class PairConfig:
     """Seeds the choice of the kept pairs."""
     animals: tuple[str, ...] | None = None
     """Keep only prompts of these animals (a transfer probe); None keeps all."""
+    invalid_losers: bool = False
+    """Invalid samples also lose to the prompt's winners (not the paper's: it never uses
+    invalid samples); without tau, to every valid sample."""
 
     def __post_init__(self) -> None:
         if self.tau is not None and not (0.0 <= self.tau <= 1.0):
@@ -58,6 +65,7 @@ class PairConfig:
             "max_per_prompt": self.max_per_prompt,
             "seed": self.seed,
             "animals": list(self.animals) if self.animals is not None else None,
+            "invalid_losers": self.invalid_losers,
         }
 
 
@@ -107,16 +115,21 @@ def _rng(seed: int, prompt_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(prompt_id.encode())])
 
 
-def _candidates(samples: Sequence[ScoredSample], tau: float | None) -> tuple[list, str | None]:
-    """All (winner, loser) candidates of one prompt's valid samples, or a drop reason."""
+def _candidates(
+    samples: Sequence[ScoredSample], tau: float | None, invalid_losers: bool = False
+) -> tuple[list, str | None]:
+    """All (winner, loser) candidates of one prompt's valid samples (and, with
+    ``invalid_losers``, its invalid ones as losers), or a drop reason."""
     valid = sorted((s for s in samples if s.valid), key=lambda s: s.sample_id)
+    invalid = sorted((s for s in samples if not s.valid), key=lambda s: s.sample_id)
+    invalid = invalid if invalid_losers else []
     if not valid:
         return [], "no_valid"
-    if len(valid) == 1:
+    if len(valid) == 1 and not invalid:
         return [], "one_valid"
     if tau is not None:
         winners = [s for s in valid if s.dsr >= tau]
-        losers = [s for s in valid if s.dsr < tau]
+        losers = [s for s in valid if s.dsr < tau] + invalid
         if not winners:
             return [], "no_winner"
         if not losers:
@@ -126,7 +139,7 @@ def _candidates(samples: Sequence[ScoredSample], tau: float | None) -> tuple[lis
         (a, b) if a.dsr > b.dsr else (b, a)
         for a, b in itertools.combinations(valid, 2)
         if a.dsr != b.dsr
-    ]
+    ] + list(itertools.product(valid, invalid))
     return (pairs, None) if pairs else ([], "all_tied")
 
 
@@ -150,7 +163,7 @@ def build_pairs(
         if cfg.animals is not None and animal_of.get(prompt_id) not in cfg.animals:  # type: ignore[union-attr]
             report.dropped["filtered_animal"] += 1
             continue
-        candidates, reason = _candidates(by_prompt[prompt_id], cfg.tau)
+        candidates, reason = _candidates(by_prompt[prompt_id], cfg.tau, cfg.invalid_losers)
         if reason is not None:
             report.dropped[reason] += 1
             continue

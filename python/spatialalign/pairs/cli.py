@@ -37,10 +37,23 @@ from spatialalign.pairs.build import PairConfig
     default=None,
     help="Comma-separated animals: keep only their prompts (a transfer probe).",
 )
+@click.option(
+    "--invalid-losers",
+    is_flag=True,
+    help="Not the paper's: invalid samples (rejected by the tracker) also lose to the "
+    "prompt's winners, so training sees what makes a video invalid.",
+)
 def pairs(
-    run_dir: Path, tau: float, no_tau: bool, max_per_prompt: int, seed: int, animals: str | None
+    run_dir: Path,
+    tau: float,
+    no_tau: bool,
+    max_per_prompt: int,
+    seed: int,
+    animals: str | None,
+    invalid_losers: bool,
 ) -> None:
-    """Build RUN_DIR/pairs.parquet from RUN_DIR/scores.parquet (invalid samples never pair)."""
+    """Build RUN_DIR/pairs.parquet from RUN_DIR/scores.parquet (invalid samples never pair,
+    unless --invalid-losers)."""
     from spatialalign.pairs.run import pair_run
 
     chosen = None
@@ -49,7 +62,11 @@ def pairs(
         if not chosen:
             raise click.BadParameter("name at least one animal", param_hint="--animals")
     cfg = PairConfig(
-        tau=None if no_tau else tau, max_per_prompt=max_per_prompt, seed=seed, animals=chosen
+        tau=None if no_tau else tau,
+        max_per_prompt=max_per_prompt,
+        seed=seed,
+        animals=chosen,
+        invalid_losers=invalid_losers,
     )
     path, report = pair_run(run_dir, cfg)
     click.echo(f"{report.summary()} -> {path}")
