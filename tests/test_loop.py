@@ -212,3 +212,10 @@ def test_one_line_errors(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_pairs_stage_passes_the_pair_settings(monkeypatch):
+    seen = []
+    monkeypatch.setattr("spatialalign.pairs.run.pair_run", lambda root, cfg: seen.append(cfg))
+    stages.pairs(LoopDir("unused").train_run(1), tiny(invalid_losers=True, max_pairs_per_prompt=3))
+    assert seen[0].invalid_losers is True and seen[0].max_per_prompt == 3 and seen[0].tau == 0.7

@@ -79,6 +79,11 @@ class LoopConfig:
     tau: float = _f(0.7, "Pairs: valid samples with DSR >= tau win, the other valid ones lose.")
     max_pairs_per_prompt: int = _f(6, "Pairs: most pairs kept per prompt (seeded subset).")
     pair_seed: int = _f(0, "Pairs: seeds the kept subset.")
+    invalid_losers: bool = _f(
+        False,
+        "Pairs (not the paper's): invalid samples also lose to the prompt's winners "
+        "(`pairs --invalid-losers`).",
+    )
     detector: str = _f("toy", "toy, gdino-onnx or gdino-torch.")
     onnx_dir: str | None = _f(None, "gdino-onnx: exported graphs [models/onnx].")
     gdino_dir: str | None = _f(None, "gdino-torch: local GroundingDINO checkpoint.")

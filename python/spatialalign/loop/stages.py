@@ -130,7 +130,12 @@ def pairs(run: RunDir, cfg: LoopConfig):
     from spatialalign.pairs.build import PairConfig
     from spatialalign.pairs.run import pair_run
 
-    pair_cfg = PairConfig(tau=cfg.tau, max_per_prompt=cfg.max_pairs_per_prompt, seed=cfg.pair_seed)
+    pair_cfg = PairConfig(
+        tau=cfg.tau,
+        max_per_prompt=cfg.max_pairs_per_prompt,
+        seed=cfg.pair_seed,
+        invalid_losers=cfg.invalid_losers,
+    )
     return pair_run(run.root, pair_cfg)
 
 
