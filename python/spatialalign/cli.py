@@ -8,7 +8,6 @@ non-zero with a one-line reason on bad input (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 import click
@@ -74,9 +73,6 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    # peft imports bitsandbytes when installed (the iqa extra brings it); on CPUs with
-    # AVX512-BF16 it warns at import that an optional Hub kernel is missing: not ours to show
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         cli.main(args=args, prog_name="spatialalign", standalone_mode=False)
     except click.exceptions.Abort:
