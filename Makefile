@@ -4,6 +4,9 @@
 # Nothing here needs a uv, maturin or venv of the user's own on PATH.
 
 PY ?= python3
+# the interpreter itself, not a symlink to it: venvs made from a symlink (CI's clean PATH
+# links python3 from a temporary directory) would break when the link goes away
+PYBIN := $(shell $(PY) -c 'import os, sys; print(os.path.realpath(sys.executable))')
 UV := $(CURDIR)/.uv/bin/uv
 VENV := .venv
 # what build steps see on PATH: our venv and our uv first (maturin --uv calls `uv`)
@@ -21,13 +24,13 @@ unexport PYTHONDONTWRITEBYTECODE
 all: test
 
 $(UV):
-	$(PY) -m venv .uv
+	$(PYBIN) -m venv .uv
 	.uv/bin/pip install --quiet --disable-pip-version-check uv
 
 # dependencies installed exactly as locked (uv.lock), again whenever the lock changes;
 # the project itself (a Rust extension) is built by `build`
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --quiet --frozen --inexact --all-extras --no-install-project --python $(PY)
+	$(UV) sync --quiet --frozen --inexact --all-extras --no-install-project --python $(PYBIN)
 	touch $(STAMP)
 
 venv: $(STAMP)
