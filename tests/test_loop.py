@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from spatialalign.cli import main
+from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_json
 from spatialalign.loop import stages
 from spatialalign.loop.config import LoopConfig, loop_train_config
@@ -219,3 +220,10 @@ def test_pairs_stage_passes_the_pair_settings(monkeypatch):
     monkeypatch.setattr("spatialalign.pairs.run.pair_run", lambda root, cfg: seen.append(cfg))
     stages.pairs(LoopDir("unused").train_run(1), tiny(invalid_losers=True, max_pairs_per_prompt=3))
     assert seen[0].invalid_losers is True and seen[0].max_per_prompt == 3 and seen[0].tau == 0.7
+
+
+def test_the_worker_count_is_not_a_setting_of_the_loop():
+    # results do not depend on it, so a rerun with other --workers continues the loop
+    assert LoopConfig(workers=2).settings() == LoopConfig().settings()
+    with pytest.raises(SpatialAlignError, match="--workers must be >= 1"):
+        LoopConfig(workers=0).validate()

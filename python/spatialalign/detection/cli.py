@@ -6,12 +6,10 @@ from pathlib import Path
 
 import click
 
-from spatialalign.config import PRESETS, scoring_config
+from spatialalign.config import PRESETS
 from spatialalign.detection.registry import (
     DEFAULT_ONNX_DIR,
     DETECTORS,
-    detector_weights,
-    make_detector,
 )
 
 
@@ -39,6 +37,9 @@ from spatialalign.detection.registry import (
 @click.option("--overwrite", is_flag=True, help="Redo samples already tracked with these settings.")
 @click.option("--merge-timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
               help="Seconds rank 0 waits for the other ranks' parts before giving up.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that share the work [toy detector on the CPU: one per core and "
+              "per 200 videos, up to 8; else 1; under torchrun 1].")  # fmt: skip
 def track(
     run_dir: Path,
     detector: str,
@@ -53,6 +54,7 @@ def track(
     prompts_file: Path | None,
     overwrite: bool,
     merge_timeout: float,
+    workers: int | None,
 ) -> None:
     """Write RUN_DIR/tracks.parquet and detections.parquet from the run's videos.
 
@@ -60,30 +62,34 @@ def track(
     video with the same content (a rerun says how many it redid and why). Sharded by
     RANK/WORLD_SIZE under torchrun or accelerate launch; rank 0 merges the tables.
     """
-    from spatialalign.detection.pipeline import track_run
-    from spatialalign.detection.tracker import tracker_config
+    from spatialalign.detection.sharded import TrackSpec, track_on_workers, track_with
+    from spatialalign.rundir import RunDir
+    from spatialalign.workers import Workers, resolve_workers
 
-    preset = preset or ("toy" if detector == "toy" else "official")
-    scoring = scoring_config(preset, box_threshold=box_threshold, text_threshold=text_threshold)
-    det = make_detector(
-        detector,
-        model_dir=model_dir,
-        onnx_dir=onnx_dir,
-        box_threshold=scoring.box_threshold,
-        text_threshold=scoring.text_threshold,
+    spec = TrackSpec(
+        detector=detector,
+        gdino_dir=_str(model_dir),
+        onnx_dir=_str(onnx_dir),
+        sam=_str(sam),
         device=device,
-        batch_size=batch_size,
-        sam=sam,
-    )
-    summary = track_run(
-        run_dir,
-        det,
-        scoring,
-        tracker_config(preset),
-        prompts=prompts_file,
         preset=preset,
-        settings=detector_weights(detector, model_dir, onnx_dir, sam),
-        overwrite=overwrite,
-        merge_timeout=merge_timeout,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        batch_size=batch_size,
     )
+    n = 1
+    if not overwrite and workers != 1:
+        videos = RunDir(run_dir).require().read_manifest(["seed"], resolve_paths=False).num_rows
+        n = resolve_workers(workers, "toy" if detector == "toy" else detector, device, videos)
+    if n == 1:  # one process (or one of a launcher's ranks)
+        summary = track_with(
+            spec, run_dir, prompts=prompts_file, overwrite=overwrite, merge_timeout=merge_timeout
+        )
+    else:
+        with Workers(n, ("spatialalign.detection.sharded",)) as pool:
+            summary = track_on_workers(run_dir, spec, pool, prompts=prompts_file)
     click.echo(summary.line())
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -45,6 +45,9 @@ def _str(path: Path | None) -> str | None:
               help="DINOv2 input side for the animal crops.")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Videos generated together [toy 16, wan 1].")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that share sampling and tracking [toy on the CPU: one per "
+              "core, up to 8; else 1]. The results do not depend on it.")  # fmt: skip
 @model_options
 def eval_cmd(
     run_dir: Path,
@@ -61,6 +64,7 @@ def eval_cmd(
     musiq: Path | None,
     dinov2_size: int,
     batch_size: int | None,
+    workers: int | None,
     **options: Any,
 ) -> None:
     """Evaluate a model: sample the test prompts with seeds 0..N-1, track, score, measure.
@@ -87,6 +91,7 @@ def eval_cmd(
         clip=_str(clip),
         musiq=_str(musiq),
         dino_image_size=dinov2_size,
+        workers=workers,
     )
     result = eval_run(
         run_dir, cfg, echo=lambda line: click.echo(line, err=line.startswith("warning:"))

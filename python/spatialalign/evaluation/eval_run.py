@@ -48,6 +48,7 @@ from spatialalign.provenance import fingerprint
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import MODELS, BackendConfig, check_config
 from spatialalign.sampling.sampler import MAX_SEEDS, SPLITS
+from spatialalign.workers import Workers, preload_for, resolve_workers
 
 Echo = Callable[[str], None]
 
@@ -83,6 +84,9 @@ class EvalRunConfig:
     adds VBench's imaging quality (needs the ``iqa`` extra)."""
     dino_image_size: int = 518
     """DINOv2 input side for the animal crops (the official 518)."""
+    workers: int | None = None
+    """Processes that share sampling and tracking (:mod:`spatialalign.workers`); None: one
+    per core for the toy model on the CPU, else 1. The results do not depend on it."""
     progress: bool = True
 
 
@@ -168,14 +172,15 @@ class _Stages:
     split: str
     preset: str
     echo: Echo
-    detector: Any = None
+    workers: Workers
 
     def sample(self, run: RunDir, seeds: int):
-        from spatialalign.sampling.run import run_sample
+        from spatialalign.sampling.run import sample_on_workers
 
-        result = run_sample(
+        result = sample_on_workers(
             run.root,
             self.cfg.backend,
+            self.workers,
             prompts_file=self.prompts_file,
             split=self.split,
             seeds=seeds,
@@ -186,31 +191,18 @@ class _Stages:
         return result
 
     def track(self, run: RunDir) -> None:
-        from spatialalign.detection.pipeline import track_run
-        from spatialalign.detection.registry import detector_weights, make_detector
-        from spatialalign.detection.tracker import tracker_config
+        from spatialalign.detection.sharded import TrackSpec, track_on_workers
 
-        cfg, scoring = self.cfg, scoring_config(self.preset)
-        if self.detector is None:
-            self.detector = make_detector(
-                cfg.detector,
-                model_dir=cfg.gdino_dir,
-                onnx_dir=cfg.onnx_dir,
-                box_threshold=scoring.box_threshold,
-                text_threshold=scoring.text_threshold,
-                device=cfg.backend.device,
-                sam=cfg.sam,
-            )
-        weights = detector_weights(cfg.detector, cfg.gdino_dir, cfg.onnx_dir, cfg.sam)
-        summary = track_run(
-            run.root,
-            self.detector,
-            scoring,
-            tracker_config(self.preset),
+        cfg = self.cfg
+        spec = TrackSpec(
+            detector=cfg.detector,
+            gdino_dir=cfg.gdino_dir,
+            onnx_dir=cfg.onnx_dir,
+            sam=cfg.sam,
+            device=cfg.backend.device,
             preset=self.preset,
-            settings=weights,
-            progress=self.cfg.progress,
         )
+        summary = track_on_workers(run.root, spec, self.workers, progress=cfg.progress)
         if not summary.merged:
             raise SpatialAlignError(f"{run.root}: track did not merge its tables")
         self.echo(summary.line())
@@ -332,17 +324,39 @@ def _abs(path: str | None) -> str | None:
 
 
 def eval_run(
-    run_dir: str | os.PathLike[str], cfg: EvalRunConfig, *, echo: Echo | None = None
+    run_dir: str | os.PathLike[str],
+    cfg: EvalRunConfig,
+    *,
+    echo: Echo | None = None,
+    workers: Workers | None = None,
 ) -> EvalResult:
     """Evaluates ``cfg.backend`` on the prompts into ``run_dir`` (see the module docstring);
-    ``echo`` receives each stage's one-line summary."""
+    ``echo`` receives each stage's one-line summary. ``workers``: processes already started
+    by the caller (the loop's), else ``cfg.workers`` are started for this call."""
     echo = echo or (lambda _line: None)
     check_inputs(cfg)
     run = RunDir(run_dir)
     run.root.mkdir(parents=True, exist_ok=True)
     prompts_file, split, prompt_ids = prepare_prompts(run, cfg.prompts, cfg.split)
+    if workers is not None:
+        return _evaluate(run, cfg, prompts_file, split, prompt_ids, echo, workers)
+    videos = len(prompt_ids) * cfg.seeds * cfg.best_of
+    n = resolve_workers(cfg.workers, cfg.backend.model, cfg.backend.device, videos)
+    with Workers(n, preload_for(cfg.backend.model)) as own:
+        return _evaluate(run, cfg, prompts_file, split, prompt_ids, echo, own)
+
+
+def _evaluate(
+    run: RunDir,
+    cfg: EvalRunConfig,
+    prompts_file: Path,
+    split: str,
+    prompt_ids: list[str],
+    echo: Echo,
+    workers: Workers,
+) -> EvalResult:
     preset = "toy" if cfg.detector == "toy" else "official"
-    stages = _Stages(cfg, prompts_file, split, preset, echo)
+    stages = _Stages(cfg, prompts_file, split, preset, echo, workers)
     models = _NeuralModels.load(cfg)  # a bad model directory fails before sampling
 
     cost = (_best_of if cfg.best_of > 1 else _plain)(run, stages, prompt_ids)

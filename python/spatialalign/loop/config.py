@@ -88,6 +88,11 @@ class LoopConfig:
     onnx_dir: str | None = _f(None, "gdino-onnx: exported graphs [models/onnx].")
     gdino_dir: str | None = _f(None, "gdino-torch: local GroundingDINO checkpoint.")
     sam: str | None = _f(None, "Refine boxes with SAM from this local checkpoint / ONNX dir.")
+    workers: int | None = _f(
+        None,
+        "Processes that share sampling and tracking [toy on the CPU: one per core, up to 8; "
+        "else 1]. The results do not depend on it.",
+    )
     train: TrainConfig = field(default_factory=loop_train_config, metadata={"help": "-"})
 
     def validate(self) -> None:
@@ -110,6 +115,8 @@ class LoopConfig:
         for name in ("train_prompts", "seeds", "eval_seeds", "max_pairs_per_prompt"):
             if getattr(self, name) < 1:
                 raise SpatialAlignError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.workers is not None and self.workers < 1:
+            raise SpatialAlignError(f"--workers must be >= 1, got {self.workers}")
         if self.seeds < 2:
             raise SpatialAlignError("--seeds must be >= 2 (a pair needs two samples of a prompt)")
         if not 0.0 <= self.tau <= 1.0:
@@ -126,7 +133,9 @@ class LoopConfig:
             raise SpatialAlignError(str(e)) from e
 
     def settings(self) -> dict[str, Any]:
-        """Everything but ``rounds``, as JSON (a rerun must match it; rounds may grow)."""
+        """Everything but ``rounds`` and ``workers``, as JSON (a rerun must match it; rounds
+        may grow, and the worker count does not change results)."""
         out = asdict(self)
         out.pop("rounds")
+        out.pop("workers")
         return out

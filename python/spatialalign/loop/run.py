@@ -30,6 +30,7 @@ from spatialalign.loop.config import LoopConfig
 from spatialalign.loop.layout import LoopDir
 from spatialalign.loop.merge import merge_model
 from spatialalign.loop.table import RoundRow, eval_row, to_markdown
+from spatialalign.workers import Workers, preload_for, resolve_workers
 
 Echo = Callable[[str], None]
 
@@ -111,7 +112,7 @@ def write_state(layout: LoopDir, cfg: LoopConfig, rows: list[RoundRow]) -> None:
 
 
 def run_round(
-    layout: LoopDir, cfg: LoopConfig, k: int, echo: Echo, progress: bool
+    layout: LoopDir, cfg: LoopConfig, k: int, workers: Workers, echo: Echo, progress: bool
 ) -> tuple[RoundRow, RoundReport]:
     """Round ``k`` >= 1: sample -> track -> score -> pairs -> train -> (merge) -> eval."""
     t0 = time.perf_counter()
@@ -121,13 +122,12 @@ def run_round(
     run = layout.train_run(k)
     src_model, src_adapter = model_after(layout, cfg, k - 1)
 
-    result = stages.sample(
-        run, stages.backend_config(cfg, src_model, src_adapter), layout.prompts_path, cfg, progress
-    )
+    backend = stages.backend_config(cfg, src_model, src_adapter)
+    result = stages.sample(run, backend, layout.prompts_path, cfg, workers, progress)
     clock.lap("sample")
     report.sampled = result.generated
     say(result.summary())
-    tracked = stages.track(run, cfg, progress)
+    tracked = stages.track(run, cfg, workers, progress)
     clock.lap("track")
     report.tracked = tracked.n_tracked
     say(tracked.line())
@@ -161,7 +161,12 @@ def run_round(
 
     model_dir, adapter = model_after(layout, cfg, k)
     evaluated = stages.evaluate(
-        layout.eval_run(k), cfg, stages.backend_config(cfg, model_dir, adapter), say, progress
+        layout.eval_run(k),
+        cfg,
+        stages.backend_config(cfg, model_dir, adapter),
+        workers,
+        say,
+        progress,
     )
     clock.lap("eval")
     say(evaluated.line())
@@ -187,19 +192,28 @@ def loop_run(
     layout.root.mkdir(parents=True, exist_ok=True)
     stages.ensure_prompts(layout.prompts_path, stages.train_prompts(cfg))
 
-    t0 = time.perf_counter()
-    model_dir, _ = model_after(layout, cfg, 0)
-    base = stages.evaluate(
-        layout.eval_run(0), cfg, stages.backend_config(cfg, model_dir, None), echo, progress
-    )
-    echo(f"round 0: {base.line()}")
-    row0 = eval_row(0, layout.eval_run(0))
-    row0.seconds = time.perf_counter() - t0
-    rows, reports = [row0], []
-    write_state(layout, cfg, rows)
-    for k in range(1, cfg.rounds + 1):
-        row, report = run_round(layout, cfg, k, echo, progress)
-        rows.append(row)
-        reports.append(report)
+    n = resolve_workers(cfg.workers, cfg.model, cfg.device, cfg.train_prompts * cfg.seeds)
+    with Workers(n, preload_for(cfg.model)) as workers:
+        if workers.n > 1:
+            echo(f"loop: sampling and tracking in {workers.n} processes")
+        t0 = time.perf_counter()
+        model_dir, _ = model_after(layout, cfg, 0)
+        base = stages.evaluate(
+            layout.eval_run(0),
+            cfg,
+            stages.backend_config(cfg, model_dir, None),
+            workers,
+            echo,
+            progress,
+        )
+        echo(f"round 0: {base.line()}")
+        row0 = eval_row(0, layout.eval_run(0))
+        row0.seconds = time.perf_counter() - t0
+        rows, reports = [row0], []
         write_state(layout, cfg, rows)
+        for k in range(1, cfg.rounds + 1):
+            row, report = run_round(layout, cfg, k, workers, echo, progress)
+            rows.append(row)
+            reports.append(report)
+            write_state(layout, cfg, rows)
     return LoopResult(layout, rows, reports)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spatialalign.config import scoring_config
 from spatialalign.errors import SpatialAlignError
@@ -21,6 +22,10 @@ from spatialalign.prompts.model import DSRPrompt
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import BackendConfig
 from spatialalign.training.config import TrainConfig
+from spatialalign.workers import Workers
+
+if TYPE_CHECKING:
+    from spatialalign.detection.sharded import TrackSpec
 
 Echo = Callable[[str], None]
 SHIPPED_TEST = 120
@@ -70,14 +75,22 @@ def ensure_prompts(path: Path, prompts: list[DSRPrompt]) -> Path:
 
 
 # ------------------------------------------------------------------ sample, track, score
-def sample(run: RunDir, backend: BackendConfig, prompts: Path, cfg: LoopConfig, progress: bool):
+def sample(
+    run: RunDir,
+    backend: BackendConfig,
+    prompts: Path,
+    cfg: LoopConfig,
+    workers: Workers,
+    progress: bool,
+):
     """``sample``: every TRAIN prompt x seeds ``0..seeds-1`` with the round's model."""
-    from spatialalign.sampling.run import run_sample
+    from spatialalign.sampling.run import sample_on_workers
 
     run.root.mkdir(parents=True, exist_ok=True)
-    return run_sample(
+    return sample_on_workers(
         run.root,
         backend,
+        workers,
         prompts_file=prompts,
         split="train",
         seeds=cfg.seeds,
@@ -86,32 +99,25 @@ def sample(run: RunDir, backend: BackendConfig, prompts: Path, cfg: LoopConfig, 
     )
 
 
-def track(run: RunDir, cfg: LoopConfig, progress: bool):
-    """``track``: detect, judge and track every sampled video."""
-    from spatialalign.detection.pipeline import track_run
-    from spatialalign.detection.registry import detector_weights, make_detector
-    from spatialalign.detection.tracker import tracker_config
+def track_spec(cfg: LoopConfig) -> TrackSpec:
+    """How the loop tracks (as ``eval`` does with the same detector settings)."""
+    from spatialalign.detection.sharded import TrackSpec
 
-    preset = preset_of(cfg)
-    scoring = scoring_config(preset)
-    detector = make_detector(
-        cfg.detector,
-        model_dir=cfg.gdino_dir,
+    return TrackSpec(
+        detector=cfg.detector,
+        gdino_dir=cfg.gdino_dir,
         onnx_dir=cfg.onnx_dir,
-        box_threshold=scoring.box_threshold,
-        text_threshold=scoring.text_threshold,
-        device=cfg.device,
         sam=cfg.sam,
+        device=cfg.device,
+        preset=preset_of(cfg),
     )
-    summary = track_run(
-        run.root,
-        detector,
-        scoring,
-        tracker_config(preset),
-        preset=preset,
-        settings=detector_weights(cfg.detector, cfg.gdino_dir, cfg.onnx_dir, cfg.sam),
-        progress=progress,
-    )
+
+
+def track(run: RunDir, cfg: LoopConfig, workers: Workers, progress: bool):
+    """``track``: detect, judge and track every sampled video."""
+    from spatialalign.detection.sharded import track_on_workers
+
+    summary = track_on_workers(run.root, track_spec(cfg), workers, progress=progress)
     if not summary.merged:
         raise SpatialAlignError(f"{run.root}: track did not merge its tables")
     return summary
@@ -200,7 +206,14 @@ def train(
 
 
 # ------------------------------------------------------------------ eval
-def evaluate(run: RunDir, cfg: LoopConfig, backend: BackendConfig, echo: Echo, progress: bool):
+def evaluate(
+    run: RunDir,
+    cfg: LoopConfig,
+    backend: BackendConfig,
+    workers: Workers,
+    echo: Echo,
+    progress: bool,
+):
     """``eval``: the TEST prompts x eval seeds with the round's model."""
     from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
 
@@ -215,4 +228,4 @@ def evaluate(run: RunDir, cfg: LoopConfig, backend: BackendConfig, echo: Echo, p
         sam=cfg.sam,
         progress=progress,
     )
-    return eval_run(run.root, eval_cfg, echo=echo)
+    return eval_run(run.root, eval_cfg, echo=echo, workers=workers)

@@ -39,6 +39,13 @@ from spatialalign.sampling.model_options import model_options, pop_backend_confi
     default=None,
     help="Videos generated together [toy 16, wan 1].",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes that share the work [toy on the CPU: one per core and per 200 videos, "
+    "up to 8; else 1; under torchrun 1]. The videos do not depend on it.",
+)
 @model_options
 def sample(
     run_dir: Path,
@@ -46,6 +53,7 @@ def sample(
     split: str,
     seeds: int,
     batch_size: int | None,
+    workers: int | None,
     **options: Any,
 ) -> None:
     """Generate a video per prompt x seed into RUN_DIR/samples/ (resumable, shards by rank).
@@ -53,19 +61,26 @@ def sample(
     A rerun regenerates exactly the videos whose prompt text, model, adapter or settings
     changed (each video records what it was made from) and says why. Under torchrun /
     accelerate launch each rank takes its share of the pending samples; the manifest
-    (samples/manifest.parquet) is merged at the end. --batch-size N samples N videos of
+    (samples/manifest.parquet) is merged at the end; without a launcher, --workers N
+    processes share the work the same way. --batch-size N samples N videos of
     the same shape in one pipeline call (wan: prompts and seeds batched together).
     """
-    from spatialalign.sampling.run import run_sample
+    from spatialalign.sampling.run import planned_videos, sample_on_workers
+    from spatialalign.workers import Workers, preload_for, resolve_workers
 
-    result = run_sample(
-        run_dir,
-        pop_backend_config(options),
-        prompts_file=prompts_file,
-        split=split,
-        seeds=seeds,
-        batch_size=batch_size,
-    )
+    config = pop_backend_config(options)
+    videos = planned_videos(run_dir, prompts_file, split, seeds)
+    n = resolve_workers(workers, config.model, config.device, videos)
+    with Workers(n, preload_for(config.model)) as pool:
+        result = sample_on_workers(
+            run_dir,
+            config,
+            pool,
+            prompts_file=prompts_file,
+            split=split,
+            seeds=seeds,
+            batch_size=batch_size,
+        )
     click.echo(result.summary())
 
 

@@ -1,11 +1,18 @@
-"""The ``sample`` verb end to end: read prompts, find my rank, load the model, sample, merge."""
+"""The ``sample`` verb end to end: read prompts, find my rank, load the model, sample, merge.
+
+One process per rank under ``torchrun``, or :func:`sample_on_workers` for several ranks
+started from one process (:class:`~spatialalign.workers.Workers`).
+"""
 
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from spatialalign.distributed import dist_context
+from spatialalign.distributed import DistContext, dist_context
 from spatialalign.errors import SpatialAlignError
 from spatialalign.lora import resolve_adapter
 from spatialalign.rundir import RunDir
@@ -17,6 +24,7 @@ from spatialalign.sampling.sampler import (
     sample_videos,
     select_prompts,
 )
+from spatialalign.workers import Workers
 
 
 def run_sample(
@@ -28,13 +36,17 @@ def run_sample(
     seeds: int = 5,
     batch_size: int | None = None,
     progress: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> SampleRunResult:
     """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model.
 
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
     is absent, so later stages find the prompts of the run; an existing one must know
-    every sampled prompt id, and manifest rows of prompts it no longer has are dropped. ``batch_size`` defaults to 16 for toy and 1 for wan (81
-    frames at 480x832 fill a GPU quickly).
+    every sampled prompt id, and manifest rows of prompts it no longer has are dropped.
+    ``batch_size`` defaults to 16 for toy and 1 for wan (81 frames at 480x832 fill a GPU
+    quickly). ``rank``/``world_size`` (both or neither) make this one of several workers
+    that coordinate through files; by default they come from ``torchrun``'s environment.
     """
     # every user error is refused here, before the model is loaded
     if not 1 <= seeds <= MAX_SEEDS:
@@ -45,7 +57,14 @@ def run_sample(
     chosen = select_prompts(prompts, split)
     adapter = str(resolve_adapter(config.adapter)) if config.adapter else ""
 
-    ctx = dist_context()
+    if (rank is None) != (world_size is None):
+        raise ValueError("give both rank and world_size, or neither")
+    if rank is None:
+        ctx = dist_context()
+    else:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise SpatialAlignError(f"invalid rank {rank} / world size {world_size}")
+        ctx = DistContext(rank=rank, world_size=world_size, local_rank=rank)
     try:
         # every rank checks an existing file; only rank 0 writes a missing one
         target = ensure_run_prompts(
@@ -68,3 +87,95 @@ def run_sample(
         )
     finally:
         ctx.close()
+
+
+def planned_videos(
+    run_dir: str | os.PathLike[str],
+    prompts_file: str | os.PathLike[str] | None,
+    split: str,
+    seeds: int,
+) -> int:
+    """Videos in the work list of a ``sample`` call (finished ones included)."""
+    prompts = RunDir(run_dir).read_prompts(prompts_file)
+    return len(select_prompts(prompts, split)) * seeds
+
+
+def _sample_rank(
+    rank: int,
+    world_size: int,
+    run_dir: str,
+    config: BackendConfig,
+    prompts_file: str | None,
+    split: str,
+    seeds: int,
+    batch_size: int | None,
+    progress: bool,
+) -> SampleRunResult:
+    return run_sample(
+        run_dir,
+        config,
+        prompts_file=prompts_file,
+        split=split,
+        seeds=seeds,
+        batch_size=batch_size,
+        progress=progress,
+        rank=rank,
+        world_size=world_size,
+    )
+
+
+def sample_on_workers(
+    run_dir: str | os.PathLike[str],
+    config: BackendConfig,
+    workers: Workers,
+    *,
+    prompts_file: str | os.PathLike[str] | None = None,
+    split: str = "all",
+    seeds: int = 5,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> SampleRunResult:
+    """:func:`run_sample` split over ``workers``' processes; one result for the whole run.
+
+    The run's prompts file is written here first, so no worker races to create it.
+    """
+    if workers.n == 1:
+        return run_sample(
+            run_dir,
+            config,
+            prompts_file=prompts_file,
+            split=split,
+            seeds=seeds,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    check_config(config)
+    prompts = RunDir(run_dir).read_prompts(prompts_file)
+    chosen = select_prompts(prompts, split)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_run_prompts(run_dir, prompts, (p.prompt_id for p in chosen), write=True)
+    # paths absolute: the workers may not share our working directory's meaning of "."
+    parts = workers.run(
+        _sample_rank,
+        str(run_dir.absolute()),
+        config,
+        None if prompts_file is None else str(Path(prompts_file).absolute()),
+        split,
+        seeds,
+        batch_size,
+        progress,
+    )
+    reasons: Counter = Counter()
+    for part in parts:
+        reasons.update(part.reasons)
+    rows = RunDir(run_dir).read_manifest(["seed"], resolve_paths=False).num_rows
+    return replace(
+        parts[0],
+        generated=sum(p.generated for p in parts),
+        world_size=1,
+        seconds=time.perf_counter() - start,
+        manifest_rows=rows,
+        reasons=reasons,
+    )

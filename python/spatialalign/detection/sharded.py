@@ -1,0 +1,156 @@
+"""``track`` as plain data (:class:`TrackSpec`), so several processes can each build the
+detector and track their share of a run (:func:`track_on_workers`).
+
+``track``, ``eval`` and ``loop`` all describe tracking with a ``TrackSpec``; every one
+of them records the same settings, so a run tracked by one is reused by the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from spatialalign.detection.pipeline import TrackSummary, track_run
+from spatialalign.workers import Workers
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """What ``track`` is told: the detector, its local weights, the validity preset."""
+
+    detector: str = "toy"
+    """``toy``, ``gdino-onnx`` or ``gdino-torch``."""
+    gdino_dir: str | None = None
+    """gdino-torch: local GroundingDINO checkpoint."""
+    onnx_dir: str | None = None
+    """gdino-onnx: the exported graphs (default ``models/onnx``)."""
+    sam: str | None = None
+    """Refine boxes with SAM from this local checkpoint / ONNX directory."""
+    device: str | None = None
+    """Torch device of gdino-torch (default: cuda when available)."""
+    preset: str | None = None
+    """Validity thresholds; default ``toy`` for the toy detector, else ``official``."""
+    box_threshold: float | None = None
+    text_threshold: float | None = None
+    batch_size: int = 8
+    """Frames per ONNX Runtime batch (gdino-onnx)."""
+
+    @property
+    def preset_name(self) -> str:
+        return self.preset or ("toy" if self.detector == "toy" else "official")
+
+    def scoring(self):
+        from spatialalign.config import scoring_config
+
+        return scoring_config(
+            self.preset_name, box_threshold=self.box_threshold, text_threshold=self.text_threshold
+        )
+
+    def weights(self) -> dict[str, str | None]:
+        """The detector's identity recorded in the track settings."""
+        from spatialalign.detection.registry import detector_weights
+
+        return detector_weights(self.detector, self.gdino_dir, self.onnx_dir, self.sam)
+
+
+@lru_cache(maxsize=2)
+def detector_of(spec: TrackSpec) -> Any:
+    """The detector ``spec`` names, built once per process (a loop tracks many runs)."""
+    from spatialalign.detection.registry import make_detector
+
+    scoring = spec.scoring()
+    return make_detector(
+        spec.detector,
+        model_dir=spec.gdino_dir,
+        onnx_dir=spec.onnx_dir,
+        box_threshold=scoring.box_threshold,
+        text_threshold=scoring.text_threshold,
+        device=spec.device,
+        batch_size=spec.batch_size,
+        sam=spec.sam,
+    )
+
+
+def track_with(
+    spec: TrackSpec,
+    run_dir: str | os.PathLike[str],
+    *,
+    prompts: str | os.PathLike[str] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    overwrite: bool = False,
+    merge_timeout: float = 3600.0,
+    progress: bool = True,
+) -> TrackSummary:
+    """:func:`track_run` with the detector, scoring and tracker settings of ``spec``."""
+    from spatialalign.detection.tracker import tracker_config
+
+    return track_run(
+        run_dir,
+        detector_of(spec),
+        spec.scoring(),
+        tracker_config(spec.preset_name),
+        prompts=prompts,
+        rank=rank,
+        world_size=world_size,
+        preset=spec.preset_name,
+        settings=spec.weights(),
+        overwrite=overwrite,
+        merge_timeout=merge_timeout,
+        progress=progress,
+    )
+
+
+def _track_rank(
+    rank: int, world_size: int, spec: TrackSpec, run_dir: str, prompts: str | None, progress: bool
+) -> TrackSummary:
+    # merge_timeout 0: rank 0 does not poll for the others; track_on_workers merges after
+    return track_with(
+        spec,
+        run_dir,
+        prompts=prompts,
+        rank=rank,
+        world_size=world_size,
+        merge_timeout=0.0,
+        progress=progress,
+    )
+
+
+def track_on_workers(
+    run_dir: str | os.PathLike[str],
+    spec: TrackSpec,
+    workers: Workers,
+    *,
+    prompts: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> TrackSummary:
+    """Tracks the run split over ``workers``' processes, merges, and sums what they did."""
+    if workers.n == 1:
+        return track_with(spec, run_dir, prompts=prompts, progress=progress)
+    run_dir = str(Path(run_dir).absolute())
+    prompts = None if prompts is None else str(Path(prompts).absolute())
+    parts = workers.run(_track_rank, spec, run_dir, prompts, progress)
+    final = parts[0]
+    if not final.merged:  # the other ranks have finished now: merge their parts
+        final = _track_rank(0, workers.n, spec, run_dir, prompts, False)
+    total = TrackSummary(
+        final.run_dir,
+        final.n_samples,
+        n_mine=final.n_samples,
+        run_counts=final.run_counts,
+        merged=final.merged,
+        waiting_for=final.waiting_for,
+    )
+    for part in parts:
+        total.n_done_before += part.n_done_before
+        total.n_tracked += part.n_tracked
+        total.reasons += Counter(part.reasons)
+        total.counts += Counter(part.counts)
+        total.n_multi_instance += part.n_multi_instance
+        total.decode_wait_s += part.decode_wait_s
+        total.detect_s += part.detect_s
+    return total

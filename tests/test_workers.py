@@ -1,0 +1,130 @@
+"""Worker processes without a launcher: rank order, errors, the default count, and an
+``eval`` split over two processes that writes exactly what one process writes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from spatialalign.errors import SpatialAlignError
+from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
+from spatialalign.rundir import RunDir
+from spatialalign.workers import (
+    VIDEOS_PER_WORKER,
+    Workers,
+    default_workers,
+    resolve_workers,
+)
+
+
+def _whoami(rank: int, world: int, tag: str) -> tuple[int, int, str, int]:
+    return rank, world, tag, os.getpid()
+
+
+def _fail_on(rank: int, world: int, bad: int, marker: str) -> int:
+    if rank == bad:
+        raise ValueError(f"rank {rank} failed")
+    # every other rank still finishes its work (leaves its mark on disk)
+    open(f"{marker}.{rank}", "w").close()
+    return rank
+
+
+def _die(rank: int, world: int) -> int:
+    if rank == 1:
+        os._exit(3)  # killed without a word, as by the OOM killer
+    return rank
+
+
+def test_ranks_run_in_order_rank_0_here_and_the_pool_persists():
+    with Workers(3) as workers:
+        first = workers.run(_whoami, "a")
+        second = workers.run(_whoami, "b")
+    assert [r[:3] for r in first] == [(0, 3, "a"), (1, 3, "a"), (2, 3, "a")]
+    assert first[0][3] == os.getpid()
+    assert {r[3] for r in first[1:]}.isdisjoint({os.getpid()})
+    assert [r[:3] for r in second] == [(0, 3, "b"), (1, 3, "b"), (2, 3, "b")]
+    # four pool tasks, at most two processes: the pool lives across calls (a loop imports
+    # torch once per worker, not once per stage)
+    assert len({r[3] for r in first[1:] + second[1:]}) <= 2
+
+
+def test_one_worker_runs_here_without_a_pool():
+    with Workers(1) as workers:
+        assert workers.run(_whoami, "x") == [(0, 1, "x", os.getpid())]
+        assert workers._pool is None
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_an_error_is_raised_after_every_other_rank_finished(tmp_path, bad):
+    marker = str(tmp_path / "done")
+    with Workers(2) as workers, pytest.raises(ValueError, match=f"rank {bad} failed"):
+        workers.run(_fail_on, bad, marker)
+    other = 1 - bad
+    assert os.path.exists(f"{marker}.{other}")
+
+
+def test_a_killed_worker_is_one_clear_error_and_the_next_run_starts_afresh():
+    with Workers(2) as workers:
+        with pytest.raises(SpatialAlignError, match="rank 1 died"):
+            workers.run(_die)
+        assert [r[:2] for r in workers.run(_whoami, "again")] == [(0, 2), (1, 2)]
+
+
+def test_default_count(monkeypatch):
+    monkeypatch.setattr("spatialalign.workers.usable_cores", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert default_workers("toy", "cpu") == 4
+    assert default_workers("toy", "cpu", videos=4000) == 4
+    assert default_workers("toy", "cpu", videos=2 * VIDEOS_PER_WORKER) == 2
+    assert default_workers("toy", "cpu", videos=12) == 1  # not worth a process start
+    assert default_workers("toy", "cuda:0", videos=4000) == 1
+    assert default_workers("wan", "cpu", videos=4000) == 1
+    assert resolve_workers(3, "wan", "cuda") == 3
+    with pytest.raises(SpatialAlignError, match="--workers must be >= 1"):
+        resolve_workers(0, "toy", "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert default_workers("toy", "cpu", videos=4000) == 1  # already a launcher's rank
+
+
+def _digests(run: RunDir) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.samples_dir.glob("*.mp4"))
+    }
+
+
+def _rows(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    keys = [k for k in ("sample_id", "frame_idx", "frame") if k in table.column_names]
+    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
+
+
+@pytest.mark.slow
+def test_eval_on_two_workers_writes_what_one_process_writes(tmp_path, one_torch_thread):
+    one, two = RunDir(tmp_path / "one"), RunDir(tmp_path / "two")
+    for run, n in ((one, 1), (two, 2)):
+        cfg = EvalRunConfig(prompts="toy-test:4", seeds=3, workers=n, progress=False)
+        lines: list[str] = []
+        eval_run(run.root, cfg, echo=lines.append)
+        assert any("generated 12 video(s)" in line for line in lines), lines
+        assert any(line.startswith("track: 12 video(s) tracked") for line in lines), lines
+    assert len(_digests(two)) == 12
+    assert _digests(two) == _digests(one)
+    assert _rows(two.manifest_path) != []
+    for path in ("tracks_path", "scores_path"):
+        a, b = _rows(getattr(one, path)), _rows(getattr(two, path))
+        assert len(a) == len(b) > 0
+        assert str(a) == str(b)  # NaN-tolerant equality of every row
+    # a rerun on two workers finds everything done
+    lines = []
+    eval_run(
+        two.root,
+        EvalRunConfig(prompts="toy-test:4", seeds=3, workers=2, progress=False),
+        echo=lines.append,
+    )
+    assert any("generated 0 video(s)" in line for line in lines), lines
+    assert any(line.startswith("track: 0 video(s) tracked") for line in lines), lines
