@@ -14,9 +14,9 @@
 #                 prompt-bootstrap interval and the paired delta vs base)
 #   timings.tsv   wall seconds per stage
 # Every stage is resumable: a rerun on the same RUN_DIR redoes only what changed.
-# Environment: SPATIALALIGN (the CLI, default .venv/bin/spatialalign), PYTHON (default
-# .venv/bin/python), THREADS (torch/OpenMP threads per process, default 1), PROCS (processes
-# that share sampling and tracking through torchrun, default: the number of cores),
+# Environment: SPATIALALIGN (the CLI, default .venv/bin/spatialalign), THREADS (torch/OpenMP
+# threads per process, default 1), PROCS (processes that share sampling and tracking,
+# `--workers`, default: the number of cores),
 # EVAL_SEEDS (default 5). With PROCS > 1 the base model's evaluation also runs beside the
 # training (which is one process) instead of after it. The results do not depend on PROCS:
 # every video is a function of its prompt and seed, and training is one process.
@@ -25,7 +25,6 @@ set -euo pipefail
 RUN=${1:-experiments/toy}
 shift || true
 SA=${SPATIALALIGN:-.venv/bin/spatialalign}
-PY=${PYTHON:-.venv/bin/python}
 THREADS=${THREADS:-1}
 PROCS=${PROCS:-$(nproc)}
 EVAL_SEEDS=${EVAL_SEEDS:-5}
@@ -47,13 +46,8 @@ stage() {  # stage NAME CMD...: run, time, record
   printf '== [%s] %.1f s\n' "$name" "$dt"
 }
 
-if (( PROCS > 1 )); then  # sample and track shard by rank (torchrun) and merge
-  MANY=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$PROCS" -m spatialalign.cli)
-else
-  MANY=("$SA")
-fi
-eval_base() {
-  "$SA" eval "$RUN/eval_base" --model toy --prompts toy-test --seeds "$EVAL_SEEDS"
+eval_base() {  # beside the training: one process
+  "$SA" eval "$RUN/eval_base" --model toy --prompts toy-test --seeds "$EVAL_SEEDS" --workers 1
 }
 train_and_eval_base() {  # the base evaluation on a second core while training runs on one
   eval_base > "$RUN/eval_base.log" 2>&1 &
@@ -64,18 +58,21 @@ train_and_eval_base() {  # the base evaluation on a second core while training r
 }
 
 stage prompts     "$SA" prompts "$TR" --train 500 --test 120 --seed 0
-stage sample      "${MANY[@]}" sample "$TR" --model toy --split train --seeds 8 --guidance 3
-stage track       "${MANY[@]}" track "$TR" --detector toy
+stage sample      "$SA" sample "$TR" --model toy --split train --seeds 8 --guidance 3 \
+                     --workers "$PROCS"
+stage track       "$SA" track "$TR" --detector toy --workers "$PROCS"
 stage score-batch "$SA" score-batch "$TR" -q
 stage pairs       "$SA" pairs "$TR" --tau 0.7 --max-per-prompt 6
 if (( PROCS > 1 )); then
   stage train+eval-base train_and_eval_base "$@"
 else
   stage train     "$SA" train "$TR" --model toy --loss dpo+zo -q "$@"
-  stage eval-base eval_base
+  stage eval-base "$SA" eval "$RUN/eval_base" --model toy --prompts toy-test \
+                     --seeds "$EVAL_SEEDS" --workers "$PROCS"
 fi
 stage eval-aligned "$SA" eval "$RUN/eval_aligned" --model toy --prompts toy-test \
-                     --seeds "$EVAL_SEEDS" --adapter "$TR/run/pytorch_lora_weights.safetensors"
+                     --seeds "$EVAL_SEEDS" --workers "$PROCS" \
+                     --adapter "$TR/run/pytorch_lora_weights.safetensors"
 stage compare     "$SA" compare "$RUN/eval_base" "$RUN/eval_aligned" --names base,aligned \
                      --out "$RUN/compare"
 

@@ -33,6 +33,10 @@ ROWS_ALL=(
   "cap12|--tau 0.7 --max-per-prompt 12|"
   "cap3|--tau 0.7 --max-per-prompt 3|"
   "invalidlosers|--tau 0.7 --max-per-prompt 6 --invalid-losers|"
+  "seed1||--seed 1"
+  "seed2||--seed 2"
+  "rank32seed1||--lora-rank 32 --lora-alpha 32 --seed 1"
+  "rank32seed2||--lora-rank 32 --lora-alpha 32 --seed 2"
 )
 
 one() {  # one "name|pairs|train"
@@ -52,7 +56,8 @@ one() {  # one "name|pairs|train"
   # shellcheck disable=SC2086
   [[ -f $dir/run/pytorch_lora_weights.safetensors ]] ||
     "$SA" train "$dir" --model toy -q $train > "$dir.train.log" 2>&1
-  "$SA" eval "$ev" --model toy --prompts toy-test --seeds 5 \
+  # one process per row: JOBS rows already share the cores
+  "$SA" eval "$ev" --model toy --prompts toy-test --seeds 5 --workers 1 \
     --adapter "$dir/run/pytorch_lora_weights.safetensors" > "$ev.log" 2>&1
   echo "== $name done"
 }
