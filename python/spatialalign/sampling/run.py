@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from spatialalign.distributed import DistContext, dist_context
 from spatialalign.errors import SpatialAlignError
@@ -105,23 +106,9 @@ def _sample_rank(
     world_size: int,
     run_dir: str,
     config: BackendConfig,
-    prompts_file: str | None,
-    split: str,
-    seeds: int,
-    batch_size: int | None,
-    progress: bool,
+    options: dict[str, Any],
 ) -> SampleRunResult:
-    return run_sample(
-        run_dir,
-        config,
-        prompts_file=prompts_file,
-        split=split,
-        seeds=seeds,
-        batch_size=batch_size,
-        progress=progress,
-        rank=rank,
-        world_size=world_size,
-    )
+    return run_sample(run_dir, config, rank=rank, world_size=world_size, **options)
 
 
 def sample_on_workers(
@@ -139,16 +126,15 @@ def sample_on_workers(
 
     The run's prompts file is written here first, so no worker races to create it.
     """
-    if workers.n == 1:
-        return run_sample(
-            run_dir,
-            config,
-            prompts_file=prompts_file,
-            split=split,
-            seeds=seeds,
-            batch_size=batch_size,
-            progress=progress,
-        )
+    options: dict[str, Any] = {
+        "prompts_file": prompts_file,
+        "split": split,
+        "seeds": seeds,
+        "batch_size": batch_size,
+        "progress": progress,
+    }
+    if workers.n == 1:  # this process (or one of a launcher's ranks)
+        return run_sample(run_dir, config, **options)
     start = time.perf_counter()
     run_dir = Path(run_dir)
     check_config(config)
@@ -157,16 +143,9 @@ def sample_on_workers(
     run_dir.mkdir(parents=True, exist_ok=True)
     ensure_run_prompts(run_dir, prompts, (p.prompt_id for p in chosen), write=True)
     # paths absolute: the workers may not share our working directory's meaning of "."
-    parts = workers.run(
-        _sample_rank,
-        str(run_dir.absolute()),
-        config,
-        None if prompts_file is None else str(Path(prompts_file).absolute()),
-        split,
-        seeds,
-        batch_size,
-        progress,
-    )
+    if prompts_file is not None:
+        options["prompts_file"] = str(Path(prompts_file).absolute())
+    parts = workers.run(_sample_rank, str(run_dir.absolute()), config, options)
     reasons: Counter = Counter()
     for part in parts:
         reasons.update(part.reasons)
