@@ -6,10 +6,12 @@
 #   scripts/sweep_toy.sh [EXPERIMENT_DIR=experiments/toy] [JOBS=2]
 #
 # Each row NAME gets EXPERIMENT_DIR/sweep/NAME/ (a hard-linked copy of train/ without run/,
-# so videos, tracks, scores and the latent cache are shared, not recomputed) and
+# so videos, tracks, scores and the latent cache are shared, not recomputed; a row with
+# sampling options gets only the prompts and samples, tracks, scores and pairs its own
+# TRAIN videos, one process) and
 # EXPERIMENT_DIR/sweep/eval_NAME/. Rows already trained and evaluated are skipped (every
 # stage resumes). Environment: SPATIALALIGN (default .venv/bin/spatialalign), THREADS (per
-# process, default 1), ROWS (space-separated subset of the names below).
+# process, default 1), ROWS (space-separated subset of the names below, run in that order).
 set -euo pipefail
 
 EXP=${1:-experiments/toy}
@@ -17,7 +19,8 @@ JOBS=${2:-2}
 SA=${SPATIALALIGN:-.venv/bin/spatialalign}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
 
-# name | pairs options (empty: the experiment's) | train options
+# name | pairs options (empty: the experiment's) | train options | sample options (empty:
+# the experiment's TRAIN videos)
 ROWS_ALL=(
   "beta2||--beta 2"
   "beta5||--beta 5"
@@ -37,19 +40,32 @@ ROWS_ALL=(
   "seed2||--seed 2"
   "rank32seed1||--lora-rank 32 --lora-alpha 32 --seed 1"
   "rank32seed2||--lora-rank 32 --lora-alpha 32 --seed 2"
+  "guidance2|--tau 0.7 --max-per-prompt 6||--guidance 2"
+  "guidance4.5|--tau 0.7 --max-per-prompt 6||--guidance 4.5"
+  "combined|--tau 0.7 --max-per-prompt 6 --invalid-losers|--lora-rank 32 --lora-alpha 32 --max-steps 1500"
 )
 
-one() {  # one "name|pairs|train"
-  local name pairs train dir ev
-  IFS='|' read -r name pairs train <<< "$1"
+one() {  # one "name|pairs|train|sample"
+  local name pairs train sample dir ev
+  IFS='|' read -r name pairs train sample <<< "$1"
   dir=$EXP/sweep/$name
   ev=$EXP/sweep/eval_$name
   [[ -f $ev/summary.json ]] && { echo "== $name (done before)"; return; }
   if [[ ! -d $dir ]]; then
-    mkdir -p "$EXP/sweep"
-    cp -al "$EXP/train" "$dir.tmp"
-    rm -rf "$dir.tmp/run"
+    mkdir -p "$EXP/sweep" "$dir.tmp"
+    if [[ -n $sample ]]; then
+      cp "$EXP/train/prompts.parquet" "$dir.tmp/"
+    else
+      cp -al "$EXP/train/." "$dir.tmp"
+      rm -rf "$dir.tmp/run"
+    fi
     mv "$dir.tmp" "$dir"
+  fi
+  if [[ -n $sample ]]; then  # its own TRAIN videos (every stage resumes)
+    # shellcheck disable=SC2086
+    { "$SA" sample "$dir" --model toy --split train --seeds 8 --workers 1 $sample &&
+      "$SA" track "$dir" --detector toy --workers 1 &&
+      "$SA" score-batch "$dir" -q; } > "$dir.sample.log" 2>&1
   fi
   # shellcheck disable=SC2086
   [[ -n $pairs ]] && "$SA" pairs "$dir" $pairs > "$dir.pairs.log" 2>&1
@@ -64,9 +80,13 @@ one() {  # one "name|pairs|train"
 export -f one
 export EXP SA
 
-if [[ -n ${ROWS:-} ]]; then
+if [[ -n ${ROWS:-} ]]; then  # in the order given
   sel=()
-  for r in "${ROWS_ALL[@]}"; do [[ " $ROWS " == *" ${r%%|*} "* ]] && sel+=("$r"); done
+  for n in $ROWS; do
+    found=
+    for r in "${ROWS_ALL[@]}"; do [[ ${r%%|*} == "$n" ]] && { sel+=("$r"); found=1; }; done
+    [[ -n $found ]] || { echo "sweep_toy.sh: no row named $n" >&2; exit 2; }
+  done
 else
   sel=("${ROWS_ALL[@]}")
 fi
