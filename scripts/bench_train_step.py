@@ -9,6 +9,12 @@ same machine load, and each comparison is repeated (medians of step times, then 
     python scripts/bench_train_step.py                       # toy and tiny-wan, GC off/on
     python scripts/bench_train_step.py --model toy --pairs 16 --steps 30 --repeats 3
     python scripts/bench_train_step.py --model tiny-wan --gradient-checkpointing on
+    python scripts/bench_train_step.py --split        # where a step's time goes (one process)
+
+``--split`` times, alternating in one process, the three passes the two steps are made of
+on the same 2B samples: the reference forward (adapter disabled, ``no_grad``), the policy
+forward and its backward. ``sft`` = forward + backward, ``dpo+zo`` adds the reference, so
+``1 + ref / (forward + backward)`` is the ratio with no overhead at all.
 """
 
 from __future__ import annotations
@@ -91,6 +97,49 @@ def worker(model: str, loss: str, pairs: int, steps: int, device: str, gc: bool)
     return {"loss": loss, "step_s": statistics.median(times[3:]), "peak_mib": peak}
 
 
+def split(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
+    """Median ms of the reference forward, the policy forward and its backward (2·pairs
+    samples, the trainer's LoRA and precision), interleaved so they share the load."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    from spatialalign.lora import adapter_disabled
+    from spatialalign.training.config import TrainConfig
+    from spatialalign.training.flow import predict_velocity
+    from spatialalign.training.trainer import prepare_transformer
+
+    tr, lat_shape, txt_shape = _transformer(model)
+    tr.to(device)
+    prepare_transformer(tr, TrainConfig(gradient_checkpointing=gc))
+    g = torch.Generator().manual_seed(0)
+    n = 2 * pairs
+    x = torch.randn(n, *lat_shape, generator=g).to(device)
+    text = torch.randn(n, *txt_shape, generator=g).to(device)
+    sig = torch.rand(n, generator=g).to(device)
+
+    def clock() -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    times: dict[str, list[float]] = {"ref": [], "forward": [], "backward": []}
+    for i in range(steps + 3):
+        t0 = clock()
+        with torch.no_grad(), adapter_disabled(tr):
+            predict_velocity(tr, x, sig, text)
+        t1 = clock()
+        pred = predict_velocity(tr, x, sig, text)
+        t2 = clock()
+        pred.float().pow(2).mean().backward()
+        t3 = clock()
+        if i >= 3:
+            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                times[k].append(dt)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
 def _side_by_side(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
     """One sft and one dpo+zo worker started together; their results by loss."""
     procs = {}
@@ -116,6 +165,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gradient-checkpointing", choices=["off", "on", "both"], default="both")
+    ap.add_argument("--split", action="store_true", help="where a step's time goes")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -125,6 +175,21 @@ def main() -> None:
         return
     models = ["toy", "tiny-wan"] if args.model == "both" else [args.model]
     gcs = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]
+    if args.split:
+        print("| model | grad. checkpointing | reference forward (no grad) | policy forward | "
+              "backward | 1 + ref / (forward + backward) |")
+        print("|---|---|---:|---:|---:|---:|")
+        for model in models:
+            for gc in gcs:
+                m = split(model, args.pairs, args.steps, args.device, gc)
+                floor = 1 + m["ref"] / (m["forward"] + m["backward"])
+                print(
+                    f"| {model} | {'on' if gc else 'off'} | {m['ref']:.0f} ms | "
+                    f"{m['forward']:.0f} ms | {m['backward']:.0f} ms | **{floor:.2f}x** |",
+                    flush=True,
+                )
+        print(f"\n{2 * args.pairs} samples, median of {args.steps} after 3 warm-up, {args.device}")
+        return
     print("| model | grad. checkpointing | sft step | dpo+zo step | time ratio | memory ratio |")
     print("|---|---|---:|---:|---:|---:|")
     for model in models:
