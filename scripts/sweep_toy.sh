@@ -43,6 +43,8 @@ ROWS_ALL=(
   "guidance2|--tau 0.7 --max-per-prompt 6||--guidance 2"
   "guidance4.5|--tau 0.7 --max-per-prompt 6||--guidance 4.5"
   "combined|--tau 0.7 --max-per-prompt 6 --invalid-losers|--lora-rank 32 --lora-alpha 32 --max-steps 1500"
+  "combinedseed1|--tau 0.7 --max-per-prompt 6 --invalid-losers|--lora-rank 32 --lora-alpha 32 --max-steps 1500 --seed 1"
+  "combinedseed2|--tau 0.7 --max-per-prompt 6 --invalid-losers|--lora-rank 32 --lora-alpha 32 --max-steps 1500 --seed 2"
 )
 
 one() {  # one "name|pairs|train|sample"
