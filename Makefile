@@ -78,7 +78,8 @@ EXPERIMENT_DIR ?= experiments/toy
 experiment-toy: build
 	bash scripts/experiment_toy.sh $(EXPERIMENT_DIR)
 
-# the sweep of docs/RESULTS.md on a finished experiment-toy (one option per row; ~6 min a row)
+# the sweep of docs/RESULTS.md on a finished experiment-toy (a setting per row, ROWS="..." a
+# subset in that order; ~6 min a row, two rows at once; all rows: about 100 min)
 experiment-sweep: build
 	bash scripts/sweep_toy.sh $(EXPERIMENT_DIR)
 
