@@ -135,7 +135,7 @@ def split(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
         pred.float().pow(2).mean().backward()
         t3 = clock()
         if i >= 3:
-            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                 times[k].append(dt)
     return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
@@ -176,8 +176,10 @@ def main() -> None:
     models = ["toy", "tiny-wan"] if args.model == "both" else [args.model]
     gcs = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]
     if args.split:
-        print("| model | grad. checkpointing | reference forward (no grad) | policy forward | "
-              "backward | 1 + ref / (forward + backward) |")
+        print(
+            "| model | grad. checkpointing | reference forward (no grad) | policy forward | "
+            "backward | 1 + ref / (forward + backward) |"
+        )
         print("|---|---|---:|---:|---:|---:|")
         for model in models:
             for gc in gcs:
