@@ -7,6 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from spatialalign.cli import main
+from spatialalign.config import PRESETS, preset_for
+from spatialalign.detection.registry import DETECTORS
+from spatialalign.detection.sharded import TrackSpec
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import read_json
 from spatialalign.loop import stages
@@ -227,3 +230,14 @@ def test_the_worker_count_is_not_a_setting_of_the_loop():
     assert LoopConfig(workers=2).settings() == LoopConfig().settings()
     with pytest.raises(SpatialAlignError, match="--workers must be >= 1"):
         LoopConfig(workers=0).validate()
+
+
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_loop_tracks_and_scores_with_the_preset_eval_and_track_use(detector):
+    # one rule (config.preset_for) behind track's TrackSpec, eval and the loop's stages
+    spec = stages.track_spec(LoopConfig(detector=detector))
+    assert spec.preset_name == stages.preset_of(LoopConfig(detector=detector))
+    assert spec.preset_name == preset_for(detector)
+    assert TrackSpec(detector=detector).preset_name == preset_for(detector)
+    assert preset_for(detector) in PRESETS
+    assert (preset_for(detector) == "toy") == (detector == "toy")

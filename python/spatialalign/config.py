@@ -52,6 +52,12 @@ TOY = ScoringConfig(m=2, min_frames=6, max_redundant=3, min_valid=6, min_run=3)
 PRESETS: dict[str, ScoringConfig] = {"official": OFFICIAL, "wan": OFFICIAL, "toy": TOY}
 
 
+def preset_for(detector: str) -> str:
+    """The validity preset that goes with a detector: ``toy`` for the toy colour detector
+    (its own thresholds, docs/TOY_MODEL.md), ``official`` for GroundingDINO."""
+    return "toy" if detector == "toy" else "official"
+
+
 def scoring_config(name: str = "official", **overrides: float | int) -> ScoringConfig:
     """Returns a named preset (``official``/``wan``/``toy``) with optional overrides."""
     try:

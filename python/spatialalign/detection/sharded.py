@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from spatialalign.config import preset_for
 from spatialalign.detection.pipeline import TrackSummary, track_run
 from spatialalign.workers import Workers
 
@@ -41,7 +42,7 @@ class TrackSpec:
 
     @property
     def preset_name(self) -> str:
-        return self.preset or ("toy" if self.detector == "toy" else "official")
+        return self.preset or preset_for(self.detector)
 
     def scoring(self):
         from spatialalign.config import scoring_config

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spatialalign.config import scoring_config
+from spatialalign.config import preset_for, scoring_config
 from spatialalign.errors import SpatialAlignError
 from spatialalign.evaluation.bestofn import (
     check_best_of,
@@ -355,7 +355,7 @@ def _evaluate(
     echo: Echo,
     workers: Workers,
 ) -> EvalResult:
-    preset = "toy" if cfg.detector == "toy" else "official"
+    preset = preset_for(cfg.detector)
     stages = _Stages(cfg, prompts_file, split, preset, echo, workers)
     models = _NeuralModels.load(cfg)  # a bad model directory fails before sampling
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spatialalign.config import scoring_config
+from spatialalign.config import preset_for, scoring_config
 from spatialalign.errors import SpatialAlignError
 from spatialalign.loop.config import LoopConfig
 from spatialalign.prompts.model import DSRPrompt
@@ -34,7 +34,7 @@ SHIPPED_TEST = 120
 
 def preset_of(cfg: LoopConfig) -> str:
     """The scoring/tracker preset that goes with the detector (as ``eval`` chooses it)."""
-    return "toy" if cfg.detector == "toy" else "official"
+    return preset_for(cfg.detector)
 
 
 def backend_config(
