@@ -233,10 +233,16 @@ def test_the_worker_count_is_not_a_setting_of_the_loop():
 
 
 @pytest.mark.parametrize("detector", DETECTORS)
-def test_loop_tracks_and_scores_with_the_preset_eval_and_track_use(detector):
+def test_loop_tracks_and_scores_with_the_preset_eval_and_track_use(detector, monkeypatch):
     # one rule (config.preset_for) behind track's TrackSpec, eval and the loop's stages
+    seen = []
+    monkeypatch.setattr(
+        "spatialalign.scoring.batch.score_run",
+        lambda root, config, preset, progress: seen.append(preset),
+    )
+    stages.score(LoopDir("unused").train_run(1), LoopConfig(detector=detector))
+    assert seen == [preset_for(detector)]
     spec = stages.track_spec(LoopConfig(detector=detector))
-    assert spec.preset_name == stages.preset_of(LoopConfig(detector=detector))
     assert spec.preset_name == preset_for(detector)
     assert TrackSpec(detector=detector).preset_name == preset_for(detector)
     assert preset_for(detector) in PRESETS

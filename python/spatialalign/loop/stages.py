@@ -32,11 +32,6 @@ SHIPPED_TEST = 120
 """TEST prompts generated beside the TRAIN ones (``toy-test``'s draw: 500 + 120, seed 0)."""
 
 
-def preset_of(cfg: LoopConfig) -> str:
-    """The scoring/tracker preset that goes with the detector (as ``eval`` chooses it)."""
-    return preset_for(cfg.detector)
-
-
 def backend_config(
     cfg: LoopConfig, model_dir: str | os.PathLike[str] | None, adapter: Path | None
 ) -> BackendConfig:
@@ -109,7 +104,6 @@ def track_spec(cfg: LoopConfig) -> TrackSpec:
         onnx_dir=cfg.onnx_dir,
         sam=cfg.sam,
         device=cfg.device,
-        preset=preset_of(cfg),
     )
 
 
@@ -127,7 +121,7 @@ def score(run: RunDir, cfg: LoopConfig):
     """``score-batch``: DSR-Score per video, summary.json."""
     from spatialalign.scoring.batch import score_run
 
-    preset = preset_of(cfg)
+    preset = preset_for(cfg.detector)  # as eval and track choose it
     return score_run(run.root, config=scoring_config(preset), preset=preset, progress=False)
 
 
