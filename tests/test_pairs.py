@@ -145,3 +145,66 @@ def test_pairs_cli_errors_are_one_line(tmp_path, capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no scores in") and "\n" not in err
+
+
+def _toy_ingested_run(tmp_path, n_prompts: int = 4, seeds: int = 3):
+    """Toy clips of real prompts (official names) ingested, tracked and scored."""
+    from shared_data import OFFICIAL_CSV
+    from spatialalign.cli import main
+    from spatialalign.prompts import read_prompts
+    from spatialalign.toy.world import render_clip
+    from spatialalign.video import write_video
+
+    prompts = read_prompts(OFFICIAL_CSV)[:: 120 // n_prompts][:n_prompts]
+    videos = tmp_path / "videos"
+    for p in prompts:
+        for seed in range(seeds):
+            clip = render_clip(p, seed)
+            write_video(videos / f"{p.prompt_id}_F81_seed{seed:02d}.mp4", clip.frames, fps=8)
+    run = tmp_path / "run"
+    main(["ingest", str(videos), "--prompts", str(OFFICIAL_CSV), "--run-dir", str(run)])
+    main(["track", str(run), "--detector", "toy", "--workers", "1"])
+    main(["score-batch", str(run), "-q"])
+    return run, videos, prompts
+
+
+def test_pairs_refuses_scores_older_than_the_tracks(tmp_path, capsys):
+    """Issue 18 (B): pairs after track redid videos, without a new score-batch, used to
+    write pairs from the old scores; it refuses now, and records the scores it read."""
+    from spatialalign.cli import main
+    from spatialalign.provenance import fingerprint, record_of
+    from spatialalign.toy.world import render_clip
+    from spatialalign.video import write_video
+
+    run, videos, prompts = _toy_ingested_run(tmp_path)
+    main(["pairs", str(run)])
+    assert record_of(run / "pairs.parquet")["scores"] == fingerprint(run / "scores.parquet")
+    capsys.readouterr()
+
+    def refused() -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            main(["pairs", str(run)])
+        assert e.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        return err
+
+    # two videos get other content; ingest and track redo them, score-batch is not rerun
+    for p in prompts[:2]:
+        clip = render_clip(p, 77)
+        write_video(videos / f"{p.prompt_id}_F81_seed00.mp4", clip.frames, fps=8)
+    main(["ingest", str(videos), "--prompts", str(run / "prompts.parquet"), "--run-dir", str(run)])
+    # the manifest is newer than the tracks: pairs names both stages to rerun
+    err = refused()
+    assert "2 video(s)" in err and "track" in err and "score-batch" in err
+    main(["track", str(run), "--detector", "toy", "--workers", "1"])
+    err = refused()
+    assert "older than tracks.parquet for 2 video(s)" in err and "score-batch" in err
+
+    main(["score-batch", str(run), "-q"])
+    main(["pairs", str(run)])
+    assert record_of(run / "pairs.parquet")["scores"] == fingerprint(run / "scores.parquet")
+    # a rerun of track that redoes nothing leaves the scores current
+    main(["track", str(run), "--detector", "toy", "--workers", "1"])
+    main(["pairs", str(run)])

@@ -141,3 +141,31 @@ def explain_change(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str =
         else:
             out.append(f"{prefix}{key} {_short(a)} -> {_short(b)}")
     return out
+
+
+def tracks_inputs(
+    tracks_path: str | os.PathLike[str], detections_path: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """What a table made from ``track``'s output records of it: both files' content
+    fingerprints, the track settings key and each video's fingerprint (from track's record).
+    ``score-batch`` records it in scores.parquet; ``pairs`` compares it with the tables now."""
+    record = (record_of(tracks_path) if Path(tracks_path).is_file() else None) or {}
+    videos = record.get("videos") if isinstance(record.get("videos"), Mapping) else {}
+    return {
+        "tracks": fingerprint(tracks_path),
+        "detections": fingerprint(detections_path),
+        "settings_key": record.get("settings_key"),
+        "videos": {str(k): str(v) for k, v in videos.items()},
+    }
+
+
+def tracks_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> int | None:
+    """How many videos' tracks differ between two :func:`tracks_inputs` records: None when
+    both files are the same, every video when the track settings differ, else the videos
+    whose fingerprint differs or that only one lists (0: the files differ, the videos not)."""
+    if (old.get("tracks"), old.get("detections")) == (new.get("tracks"), new.get("detections")):
+        return None
+    a, b = old.get("videos") or {}, new.get("videos") or {}
+    if old.get("settings_key") != new.get("settings_key"):
+        return len(set(a) | set(b))
+    return sum(1 for k in set(a) | set(b) if a.get(k) != b.get(k))

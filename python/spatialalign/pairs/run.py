@@ -1,7 +1,10 @@
 """``pairs`` on a run directory: ``scores.parquet`` (+ prompts) -> ``pairs.parquet``.
 
 The file records what it was made from (the pairing settings and the fingerprint of the
-scores it read), so ``train`` can tell pairs built from older scores.
+scores it read), so ``train`` can tell pairs built from older scores. ``pairs`` itself
+refuses scores older than the run's tracks or manifest (:func:`stale_scores`): scores
+record what they were made from, and pairing from them after ``track`` redid videos would
+train on the old videos' verdicts.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import pyarrow as pa
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import write_parquet
 from spatialalign.pairs.build import Pair, PairConfig, PairReport, ScoredSample, build_pairs
-from spatialalign.provenance import fingerprint, with_record
+from spatialalign.provenance import (
+    MISSING,
+    fingerprint,
+    record_of,
+    tracks_changed,
+    tracks_inputs,
+    with_record,
+)
 from spatialalign.rundir import RunDir
 from spatialalign.schemas import PAIRS
 
@@ -51,6 +61,61 @@ def pairs_table(pairs: list[Pair]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=PAIRS_TABLE)
 
 
+def stale_scores(run: RunDir, scores: pa.Table) -> str | None:
+    """Why ``scores`` (the run's scores.parquet) are older than what they were made from,
+    as the one-line error; None when they are current or cannot be judged (a scores file
+    with no record of its inputs: written by hand, or by an older version)."""
+    made = (record_of(run.scores_path) or {}).get("inputs")
+    if not isinstance(made, dict):
+        return None
+    now = tracks_inputs(run.tracks_path, run.detections_path)
+    root = str(run.root)
+    # the manifest against the tracks and the scores: videos new, gone, re-prompted or
+    # with other content than what was tracked need `track` before `score-batch`
+    if run.manifest_path.is_file():
+        listed = dict(
+            zip(
+                *run.read_manifest(["prompt_id"], resolve_paths=False)
+                .select(["sample_id", "prompt_id"])
+                .to_pydict()
+                .values(),
+                strict=True,
+            )
+        )
+        scored = dict(
+            zip(*scores.select(["sample_id", "prompt_id"]).to_pydict().values(), strict=True)
+        )
+        made_of = {sid: r.get("fingerprint") for sid, r in run.sample_records().items()}
+        tracked = now["videos"]
+        behind = {sid for sid in set(listed) ^ set(scored)}
+        behind |= {sid for sid, pid in listed.items() if sid in scored and scored[sid] != pid}
+        behind |= {
+            sid
+            for sid in listed
+            if made_of.get(sid)
+            and tracked.get(sid) not in (None, MISSING)
+            and made_of[sid] != tracked[sid]
+        }
+        if tracked:
+            behind |= {sid for sid in listed if sid not in tracked}
+        if behind:
+            return (
+                f"scores.parquet is older than samples/manifest.parquet for {len(behind)} "
+                f"video(s) (new, removed or changed since they were tracked and scored): run "
+                f"`spatialalign track {root}` and `spatialalign score-batch {root}` first"
+            )
+    if not run.tracks_path.is_file():
+        return None
+    changed = tracks_changed(made, now)
+    if changed is None:
+        return None
+    which = f" for {changed} video(s)" if changed else ""
+    return (
+        f"scores.parquet is older than tracks.parquet{which}: run "
+        f"`spatialalign score-batch {root}` first"
+    )
+
+
 def pair_run(run_dir: str | os.PathLike[str], cfg: PairConfig) -> tuple[Path, PairReport]:
     """Builds ``RUN_DIR/pairs.parquet`` from the run's scores; returns its path and report."""
     run = RunDir(run_dir).require()
@@ -59,6 +124,9 @@ def pair_run(run_dir: str | os.PathLike[str], cfg: PairConfig) -> tuple[Path, Pa
             f"no scores in {run.root} (run `spatialalign score-batch {run.root}` first)"
         )
     scores = run.read_scores()
+    stale = stale_scores(run, scores)
+    if stale is not None:
+        raise SpatialAlignError(stale)
     animal_of = None
     if cfg.animals is not None:
         prompts = run.read_prompts()

@@ -23,7 +23,9 @@ with neither tracks nor a detections row were not tracked yet: scoring says how 
 
 Which thresholds: ``track`` records its preset in ``detections.parquet`` /
 ``tracks.parquet`` (:func:`recorded_preset`); ``score-batch`` uses that one by default
-and warns when told another. ``scores.parquet`` records the preset and the numbers used.
+and warns when told another. ``scores.parquet`` records the preset and the numbers used,
+and what it was made from (:func:`~spatialalign.provenance.tracks_inputs`: both tables'
+fingerprints, the track settings and each video's fingerprint), which ``pairs`` checks.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from spatialalign.config import OFFICIAL, ScoringConfig
 from spatialalign.errors import SpatialAlignError
 from spatialalign.ids import refuse_duplicates
 from spatialalign.io import atomic_path, read_parquet, write_json, write_parquet
-from spatialalign.provenance import record_of, with_record
+from spatialalign.provenance import record_of, tracks_inputs, with_record
 from spatialalign.rundir import RunDir
 from spatialalign.schemas import SCORES, validate_table
 
@@ -446,6 +448,10 @@ def score_run(
     from spatialalign.scoring.plots import correctness_figure_png, write_ssr_plots
     from spatialalign.scoring.summary import build_summary
 
+    # what the scores are made from, taken before reading: tracks rewritten while this
+    # runs make the record older than the tables, so ``pairs`` refuses rather than trusts it
+    src = RunDir(run_dir)
+    inputs = tracks_inputs(src.tracks_path, src.detections_path)
     run = load_run(run_dir, prompts_path=prompts_path, progress=progress)
     scores = score_loaded(run, config)
     dsr_types = [i + f for i, f in zip(run.initial, run.final, strict=True)]
@@ -458,6 +464,7 @@ def score_run(
         "preset": preset,
         "config": config.to_dict(),
         "track_preset": recorded_preset(run_dir),
+        "inputs": inputs,
     }
     paths = {
         "scores": write_parquet(with_record(scores, record), out.scores_path),
