@@ -285,3 +285,48 @@ def test_empty_manifest_gives_empty_tables(toy_run, tmp_path):
     assert summary.merged and summary.n_tracked == 0
     assert read_parquet(run / "tracks.parquet").schema.equals(TRACKS)
     assert read_parquet(run / "detections.parquet").num_rows == 0
+
+
+def test_a_referenced_video_with_new_content_is_retracked(tmp_path, capsys):
+    """Issue 18 (F): a referenced video rewritten with the same size and modification time
+    (ingest sees the new content, track's stat shortcut did not) used to stay "already
+    done" forever; track now redoes a video whose fingerprint in the manifest differs from
+    the one its tracks were made from, and only once."""
+    prompts = read_prompts(OFFICIAL_CSV)[:2]
+    videos = tmp_path / "videos"
+    for p in prompts:
+        write_video(videos / f"{p.prompt_id}_F81_seed00.mp4", render_clip(p, 0).frames, fps=8)
+    run = tmp_path / "run"
+    ingest = ["ingest", str(videos), "--prompts", str(OFFICIAL_CSV), "--run-dir", str(run)]
+    track = ["track", str(run), "--detector", "toy", "--workers", "1"]
+    main(ingest)
+    main(track)
+    capsys.readouterr()
+
+    # the same size and mtime, other bytes
+    path = videos / f"{prompts[0].prompt_id}_F81_seed00.mp4"
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+
+    main(ingest)
+    assert "1 with new content" in capsys.readouterr().out
+    main(track)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 video(s) tracked (1 redone: video changed), 1 already done" in line
+    main(track)  # and not again
+    assert "0 video(s) tracked, 2 already done" in capsys.readouterr().out
+    main(["score-batch", str(run), "-q"])
+    assert "other video content" not in capsys.readouterr().err
+
+    # a manifest older than the video (changed after ingest, not ingested again): the
+    # stat change redoes it once, then the rehash agrees with the tracks: no redo loop
+    clip = render_clip(prompts[0], 5).frames
+    write_video(path, clip, fps=8)
+    main(track)
+    assert "1 video(s) tracked (1 redone: video changed)" in capsys.readouterr().out
+    main(track)
+    assert "0 video(s) tracked, 2 already done" in capsys.readouterr().out

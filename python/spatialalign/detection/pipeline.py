@@ -13,8 +13,9 @@ row, which marks the sample done), atomically. The ``<settings>`` key is a hash 
 the detector and thresholds, so results made with other settings are never reused.
 The detections part records the content fingerprint of the video it was made from
 (:class:`~spatialalign.provenance.StampedFingerprint`); a rerun skips a sample only
-when its part exists and the video still has that content, and says how many it
-redid and why (new sample, settings changed, video changed). A video that was
+when its part exists and the video still has that content (hashed again, whatever its
+size and mtime, when the manifest records other content than the part), and says how many
+it redid and why (new sample, settings changed, video changed). A video that was
 missing (a moved run directory) is retried once it is there again. Under
 ``torchrun`` / ``accelerate launch`` (``RANK`` / ``WORLD_SIZE``) rank r takes every
 world_size-th sample; rank 0 merges all parts into the two final tables once they
@@ -151,6 +152,8 @@ class _Sample:
     prompt_id: str
     path: Path
     class_names: tuple[str, str]
+    made_as: str | None = None
+    """The video's content fingerprint in the manifest's record (``sample``/``ingest``)."""
 
 
 def _read_samples(run: RunDir, prompts_path: Path | None) -> list[_Sample]:
@@ -163,8 +166,15 @@ def _read_samples(run: RunDir, prompts_path: Path | None) -> list[_Sample]:
             f"{len(missing)} prompt_id(s) of the manifest are not in "
             f"{prompts_path or run.prompts_path}: {', '.join(missing[:5])}"
         )
+    made = run.sample_records()
     return [
-        _Sample(r["sample_id"], r["prompt_id"], Path(r["path"] or ""), names[r["prompt_id"]])
+        _Sample(
+            r["sample_id"],
+            r["prompt_id"],
+            Path(r["path"] or ""),
+            names[r["prompt_id"]],
+            (made.get(r["sample_id"]) or {}).get("fingerprint") or None,
+        )
         for r in rows
     ]
 
@@ -297,6 +307,11 @@ def _redo_reason(
         return "no record of the video it was made from"
     if StampedFingerprint.of(sample.path, known).fingerprint != known.fingerprint:
         return "video changed"
+    if sample.made_as not in (None, known.fingerprint):
+        # the manifest saw other content than the tracks were made from, with the same
+        # size and mtime: the stat shortcut cannot be trusted, hash the file again
+        if StampedFingerprint.of(sample.path).fingerprint != known.fingerprint:
+            return "video changed"
     return None
 
 
