@@ -128,3 +128,44 @@ def test_eval_on_two_workers_writes_what_one_process_writes(tmp_path, one_torch_
     )
     assert any("generated 0 video(s)" in line for line in lines), lines
     assert any(line.startswith("track: 0 video(s) tracked") for line in lines), lines
+
+
+def test_an_explicit_count_is_capped_at_the_cores_and_the_work_items(monkeypatch, capsys):
+    """Issue 18 (D): ``--workers 1000`` started 1000 processes, ``--workers 12`` on 6 videos
+    took 49 s instead of 0.6 s; the count is capped at the usable cores and the videos,
+    in one printed line."""
+    monkeypatch.setattr("spatialalign.workers.usable_cores", lambda: 2)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert resolve_workers(12, "toy", "cpu", videos=6) == 2
+    assert capsys.readouterr().err.strip() == "--workers 12 capped to 2 (2 cores, 6 videos)"
+    assert resolve_workers(1000, "toy", "cpu") == 2
+    assert capsys.readouterr().err.strip() == "--workers 1000 capped to 2 (2 cores)"
+    assert resolve_workers(3, "toy", "cpu", videos=1) == 1
+    assert capsys.readouterr().err.strip() == "--workers 3 capped to 1 (2 cores, 1 video)"
+    assert resolve_workers(2, "toy", "cpu", videos=6) == 2  # within both: no line
+    assert capsys.readouterr().err == ""
+
+
+def test_track_with_too_many_workers_runs_in_one_process(tmp_path, monkeypatch, capsys):
+    from shared_data import OFFICIAL_CSV
+    from spatialalign.cli import main
+    from spatialalign.prompts import read_prompts
+    from spatialalign.toy.world import render_clip
+    from spatialalign.video import write_video
+
+    videos = tmp_path / "videos"
+    for p in read_prompts(OFFICIAL_CSV)[:2]:
+        write_video(videos / f"{p.prompt_id}_F81_seed00.mp4", render_clip(p, 0).frames, fps=8)
+    run = tmp_path / "run"
+    main(["ingest", str(videos), "--prompts", str(OFFICIAL_CSV), "--run-dir", str(run)])
+    capsys.readouterr()
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("no worker process is needed for 2 videos on 1 core")
+
+    monkeypatch.setattr("spatialalign.workers.usable_cores", lambda: 1)
+    monkeypatch.setattr("spatialalign.workers.Workers._executor", no_pool)
+    main(["track", str(run), "--workers", "12"])
+    captured = capsys.readouterr()
+    assert "--workers 12 capped to 1 (1 core, 2 videos)" in captured.err.splitlines()
+    assert captured.out.startswith("track: 2 video(s) tracked")

@@ -27,12 +27,27 @@ VIDEOS_PER_WORKER = 200
 and loading the toy model) costs about 15 s, the time of some 120 toy videos."""
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+def _cgroup_cores() -> int | None:
+    """The CPU quota of this process's cgroup (v2 ``cpu.max``) in whole cores, rounded up;
+    None when there is none or it cannot be read."""
     try:
-        return len(os.sched_getaffinity(0))
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (not the machine's count),
+    lowered to its cgroup's CPU quota (a container's limit)."""
+    try:
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    quota = _cgroup_cores()
+    return max(1, min(n, quota) if quota is not None else n)
 
 
 def default_workers(model: str, device: str | None = None, videos: int | None = None) -> int:
@@ -61,15 +76,42 @@ def default_workers(model: str, device: str | None = None, videos: int | None = 
     return max(1, n)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def resolve_workers(
-    workers: int | None, model: str, device: str | None = None, videos: int | None = None
+    workers: int | None,
+    model: str,
+    device: str | None = None,
+    videos: int | None = None,
+    *,
+    say: Callable[[str], None] | None = None,
 ) -> int:
-    """``workers`` checked (>= 1), or :func:`default_workers` when None."""
+    """``workers`` checked (>= 1) and capped at the usable cores and at ``videos`` (the
+    work items; each process needs one, and one core), or :func:`default_workers` when
+    None. A cap is said in one line (``say``, default: stderr): ``--workers 12 capped to 2
+    (2 cores, 6 videos)``."""
     if workers is None:
         return default_workers(model, device, videos)
     if workers < 1:
         raise SpatialAlignError(f"--workers must be >= 1, got {workers}")
-    return workers
+    cores = usable_cores()
+    n = min(workers, cores)
+    if videos is not None:
+        n = max(1, min(n, videos))
+    if n < workers:
+        why = _plural(cores, "core") + (
+            f", {_plural(videos, 'video')}" if videos is not None else ""
+        )
+        line = f"--workers {workers} capped to {n} ({why})"
+        if say is None:
+            import sys
+
+            print(line, file=sys.stderr, flush=True)
+        else:
+            say(line)
+    return n
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
