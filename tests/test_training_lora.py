@@ -1,4 +1,5 @@
-"""The SpatialAlign LoRA targets (one definition in spatialalign.lora) and the reference model."""
+"""The SpatialAlign LoRA targets (one definition in spatialalign.lora), the reference model, and
+the checks on an adapter loaded for sampling."""
 
 from __future__ import annotations
 
@@ -79,5 +80,94 @@ def test_reference_with_adapter_disabled_equals_the_base_model():
     adapted = run()
     assert not torch.equal(adapted, base)
     with adapter_disabled(tr):
+        # bit equality is right here (tests/README.md): a disabled peft layer calls the same
+        # base layer on the same input, so this is one code path, not a tolerance question
         assert torch.equal(run(), base)
     assert torch.equal(run(), adapted)  # enabled again after the block
+
+
+# ------------------------------------------------------------------------ sample --adapter
+def _toy_adapter(tmp_path):
+    """A toy model directory and a random SpatialAlign adapter for it (diffusers format)."""
+    from diffusers import WanPipeline
+    from peft.utils import get_peft_model_state_dict
+
+    model_dir = ToyPipeline.random(seed=1).save_pretrained(tmp_path / "toy")
+    transformer = ToyPipeline.from_pretrained(model_dir).transformer
+    transformer.add_adapter(lora_config(rank=4))
+    with torch.no_grad():
+        for n, p in transformer.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.5)
+    WanPipeline.save_lora_weights(
+        tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(transformer)
+    )
+    return model_dir, tmp_path / "lora" / "pytorch_lora_weights.safetensors"
+
+
+def _rewrite(path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    change(tensors)
+    save_file(tensors, str(path))
+
+
+def _load_toy_backend(model_dir, adapter):
+    from spatialalign.sampling.backends import BackendConfig, load_backend
+
+    return load_backend(
+        BackendConfig(model="toy", model_path=str(model_dir), device="cpu", adapter=str(adapter))
+    )
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "int8"])
+def test_sample_refuses_an_adapter_with_bad_values(tmp_path, bad):
+    from spatialalign.errors import SpatialAlignError
+
+    model_dir, lora = _toy_adapter(tmp_path)
+    key = "transformer.blocks.0.attn2.to_v.lora_B.weight"
+
+    def change(tensors):
+        if bad == "int8":
+            tensors[key] = torch.ones_like(tensors[key], dtype=torch.int8)
+        else:
+            tensors[key] = tensors[key].clone()
+            tensors[key][0, 0] = float(bad)
+
+    _rewrite(lora, change)
+    want = "not floating point" if bad == "int8" else "NaN or infinite"
+    with pytest.raises(SpatialAlignError, match=rf"{re.escape(key)}.*{want}") as info:
+        _load_toy_backend(model_dir, lora)
+    assert "\n" not in str(info.value)
+
+
+def test_sample_wrong_shape_adapter_is_one_line(tmp_path, capfd):
+    from spatialalign.errors import SpatialAlignError
+
+    model_dir, lora = _toy_adapter(tmp_path)
+
+    def widen(tensors):  # every lora_A for inputs twice as wide: an adapter for another model
+        for k in [k for k in tensors if ".lora_A." in k]:
+            tensors[k] = torch.zeros(tensors[k].shape[0], 2 * tensors[k].shape[1])
+
+    _rewrite(lora, widen)
+    n_bad = sum(".lora_A." in k for k in _keys(lora))
+    with pytest.raises(SpatialAlignError) as info:
+        _load_toy_backend(model_dir, lora)
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    assert re.search(rf"{n_bad} tensors? .*shape", msg), msg
+    first = re.search(
+        r"([\w.]+\.lora_A\.weight): expected \((\d+), (\d+)\), got \((\d+), (\d+)\)", msg
+    )
+    assert first, msg
+    assert int(first.group(5)) == 2 * int(first.group(3))
+    assert "size mismatch" not in capfd.readouterr().err  # no multi-line dump from diffusers
+
+
+def _keys(path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())

@@ -8,7 +8,9 @@ safetensors header) is honoured everywhere, not just where someone remembered it
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,17 +36,53 @@ def resolve_adapter(adapter: str | os.PathLike[str]) -> Path:
 
 
 def lora_prefix(path: Path) -> str | None:
-    """``"transformer"`` when the LoRA keys carry diffusers' pipeline prefix, else None."""
+    """``"transformer"`` when the LoRA keys carry diffusers' pipeline prefix, else None.
+
+    Refuses (:class:`SpatialAlignError`, one line naming the tensor) a file without LoRA
+    keys, factors that are not floating point, and NaN or infinite values: torch would
+    cast an int8 factor silently, and a NaN one spoils every video."""
+    keys = check_adapter_tensors(path)
+    return "transformer" if any(k.startswith("transformer.") for k in keys) else None
+
+
+def check_adapter_tensors(path: Path) -> list[str]:
+    """The keys of the LoRA file ``path`` after checking every tensor: floating point (an
+    ``.alpha`` scalar may be an integer) and finite."""
     from safetensors import safe_open
 
+    not_float, not_finite = [], []
     try:
         with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
+            keys = sorted(f.keys())
+            for key in keys:
+                t = f.get_tensor(key)
+                if not t.is_floating_point():
+                    if not (key.endswith(".alpha") and t.numel() == 1 and not t.is_complex()):
+                        not_float.append((key, t.dtype))
+                elif not bool(t.isfinite().all()):
+                    not_finite.append(key)
     except Exception as e:  # safetensors raises its own error types
-        raise SpatialAlignError(f"cannot read LoRA adapter {path}: {e}") from e
+        raise SpatialAlignError(f"cannot read LoRA adapter {path}: {_one_line(str(e))}") from e
     if not any("lora" in k for k in keys):
         raise SpatialAlignError(f"{path} holds no LoRA weights (no lora_A/lora_B keys)")
-    return "transformer" if any(k.startswith("transformer.") for k in keys) else None
+    if not_float:
+        key, dtype = not_float[0]
+        dtype_name = str(dtype).removeprefix("torch.")
+        raise SpatialAlignError(
+            f"LoRA adapter {path}: tensor {key} is {dtype_name}, not floating point"
+            f"{_how_many(len(not_float), len(keys))}"
+        )
+    if not_finite:
+        raise SpatialAlignError(
+            f"LoRA adapter {path}: tensor {not_finite[0]} holds NaN or infinite values"
+            f"{_how_many(len(not_finite), len(keys))}"
+        )
+    return keys
+
+
+def _how_many(n: int, total: int) -> str:
+    """`` (N of its TOTAL tensors are)`` when more than one tensor is affected."""
+    return f" ({n} of its {total} tensors are)" if n > 1 else ""
 
 
 def load_lora_into_transformer(
@@ -103,14 +141,63 @@ def fuse_adapter(transformer: Any, adapter: str | os.PathLike[str]) -> None:
 
 def _load_checked(load: Callable[[], Any], transformer: Any, path: Path, name: str) -> Path:
     """Runs ``load``; diffusers' errors and an adapter that matched nothing become one
-    :class:`SpatialAlignError` naming the file."""
+    :class:`SpatialAlignError` of one line naming the file (diffusers' own multi-line log of
+    the failure is dropped: the error says it)."""
     try:
-        load()
+        with _quiet_failed_load_log(name):
+            load()
     except (ValueError, KeyError, RuntimeError, OSError) as e:
-        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {e}") from e
+        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {_load_error(e, name)}") from e
     if name not in getattr(transformer, "peft_config", {}):
         raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
     return path
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([\d, ]*)\]\) from "
+    r"checkpoint, the shape in current model is torch\.Size\(\[([\d, ]*)\]\)"
+)
+
+
+def _load_error(error: BaseException, name: str) -> str:
+    """One line for a failed load: torch's list of size mismatches (one line per tensor)
+    becomes the count and the first tensor, named as in the file (without peft's adapter
+    name), with its expected and actual shape; any other error its first line."""
+    text = str(error)
+    mismatches = _SIZE_MISMATCH.findall(text)
+    if not mismatches:
+        return _one_line(text)
+    key, got, expected = mismatches[0]
+    key = re.sub(rf"\.{re.escape(name)}(?=\.weight$)", "", key)
+    n = len(mismatches)
+    return (
+        f"{n} tensor{'s' if n > 1 else ''} of the wrong shape for this transformer (an adapter "
+        f"for another model?), the first {key}: expected ({expected}), got ({got})"
+    )
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line of ``text``, and how many lines were left out."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else text
+    return f"{lines[0]} (and {len(lines) - 1} more lines)"
+
+
+@contextlib.contextmanager
+def _quiet_failed_load_log(name: str) -> Iterator[None]:
+    """Drops diffusers' ``Loading NAME was unsuccessful ...`` log record (the whole error,
+    one line per tensor) while loading: the error is re-raised as one line instead."""
+    logger = logging.getLogger("diffusers.loaders.peft")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(f"Loading {name} was unsuccessful")
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 # --------------------------------------------------------------------------- training
@@ -140,8 +227,6 @@ def lora_config(rank: int = 16, alpha: float = 16.0, dropout: float = 0.0) -> An
 def lora_target_names(model: Any) -> list[str]:
     """The names of ``model``'s modules the SpatialAlign LoRA wraps (``2 + 2·num_layers`` on
     a Wan transformer)."""
-    import re
-
     pattern = re.compile(LORA_TARGET_PATTERN)
     return [n for n, _ in model.named_modules() if n and pattern.fullmatch(n)]
 
