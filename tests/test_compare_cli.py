@@ -123,3 +123,55 @@ def test_run_names_from_directories(tmp_path) -> None:
     assert run_names([x, y]) == [str(x), str(y)]
     with pytest.raises(SpatialAlignError, match="unique"):
         run_names([x, y], "same,same")
+
+
+def retexted_copy(run, dst, n: int = 1):
+    """A copy of ``run`` whose first ``n`` prompts (of its prompts.parquet) are other
+    prompts under the same prompt ids."""
+    import dataclasses
+
+    from spatialalign.prompts import read_prompts, write_prompts
+
+    shutil.copytree(run, dst)
+    path = RunDir(dst).prompts_path
+    prompts = read_prompts(path)
+    prompts = [
+        dataclasses.replace(prompts[-1 - i], prompt_id=p.prompt_id) if i < n else p
+        for i, p in enumerate(prompts)
+    ]
+    write_prompts(prompts, path)
+    return dst, prompts[0].prompt_id
+
+
+def test_a_prompt_id_with_other_texts_is_refused(synthetic_run, tmp_path, capsys) -> None:
+    """Issue 18 (E): compare matched prompts by id only, so two runs of other prompts under
+    the same ids compared as one; it refuses now, naming the id."""
+    other, pid = retexted_copy(synthetic_run, tmp_path / "other", n=2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(synthetic_run), str(other), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 2 prompt id(s)") and repr(pid) in err and "\n" not in err
+    assert "'other'" in err and "'base'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_compare_says_how_many_prompts_and_videos_it_rests_on(
+    synthetic_run, tmp_path, capsys
+) -> None:
+    """Issue 18 (E, minor): the difference rests on the prompts both runs have; compare says
+    how many (and their videos), here 10 of the 30 prompts."""
+    one = tmp_path / "few"
+    shutil.copytree(synthetic_run, one)
+    path = RunDir(one).scores_path
+    table = pq.read_table(path)
+    keep = sorted(set(table.column("prompt_id").to_pylist()))[:10]
+    mask = pa.compute.is_in(table.column("prompt_id"), value_set=pa.array(keep))
+    pq.write_table(table.filter(mask), path)
+    main(["compare", str(synthetic_run), str(one), "--out", str(tmp_path / "o"), "--n-boot", "20"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == (
+        "compare: 'few' vs 'base' rests on 10 shared prompt(s): 30 video(s) of 'base', 30 of 'few'"
+    )
+    data = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    assert data["differences"][0]["n_shared_prompts"] == 10

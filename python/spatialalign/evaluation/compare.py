@@ -16,6 +16,10 @@ sum(videos of the drawn prompts)``, a prompt drawn twice counting twice. The int
 is the percentile one: the ``(1-c)/2`` and ``(1+c)/2`` quantiles of the replicates
 (``numpy.quantile``, linear). Differences use a *paired* bootstrap: the same draws of
 shared prompts for both runs, the replicate being ``C_run - C_base``.
+
+Prompts are matched by id; ``compare`` and ``report`` first refuse runs whose shared ids
+have other prompt texts (:func:`spatialalign.evaluation.run_tables.refuse_other_texts`)
+and say how many prompts and videos each difference rests on (:meth:`Comparison.rests_on`).
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ class Difference:
     n_shared_prompts: int
     correctness: Interval
     validness: Interval
+    n_base_videos: int = 0
+    """Videos of the baseline on the shared prompts."""
+    n_videos: int = 0
+    """Videos of this run on the shared prompts."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,17 @@ class Comparison:
                 "config": asdict(self.config),
             }
         )
+
+    def rests_on(self) -> list[str]:
+        """One line per difference: how many prompts (and videos) it rests on."""
+        if not self.runs:
+            return []
+        base = self.runs[0].name
+        return [
+            f"{d.name!r} vs {base!r} rests on {d.n_shared_prompts} shared prompt(s): "
+            f"{d.n_base_videos} video(s) of {base!r}, {d.n_videos} of {d.name!r}"
+            for d in self.differences
+        ]
 
     def to_markdown(self) -> str:
         """One table row per run: videos, validness, Correct@0.7 [CI], Δ vs base, metrics
@@ -275,7 +294,9 @@ def paired_difference(
         value = nb.sum() / db.sum() - na.sum() / da.sum()
         reps = _ratio_replicates(weights, nb, db) - _ratio_replicates(weights, na, da)
         out.append(_interval_of(value, reps, config.confidence))
-    return Difference(name, len(shared), out[0], out[1])
+    return Difference(
+        name, len(shared), out[0], out[1], int(a.videos[ia].sum()), int(b.videos[ib].sum())
+    )
 
 
 def compare_runs(

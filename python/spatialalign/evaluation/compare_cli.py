@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from spatialalign.evaluation.compare import CompareConfig, compare_runs
-from spatialalign.evaluation.run_tables import read_run_table, run_names, write_comparison
+from spatialalign.evaluation.run_tables import (
+    read_prompt_texts,
+    read_run_table,
+    refuse_other_texts,
+    run_names,
+    write_comparison,
+)
 from spatialalign.options import click_options, from_options
 
 
@@ -35,10 +41,17 @@ def compare(
     interval, validness, metric means, and the overlaid correctness curves."""
     labels = run_names(run_dirs, names)
     tables = [(name, read_run_table(d)) for name, d in zip(labels, run_dirs, strict=True)]
+    warnings = refuse_other_texts(
+        [(n, t, read_prompt_texts(d)) for (n, t), d in zip(tables, run_dirs, strict=True)]
+    )
     config = from_options(CompareConfig, bootstrap)
     comparison = compare_runs(tables, config=config)
     files = write_comparison(comparison, out_dir)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(comparison.to_markdown())
+    for line in comparison.rests_on():
+        click.echo(f"compare: {line}")
     click.echo(
         f"compare: {len(tables)} run(s), baseline {labels[0]!r} -> "
         f"{files.markdown}, {files.json}, {files.curves}"

@@ -2,13 +2,14 @@
 
 A run's comparison table is its ``scores.parquet`` with the numeric columns of
 ``metrics.parquet`` (when present) joined on ``sample_id``; the comparison's files are
-``comparison.md``, ``comparison.json`` and ``correctness_curves.png``.
+``comparison.md``, ``comparison.json`` and ``correctness_curves.png``. Runs are compared
+only when their shared prompt ids have the same texts (:func:`refuse_other_texts`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,60 @@ def read_run_table(run_dir: str | os.PathLike[str]) -> pa.Table:
     numbered = scores.append_column(row, pa.array(range(scores.num_rows), pa.int64()))
     joined = numbered.join(extra, keys="sample_id", join_type="left outer").sort_by(row)
     return joined.select(scores.column_names + keep)
+
+
+def read_prompt_texts(run_dir: str | os.PathLike[str]) -> dict[str, str] | None:
+    """prompt_id -> prompt text of the run's prompts.parquet (None when it has none)."""
+    run = RunDir(run_dir)
+    if not run.prompts_path.is_file():
+        return None
+    return {p.prompt_id: p.text for p in run.read_prompts()}
+
+
+def _same_text(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _quote(text: str, most: int = 60) -> str:
+    return repr(text if len(text) <= most else text[: most - 3] + "...")
+
+
+def refuse_other_texts(
+    runs: Sequence[tuple[str, pa.Table, Mapping[str, str] | None]],
+) -> list[str]:
+    """Refuses (one line) a run whose scored prompt ids are the baseline's (the first run)
+    with other prompt texts: the comparison matches prompts by id, so it would compare
+    other prompts as one. Texts are compared with whitespace collapsed. Returns warnings
+    for runs with no prompts file (matched by id only)."""
+    warnings = [
+        f"{name}: no prompts.parquet: its prompts are matched by id only, not by text"
+        for name, _, texts in runs
+        if texts is None
+    ]
+    if not runs or runs[0][2] is None:
+        return warnings
+    base_name, base_table, base_texts = runs[0]
+    base_ids = set(base_table.column("prompt_id").to_pylist())
+    for name, table, texts in runs[1:]:
+        if texts is None:
+            continue
+        shared = base_ids & set(table.column("prompt_id").to_pylist())
+        other = sorted(
+            pid
+            for pid in shared
+            if pid in base_texts
+            and pid in texts
+            and _same_text(base_texts[pid]) != _same_text(texts[pid])
+        )
+        if other:
+            pid = other[0]
+            raise SpatialAlignError(
+                f"{len(other)} prompt id(s) have other texts in {name!r} than in "
+                f"{base_name!r}, e.g. {pid!r}: {_quote(base_texts[pid])} vs "
+                f"{_quote(texts[pid])} (prompts are compared by id: score both runs with "
+                "the same prompts)"
+            )
+    return warnings
 
 
 def run_names(run_dirs: Sequence[str | os.PathLike[str]], names: str | None = None) -> list[str]:
