@@ -263,3 +263,78 @@ def test_train_log_found_beside_the_adapter(runs, tmp_path) -> None:
     assert loaded.train_log_path == trained / TRAIN_LOG_NAME
     assert loaded.train_log == [{"step": 1, "margin": 0.5}]
     assert load_report_run(base, "base").train_log_path is None  # no adapter, no log
+
+
+def test_report_refuses_other_prompt_texts_and_says_what_it_rests_on(
+    runs, tmp_path, capsys
+) -> None:
+    """Issue 18 (E): report matched prompts by id only; it refuses a shared id with other
+    texts (writing nothing) and says how many prompts and videos the difference rests on."""
+    import dataclasses
+
+    from spatialalign.prompts import read_prompts, write_prompts
+
+    base, other, _ = runs
+    main(["report", str(base), str(other), "--out", str(tmp_path / "r"), "--grid", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == (
+        "report: 'aligned' vs 'base' rests on 30 shared prompt(s): 90 video(s) of 'base', "
+        "90 of 'aligned'"
+    )
+    assert "rests on 30 shared prompt(s)" in (tmp_path / "r" / "index.html").read_text()
+
+    moved = tmp_path / "moved"
+    shutil.copytree(other, moved)
+    prompts = read_prompts(RunDir(moved).prompts_path)
+    prompts[0] = dataclasses.replace(prompts[-1], prompt_id=prompts[0].prompt_id)
+    write_prompts(prompts, RunDir(moved).prompts_path)
+    out = tmp_path / "r2"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(base), str(moved), "--out", str(out)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 1 prompt id(s) have other texts in 'moved' than in 'base'")
+    assert repr(prompts[0].prompt_id) in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_report_out_is_ours_or_refused_and_has_no_local_paths(runs, tmp_path, capsys) -> None:
+    """Issue 18 (J): --out DIR overwrote a user's own index.html; --out FILE failed with
+    [Errno 17]; the page showed the train log's absolute path."""
+    base, other, _ = runs
+
+    def refused(*args: str) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", str(base), str(other), "--grid", "0", *args])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "Errno" not in err
+        return err
+
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "index.html").write_text("<p>my own page</p>")
+    assert "--force" in refused("--out", str(mine))
+    assert (mine / "index.html").read_text() == "<p>my own page</p>"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "not a directory" in refused("--out", str(afile))
+    assert "not a directory" in refused("--out", str(afile / "sub"))
+    assert afile.read_text() == "x"
+
+    # an empty or new directory is fine, and so is a report we wrote, again
+    ours = tmp_path / "ours"
+    for _ in range(2):
+        main(["report", str(base), str(other), "--grid", "2", "--out", str(ours)])
+    html = (ours / "index.html").read_text(encoding="utf-8")
+    assert "train log" in html or "aligned" in html
+    root = str(base.parent.resolve())
+    assert root not in html and str(base.parent) not in html, "a local path in the page"
+    assert "aligned/run/train_log.jsonl" in html  # the log named by run and relative path
+    # --force writes into the user's directory, and leaves its other files alone
+    (mine / "media").mkdir()
+    (mine / "media" / "holiday.png").write_bytes(b"png")
+    main(["report", str(base), str(other), "--grid", "0", "--out", str(mine), "--force"])
+    assert "SpatialAlign report" in (mine / "index.html").read_text()
+    assert (mine / "media" / "holiday.png").read_bytes() == b"png"

@@ -2,31 +2,48 @@
 
 The page references every figure and video by a relative path inside the directory, so
 the directory can be copied or opened from disk (``file://``) and makes no request
-elsewhere. It also holds the comparison's own files (comparison.md/.json,
+elsewhere; it names runs and their files by the run directory's name, never by a local
+path. It also holds the comparison's own files (comparison.md/.json,
 correctness_curves.png), the same that ``spatialalign compare`` writes.
+
+``report`` writes into a new or empty directory or one it wrote before (its index.html
+carries :data:`GENERATOR`; without an index.html, it holds only files a report writes),
+and refuses any other (a user's own ``index.html``) unless forced; forced, it deletes
+none of the directory's other files.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.evaluation.compare import CompareConfig, Comparison, compare_runs
-from spatialalign.evaluation.run_tables import run_names, write_comparison
+from spatialalign.evaluation.run_tables import (
+    read_prompt_texts,
+    refuse_other_texts,
+    run_names,
+    write_comparison,
+)
 from spatialalign.io import atomic_path
 from spatialalign.report.figures import per_type_bars_png, training_curves_png
 from spatialalign.report.grid import Sample, shared_samples
 from spatialalign.report.media import VIDEO_SUFFIX, ssr_curve_pngs, write_browser_video
-from spatialalign.report.page import Cell, Image, Page, Row, markdown_table, render
+from spatialalign.report.page import GENERATOR, Cell, Image, Page, Row, markdown_table, render
 from spatialalign.report.runs import ReportRun, load_report_run
 from spatialalign.scoring.plots import plot_name
 from spatialalign.video import VideoReadError
 
 INDEX = "index.html"
 MEDIA = "media"
+_OWN_FILES = re.compile(
+    r"index\.html|comparison\.(md|json)|correctness_curves\.png|per_type\.png|train_r\d+\.png"
+    rf"|{MEDIA}|\..*\.tmp.*"
+)
+"""Names of what a report writes in its directory (and atomic writes' leftovers)."""
 
 
 @dataclass
@@ -46,6 +63,45 @@ def _write(data: bytes, path: Path) -> Path:
     return path
 
 
+def _shown(path: Path, run: ReportRun) -> str:
+    """A path as the page shows it: the run directory's name and the path inside it, else
+    the path's last three parts; never a local absolute path (a report is shared)."""
+    path, root = Path(path).resolve(), run.run.root.resolve()
+    try:
+        return f"{root.name}/{path.relative_to(root).as_posix()}"
+    except ValueError:
+        return "/".join(path.relative_to(path.anchor).parts[-3:])
+
+
+def _check_out(out: Path, force: bool) -> bool:
+    """Refuses (one line) an ``--out`` that is a file, or a non-empty directory that is not
+    a report of ours (unless ``force``); True when it holds one of ours."""
+    if out.exists() and not out.is_dir():
+        raise SpatialAlignError(f"--out {out} is a file, not a directory: name a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SpatialAlignError(f"--out {out}: {parent} is a file, not a directory")
+            break
+    if not out.is_dir():
+        return False
+    index = out / INDEX
+    if index.exists():  # a report's page says so
+        try:
+            if GENERATOR in index.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            pass
+    elif all(_OWN_FILES.fullmatch(p.name) for p in out.iterdir()):
+        return True  # empty, or a report killed before its page was written
+    if not force:
+        raise SpatialAlignError(
+            f"--out {out} is a non-empty directory that holds no report of ours: name a new "
+            "or empty directory, or add --force to write the report into it"
+        )
+    return False
+
+
 def _figures(runs: list[ReportRun], out: Path) -> tuple[Image | None, list[Image]]:
     """per_type.png from the summaries and train_rN.png from the train logs."""
     summaries = [(r.name, r.summary) for r in runs if r.summary]
@@ -60,7 +116,8 @@ def _figures(runs: list[ReportRun], out: Path) -> tuple[Image | None, list[Image
         if png is not None:
             name = f"train_r{i}.png"
             _write(png, out / name)
-            training.append(Image(name, f"training curves of {r.name}", str(r.train_log_path)))
+            caption = _shown(r.train_log_path, r) if r.train_log_path else ""
+            training.append(Image(name, f"training curves of {r.name}", caption))
     return per_type, training
 
 
@@ -174,16 +231,20 @@ def build_report(
     train_logs: Mapping[str, str | os.PathLike[str]] | None = None,
     n_grid: int = 6,
     config: CompareConfig | None = None,
+    force: bool = False,
 ) -> ReportResult:
     """Writes ``out_dir/index.html`` comparing ``run_dirs`` (the first is the baseline).
 
     ``names``: comma-separated display names; ``train_logs``: run name -> JSONL train
     log (a run without one: ``RUN/run/train_log.jsonl``, else the log beside the
     adapter its videos were sampled with, when present); ``n_grid``: prompt/seed pairs
-    in the before/after grid.
+    in the before/after grid; ``force``: write into a non-empty directory that is not a
+    report of ours. Runs whose shared prompt ids have other texts are refused.
     """
     if not run_dirs:
         raise SpatialAlignError("nothing to report: no run directories")
+    out = Path(out_dir)
+    ours = _check_out(out, force)
     labels = run_names(run_dirs, names)
     train_logs = dict(train_logs or {})
     unknown = sorted(set(train_logs) - set(labels))
@@ -193,18 +254,21 @@ def build_report(
         )
     logs = [train_logs.get(name) for name in labels]
     runs = [load_report_run(d, n, g) for d, n, g in zip(run_dirs, labels, logs, strict=True)]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    warnings = refuse_other_texts([(r.name, r.table, read_prompt_texts(r.run)) for r in runs])
     comparison = compare_runs([(r.name, r.table) for r in runs], config=config)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpatialAlignError(f"--out {out}: cannot create the directory: {e.strerror}") from e
     files = write_comparison(comparison, out)
     per_type, training = _figures(runs, out)
-    warnings: list[str] = []
     grid, written = _grid(runs, out, n_grid, warnings)
-    _remove_stale(out / MEDIA, written)
+    if ours:
+        _remove_stale(out / MEDIA, written)
     head, rows = markdown_table(comparison.to_markdown())
     page = Page(
         title="SpatialAlign report: " + " vs ".join(labels),
-        runs=[(r.name, str(r.run.root)) for r in runs],
+        runs=[(r.name, r.run.root.resolve().name) for r in runs],
         table_head=head,
         table_rows=rows,
         curves=Image(files.curves.name, "overlaid Correctness@τ curves"),
@@ -214,6 +278,7 @@ def build_report(
         notes=[
             "Grid: prompt/seed pairs scored in every run, the largest DSR change between "
             "the first and the last run first.",
+            *(f"Δ of {line}." for line in comparison.rests_on()),
             "Videos are VP9/WebM copies enlarged with nearest-neighbour pixels; SSR curves "
             "show each frame's score for the initial and the final relation.",
             *warnings,

@@ -54,6 +54,11 @@ def parse_train_logs(values: tuple[str, ...]) -> dict[str, Path]:
     show_default=True,
     help="Prompt/seed pairs in the before/after grid.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into --out even when it is a non-empty directory that holds no report.",
+)
 @click_options(CompareConfig)
 def report(
     run_dirs: tuple[Path, ...],
@@ -61,6 +66,7 @@ def report(
     names: str | None,
     train_logs: tuple[str, ...],
     n_grid: int,
+    force: bool,
     **bootstrap: float,
 ) -> None:
     """Write a self-contained HTML report of scored runs (the first is the baseline):
@@ -73,10 +79,13 @@ def report(
         train_logs=parse_train_logs(train_logs),
         n_grid=n_grid,
         config=from_options(CompareConfig, bootstrap),
+        force=force,
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(result.comparison.to_markdown())
+    for line in result.comparison.rests_on():
+        click.echo(f"report: {line}")
     click.echo(
         f"report: {len(run_dirs)} run(s), {result.n_grid_rows} grid row(s), "
         f"{result.n_videos} video(s) -> {result.index}"

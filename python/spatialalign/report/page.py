@@ -10,6 +10,9 @@ import html
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+GENERATOR = '<meta name="generator" content="spatialalign report">'
+"""In every page ``report`` writes: a rerun may rewrite a directory whose index.html has it."""
+
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px;
        padding: 0 1em; color: #222; }
@@ -155,6 +158,7 @@ def render(page: Page) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        GENERATOR,
         f"<title>{_e(page.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(page.title)}</h1>",
         f"<ul>{runs}</ul>",
