@@ -344,6 +344,12 @@ class WanBackend:
         return backend
 
     def generate(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        frames = self.generate_float(prompts, seeds)
+        return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+    def generate_float(self, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        """The decoded frames before quantisation, float32 ``[B, F, H, W, 3]`` in about
+        [0, 1]: what ``generate`` rounds to uint8 (compare two code paths on these)."""
         import torch
 
         # one CPU generator per video: a sample depends on its own seed only
@@ -364,8 +370,7 @@ class WanBackend:
                 max_sequence_length=self.max_sequence_length,
                 **kwargs,
             )
-        frames = np.asarray(out.frames, dtype=np.float32)
-        return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return np.asarray(out.frames, dtype=np.float32)
 
 
 def load_wan_pipeline(
