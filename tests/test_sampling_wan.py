@@ -25,10 +25,11 @@ from spatialalign.sampling.backends import (
 )
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.video import read_video
+from tolerance import FLOAT32_NET, LOSSY_VIDEO, assert_videos_close
 
 GEOMETRY = dict(num_frames=5, height=16, width=16, steps=2)
-# one thread, as the other tiny-Wan tests: the comparisons below allow 1 level (a run after
-# test_wan_e2e on the busy shared CPU once differed by 12 after H.264; not reproduced since)
+# one thread, as the other tiny-Wan tests; comparisons across batch shapes or loaders follow
+# tests/README.md (float frames to float32 tolerance, videos within a level or two)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -151,18 +152,23 @@ def test_wan_backend_samples_yuv420p_videos_with_manifest(wan_pipe, prompts, tmp
     ).frames[0]
     direct = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
     reference = write_video(tmp_path / "reference.mp4", direct, fps=16, lossless=False)
-    video = read_video(r["path"]).astype(int)
-    assert np.abs(video - read_video(reference)).max() <= 1
+    # the file was sampled in a batch of 2, `direct` alone (two batch shapes), and H.264
+    # turns a one-level difference of its input into a few levels near it
+    assert_videos_close(read_video(r["path"]), read_video(reference), **LOSSY_VIDEO)
     other = next(x for x in rows if x["seed"] == 0 and x["prompt_id"] == prompts[1].prompt_id)
-    assert np.abs(read_video(other["path"]).astype(int) - read_video(reference)).max() > 8
+    diff = np.abs(read_video(other["path"]).astype(int) - read_video(reference))
+    assert diff.mean() > 4 * LOSSY_VIDEO["mean_levels"], diff.mean()  # another seed: far off
 
 
 def test_wan_batching_does_not_change_a_sample(wan_pipe, prompts):
+    import torch
+
     backend = WanBackend(wan_pipe, **GEOMETRY, max_sequence_length=32)
-    both = backend.generate([p.text for p in prompts], [0, 3])
-    alone = backend.generate([prompts[1].text], [3])
-    assert np.abs(both[1].astype(int) - alone[0]).max() <= 1
-    assert not np.array_equal(both[0], both[1])
+    both = backend.generate_float([p.text for p in prompts], [0, 3])
+    alone = backend.generate_float([prompts[1].text], [3])
+    # a batch of 2 vs a batch of 1: float32 tolerance, not bit equality
+    torch.testing.assert_close(torch.from_numpy(both[1]), torch.from_numpy(alone[0]), **FLOAT32_NET)
+    assert np.abs(both[0] - both[1]).max() > 0.05  # the other prompt and seed: far off
 
 
 def test_wan_lora_through_load_lora_weights(wan_dir, prompts, tmp_path):
@@ -190,9 +196,15 @@ def test_wan_lora_through_load_lora_weights(wan_dir, prompts, tmp_path):
     base = load_backend(BackendConfig(**cfg))
     lora = load_backend(BackendConfig(**cfg, adapter=str(tmp_path / "lora")))
     text = [prompts[0].text]
-    want = WanBackend(pipe, **GEOMETRY, max_sequence_length=32).generate(text, [0])
+    # peft's adapter added in place vs the file loaded by our loader (two code paths)
+    want = WanBackend(pipe, **GEOMETRY, max_sequence_length=32)
+    torch.testing.assert_close(
+        torch.from_numpy(lora.generate_float(text, [0])),
+        torch.from_numpy(want.generate_float(text, [0])),
+        **FLOAT32_NET,
+    )
     got = lora.generate(text, [0])
-    np.testing.assert_array_equal(got, want)
+    assert_videos_close(got, want.generate(text, [0]))
     assert not np.array_equal(got, base.generate(text, [0]))
 
 

@@ -22,6 +22,10 @@ BF16 = {"rtol": 1.6e-2, "atol": 1e-5}
 
 VIDEO_MAX_LEVELS = 2
 VIDEO_MEAN_LEVELS = 0.02
+LOSSY_VIDEO = {"max_levels": 24, "mean_levels": 0.5}
+"""Videos through lossy H.264 (yuv420p, crf 18) from inputs that may differ by a level: the
+encoder's decisions move with its input, so a one-level change can become several levels
+near it (once seen: 12); another seed of the tiny Wan differs by ~6 levels on average."""
 
 
 def assert_videos_close(
