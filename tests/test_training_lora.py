@@ -171,3 +171,30 @@ def _keys(path) -> list[str]:
 
     with safe_open(str(path), framework="pt") as f:
         return list(f.keys())
+
+
+def test_wan_sample_other_trainers_names_diffusers_cannot_convert_is_one_line(tmp_path):
+    """diffusers' musubi converter wants every block linear and no text_embedding: our
+    targets in kohya names make it raise IndexError, which must not escape as a traceback."""
+    from diffusers import WanPipeline
+    from peft.utils import get_peft_model_state_dict
+    from spatialalign.errors import SpatialAlignError
+    from spatialalign.lora import load_lora_into_pipeline
+    from spatialalign.lora_convert import convert_lora
+
+    transformer = tiny_wan_transformer(2)
+    transformer.add_adapter(lora_config(rank=4))
+    WanPipeline.save_lora_weights(
+        tmp_path / "ours", transformer_lora_layers=get_peft_model_state_dict(transformer)
+    )
+    convert_lora(tmp_path / "ours", tmp_path / "kohya.safetensors", "kohya")
+    pipe = WanPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=None,
+        transformer=tiny_wan_transformer(2),
+        scheduler=None,
+    )
+    with pytest.raises(SpatialAlignError, match="convert-lora .* --to diffusers") as info:
+        load_lora_into_pipeline(pipe, tmp_path / "kohya.safetensors")
+    assert "\n" not in str(info.value)

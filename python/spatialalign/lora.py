@@ -115,9 +115,11 @@ def load_lora_into_pipeline(
     pipe: Any, adapter: str | os.PathLike[str], *, adapter_name: str = ADAPTER_NAME
 ) -> Path:
     """Like :func:`load_lora_into_transformer`, through a diffusers pipeline's
-    ``load_lora_weights`` (which also converts other trainers' Wan LoRA key formats)."""
+    ``load_lora_weights`` (which also converts other trainers' Wan LoRA key formats; where its
+    converter fails on such a file, the error points to ``convert-lora``)."""
     path = resolve_adapter(adapter)
-    lora_prefix(path)  # a clear error for a file without LoRA weights
+    prefix = lora_prefix(path)  # a clear error for a file without LoRA weights
+    hint = "" if prefix else CONVERT_HINT.format(path=path)
     return _load_checked(
         lambda: pipe.load_lora_weights(
             str(path.parent),
@@ -128,6 +130,7 @@ def load_lora_into_pipeline(
         pipe.transformer,
         path,
         adapter_name,
+        hint,
     )
 
 
@@ -139,15 +142,27 @@ def fuse_adapter(transformer: Any, adapter: str | os.PathLike[str]) -> None:
     transformer.unload_lora()
 
 
-def _load_checked(load: Callable[[], Any], transformer: Any, path: Path, name: str) -> Path:
+CONVERT_HINT = (
+    "; if it is another trainer's Wan LoRA, `spatialalign convert-lora {path} OUT.safetensors "
+    "--to diffusers` converts it"
+)
+"""Added to a failed load of a file without diffusers' ``transformer.`` names: diffusers'
+converters of other trainers' names raise bare errors on files they do not expect (its
+musubi converter wants every block linear and no ``text_embedding``)."""
+
+
+def _load_checked(
+    load: Callable[[], Any], transformer: Any, path: Path, name: str, hint: str = ""
+) -> Path:
     """Runs ``load``; diffusers' errors and an adapter that matched nothing become one
     :class:`SpatialAlignError` of one line naming the file (diffusers' own multi-line log of
-    the failure is dropped: the error says it)."""
+    the failure is dropped: the error says it), with ``hint`` appended to a failed load."""
     try:
         with _quiet_failed_load_log(name):
             load()
-    except (ValueError, KeyError, RuntimeError, OSError) as e:
-        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {_load_error(e, name)}") from e
+    except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError) as e:
+        reason = _load_error(e, name) or type(e).__name__
+        raise SpatialAlignError(f"cannot load LoRA adapter {path}: {reason}{hint}") from e
     if name not in getattr(transformer, "peft_config", {}):
         raise SpatialAlignError(f"LoRA adapter {path} matches no layer of the transformer")
     return path
