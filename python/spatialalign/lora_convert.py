@@ -20,7 +20,9 @@ The four formats hold the same low-rank factors under different names:
 * ``kohya`` — kohya-ss / musubi-tuner: ``lora_unet_blocks_0_cross_attn_k.lora_down.weight``,
   ``.lora_up.weight`` and ``.alpha`` (the original name with ``_`` for ``.``, as ComfyUI maps
   ``lora_unet_*`` keys; also ``lora_unet_text_embedding_0``). Written with an ``.alpha`` on
-  every layer, as musubi does (diffusers' musubi converter requires one per layer).
+  every layer, as musubi does (diffusers' musubi converter requires one per layer). ComfyUI
+  loads any such file; diffusers only one that adapts every block linear of every block and
+  no ``text_embedding`` (not the SpatialAlign targets: use ``diffusers`` for those).
 
 Alpha (the LoRA scale is ``alpha / rank``) travels as diffusers metadata or as kohya-style
 ``<module>.alpha`` scalar tensors in the other two, written only where it differs from the
