@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.prompts import read_prompts, write_prompts
@@ -25,6 +24,7 @@ from spatialalign.sampling.manifest import part_files
 from spatialalign.sampling.sampler import sample_videos
 from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.video import read_video
+from tolerance import assert_videos_close
 
 
 @pytest.mark.slow
@@ -70,5 +70,7 @@ def test_two_ranks_with_a_process_group_split_and_merge(tmp_path):
     rows = RunDir(run).read_manifest().to_pylist()
     assert len(rows) == 6 and not part_files(RunDir(run))
     want = {p.stem: read_video(p) for p in (single / "samples").glob("*.mp4")}
+    # other processes, other batch compositions: each video within a level of the
+    # one-process run's (bit-identical on most machines, not promised on all)
     for row in rows:
-        np.testing.assert_array_equal(read_video(row["path"]), want[row["sample_id"]])
+        assert_videos_close(read_video(row["path"]), want[row["sample_id"]], what=row["sample_id"])

@@ -56,8 +56,7 @@ def test_aligned_adapter_is_shipped_small_and_well_formed():
     assert cfg["transformer.rank_pattern"] == {} and cfg["transformer.alpha_pattern"] == {}
 
 
-def test_aligned_adapter_loads_into_the_shipped_toy_pipeline_and_changes_it():
-    torch.set_num_threads(1)
+def test_aligned_adapter_loads_into_the_shipped_toy_pipeline_and_changes_it(one_torch_thread):
     pipe = ToyPipeline.from_pretrained(None)
     before = pipe([PROMPT] * 2, seeds=[0, 1], num_inference_steps=8)
     lat_before = pipe.sample_latents([PROMPT], [0], num_inference_steps=8)

@@ -28,6 +28,7 @@ from spatialalign.toy.text import (  # noqa: E402
     build_vocab,
     tokens_for,
 )
+from tolerance import FLOAT32_NET, VIDEO_MEAN_LEVELS, assert_videos_close  # noqa: E402
 
 PROMPT = "In a sunny meadow, a fox is on the left of a stump, then the fox runs to the right of the stump."
 PROMPT_RT = PROMPT.replace("on the left of", "on the right of").replace(
@@ -184,13 +185,19 @@ def test_text_encoder_output_and_padding():
 def test_random_pipeline_shape_dtype_and_determinism(pipe):
     v = pipe([PROMPT, PROMPT_RT, PROMPT], [1, 2, 1], num_inference_steps=3)
     assert v.shape == (3, pipe.num_frames, pipe.height, pipe.width, 3) and v.dtype == np.uint8
-    np.testing.assert_array_equal(v[0], v[2])
-    alone = pipe([PROMPT], [1], num_inference_steps=3)
-    np.testing.assert_array_equal(alone[0], v[0])
+    # rows of one batch, a batch of 3 vs a batch of 1: not one code path (BLAS may block
+    # rows differently), so the latents agree to float32 tolerance, the videos within a level
+    lat = pipe.sample_latents([PROMPT, PROMPT_RT, PROMPT], [1, 2, 1], num_inference_steps=3)
+    alone = pipe.sample_latents([PROMPT], [1], num_inference_steps=3)
+    torch.testing.assert_close(lat[2], lat[0], **FLOAT32_NET)
+    torch.testing.assert_close(alone[0], lat[0], **FLOAT32_NET)
+    assert_videos_close(v[2], v[0])
+    assert_videos_close(pipe([PROMPT], [1], num_inference_steps=3)[0], v[0])
     other_seed = pipe([PROMPT], [2], num_inference_steps=3)
-    assert not np.array_equal(other_seed[0], v[0])
+    assert np.abs(other_seed[0].astype(int) - v[0]).mean() > 10 * VIDEO_MEAN_LEVELS
+    # a second pipeline built from the same seed, same batch shape: the same code path
     again = ToyPipeline.random(seed=0)([PROMPT], [1], num_inference_steps=3)
-    np.testing.assert_array_equal(again[0], v[0])
+    np.testing.assert_array_equal(again[0], pipe([PROMPT], [1], num_inference_steps=3)[0])
     with pytest.raises(SpatialAlignError):
         pipe([PROMPT], [1, 2])
 

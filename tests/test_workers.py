@@ -3,19 +3,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
+import numpy as np
 import pytest
 from spatialalign.errors import SpatialAlignError
 from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
 from spatialalign.rundir import RunDir
+from spatialalign.video import read_video
 from spatialalign.workers import (
     VIDEOS_PER_WORKER,
     Workers,
     default_workers,
     resolve_workers,
 )
+from tolerance import assert_same_verdicts, assert_videos_close
 
 
 def _whoami(rank: int, world: int, tag: str) -> tuple[int, int, str, int]:
@@ -88,11 +90,8 @@ def test_default_count(monkeypatch):
     assert default_workers("toy", "cpu", videos=4000) == 1  # already a launcher's rank
 
 
-def _digests(run: RunDir) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(run.samples_dir.glob("*.mp4"))
-    }
+def _videos(run: RunDir) -> dict[str, np.ndarray]:
+    return {p.stem: read_video(p) for p in sorted(run.samples_dir.glob("*.mp4"))}
 
 
 def _rows(path) -> list[dict]:
@@ -112,13 +111,21 @@ def test_eval_on_two_workers_writes_what_one_process_writes(tmp_path, one_torch_
         eval_run(run.root, cfg, echo=lines.append)
         assert any("generated 12 video(s)" in line for line in lines), lines
         assert any(line.startswith("track: 12 video(s) tracked") for line in lines), lines
-    assert len(_digests(two)) == 12
-    assert _digests(two) == _digests(one)
-    assert _rows(two.manifest_path) != []
-    for path in ("tracks_path", "scores_path"):
-        a, b = _rows(getattr(one, path)), _rows(getattr(two, path))
-        assert len(a) == len(b) > 0
-        assert str(a) == str(b)  # NaN-tolerant equality of every row
+    # two processes sample other batch compositions than one (tests/README.md): every
+    # video within a level, and the user's result the same -- verdicts, reasons, DSR
+    videos_one, videos_two = _videos(one), _videos(two)
+    assert videos_two.keys() == videos_one.keys() and len(videos_two) == 12
+    for sid, video in videos_two.items():
+        assert_videos_close(video, videos_one[sid], what=sid)
+    assert_same_verdicts(_rows(two.scores_path), _rows(one.scores_path))
+    # a video that came out bit-identical (most, on most machines) is tracked identically
+    same = {sid for sid, v in videos_two.items() if np.array_equal(v, videos_one[sid])}
+    tracks_one, tracks_two = _rows(one.tracks_path), _rows(two.tracks_path)
+    assert len(tracks_one) > 0
+    for sid in same:
+        a = [r for r in tracks_two if r["sample_id"] == sid]
+        b = [r for r in tracks_one if r["sample_id"] == sid]
+        assert str(a) == str(b), sid  # NaN-tolerant equality of every row
     # a rerun on two workers finds everything done
     lines = []
     eval_run(
