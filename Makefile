@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 # let Python cache bytecode in the venv: importing torch/transformers uncached costs ~15 s a process
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: all venv lock build demo test test-fast test-rust test-py bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy experiment-sweep experiment-loop fuzz lint fmt clean
+.PHONY: all venv lock build demo test test-fast test-rust test-py test-deps bench bench-detect bench-wan-gpu bench-wan-estimate experiment-toy experiment-sweep experiment-loop fuzz lint fmt clean
 
 all: test
 
@@ -49,7 +49,18 @@ demo: build
 test-rust:
 	cargo test --workspace
 
-test-py: build
+# system packages the tests use: Debian's chromium for the report's browser test, installed
+# when missing where that is possible (root with apt-get); elsewhere that test skips, saying why
+test-deps:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium (the report's browser test)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	  echo "make: could not install chromium: the report's browser test will skip (fail under CI)"; \
+	else echo "make: no chromium and not root with apt-get: the report's browser test will skip"; fi
+
+test-py: build test-deps
 	$(VENV)/bin/pytest -q
 
 # the quick loop while editing: everything not marked slow (under a minute)

@@ -8,8 +8,9 @@ which records load errors (capture-phase ``error`` events), ``console.error`` ca
 each image's natural size, each video's ready state, and every src/href as resolved, and
 writes them as JSON into the page, which ``--dump-dom`` returns.
 
-Chromium comes from ``PATH`` or, as root with apt, is installed (Debian's ``chromium``).
-Without it the test fails under CI (``CI`` set to a true value) and skips elsewhere.
+Chromium comes from ``PATH``: ``make test-deps`` (a step of ``make test``) installs Debian's
+``chromium`` as root with apt; the test installs nothing. Without it the test fails under CI
+(``CI`` set to a true value) and skips elsewhere, saying why.
 """
 
 from __future__ import annotations
@@ -67,35 +68,18 @@ def _find_chromium() -> str | None:
     return None
 
 
-def _install_chromium() -> str:
-    """apt-get installs Debian's chromium (root only); returns what went wrong, or ''."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "not root, so cannot apt-get install chromium"
-    if shutil.which("apt-get") is None:
-        return "no apt-get to install chromium with"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return f"{' '.join(cmd)} failed: {e}"
-        if done.returncode != 0:
-            return f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-300:]}"
-    return ""
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Chromium's executable: found on PATH or installed with apt; else fail (CI) or skip."""
+    """Chromium's executable from PATH (``make test-deps`` installs Debian's ``chromium``);
+    without it: fail under CI, where the set-up step must have installed it, else skip."""
     found = _find_chromium()
-    why = ""
     if found is None:
-        why = _install_chromium()
-        found = _find_chromium()
-    if found is None:
-        reason = f"headless Chromium is needed for the report browser test: {why or 'not found'}"
+        reason = (
+            "headless Chromium is needed for the report browser test: not on PATH "
+            "(`make test-deps` installs Debian's `chromium` as root; or install it yourself)"
+        )
         if os.environ.get("CI", "").strip().lower() in TRUE:
-            pytest.fail(reason + " (CI: install Debian's `chromium` package)")
+            pytest.fail(reason)
         pytest.skip(reason)
     return found
 

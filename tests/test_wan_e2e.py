@@ -15,6 +15,7 @@ from spatialalign.rundir import RunDir
 from spatialalign.schemas import PAIRS
 from spatialalign.video import read_video
 from test_sampling_wan import build_tiny_wan
+from tolerance import LOSSY_VIDEO, assert_videos_close
 
 pytest.importorskip("peft")
 pytestmark = [
@@ -42,7 +43,7 @@ def _pairs(run: RunDir) -> None:
 
 def _videos(run: RunDir) -> dict[str, np.ndarray]:
     rows = run.read_manifest().select(["sample_id", "path"]).to_pylist()
-    return {r["sample_id"]: read_video(r["path"]).astype(np.int16) for r in rows}
+    return {r["sample_id"]: read_video(r["path"]) for r in rows}
 
 
 def test_sample_cache_train_reload_sample(tmp_path, capsys):
@@ -72,7 +73,7 @@ def test_sample_cache_train_reload_sample(tmp_path, capsys):
           "--seeds", "2", "--batch-size", "2", "--adapter", str(run.train_dir)])  # fmt: skip
     base, tuned = _videos(run), _videos(RunDir(aligned))
     assert sorted(base) == sorted(tuned)
-    diffs = [np.abs(base[s] - tuned[s]).mean() for s in base]
+    diffs = [np.abs(base[s].astype(int) - tuned[s]).mean() for s in base]
     assert min(diffs) > 0.5, diffs  # every video changed, well beyond codec noise
     rows = RunDir(aligned).read_manifest().to_pylist()
     assert {r["adapter"] for r in rows} == {str(adapter.resolve())}
@@ -85,5 +86,7 @@ def test_sample_cache_train_reload_sample(tmp_path, capsys):
     evaluated = _videos(RunDir(ev))
     assert len(evaluated) == 2
     for sid, video in evaluated.items():
-        np.testing.assert_array_equal(video, tuned[sid])
+        # eval samples 1 seed per prompt, sample 2 (another batch composition), both through
+        # H.264: within the lossy-video bounds of tests/README.md
+        assert_videos_close(video, tuned[sid], what=sid, **LOSSY_VIDEO)
     assert (ev / "summary.json").is_file() and (ev / "metrics.parquet").is_file()
