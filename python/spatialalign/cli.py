@@ -14,6 +14,7 @@ import click
 
 from spatialalign import __version__
 from spatialalign.errors import SpatialAlignError
+from spatialalign.options import finite_floats
 
 # verb -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
@@ -47,7 +48,7 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         try:
-            return getattr(importlib.import_module(module), attr)
+            command = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
             # a stage whose optional dependencies are missing: say so, don't crash --help
             reason = str(e)
@@ -57,6 +58,7 @@ class LazyGroup(click.Group):
                 raise SpatialAlignError(f"'{cmd_name}' is unavailable: {reason}")
 
             return unavailable
+        return finite_floats(command)  # no verb takes a NaN or infinite number
 
 
 @click.group(cls=LazyGroup)
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        sys.exit(getattr(e, "exit_code", 1))  # 128 + N for a run stopped by signal N
 
 
 if __name__ == "__main__":

@@ -4,11 +4,18 @@ A config dataclass documents each field once, in ``field(metadata={"help": ...})
 :func:`document_fields` appends those lines (with defaults) to the class docstring and
 :func:`click_options` turns the same fields into ``--field-name`` options, so the CLI can
 never drift from the config.
+
+Float options are finite everywhere: :class:`FiniteFloat` refuses ``nan`` and ``inf``
+(click's ``float`` and ``FloatRange`` take them: a NaN passes every range check), the
+derived options use it, and :func:`finite_floats` gives it to every float option of a
+command (``spatialalign``'s verbs get it when they are loaded). :func:`check_finite` does
+the same for a config built in code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -16,8 +23,55 @@ from typing import Any, TypeVar
 
 import click
 
+from spatialalign.errors import SpatialAlignError
+
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be a finite number (and within ``min``/``max`` when given).
+
+    A NaN or infinite value is the project's one-line error (:class:`SpatialAlignError`:
+    ``error: --guidance must be a finite number, got nan``, exit 1), as the verbs' own
+    checks of their numbers are; a value out of range stays click's usage error."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            name = max(param.opts, key=len) if param is not None and param.opts else "value"
+            raise SpatialAlignError(f"{name} must be a finite number, got {rv}")
+        return super().convert(rv, param, ctx)
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+
+def finite_floats(command: click.Command) -> click.Command:
+    """``command`` (and a group's subcommands) with every float option made a
+    :class:`FiniteFloat` of the same range; returns ``command``."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            finite_floats(sub)
+    for p in command.params:
+        t = p.type
+        if isinstance(t, click.types.FloatParamType) and not isinstance(t, FiniteFloat):
+            if isinstance(t, click.FloatRange):
+                p.type = FiniteFloat(t.min, t.max, t.min_open, t.max_open, t.clamp)
+            else:
+                p.type = FiniteFloat()
+    return command
+
+
+def check_finite(config: Any) -> None:
+    """Raises ``ValueError`` ("NAME must be a finite number, got nan") for the first float
+    field of dataclass instance ``config`` that is NaN or infinite (None passes)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}")
 
 
 def _field_type(cls: type, f: dataclasses.Field) -> tuple[Any, bool]:
@@ -30,7 +84,9 @@ def _field_type(cls: type, f: dataclasses.Field) -> tuple[Any, bool]:
         hint = args[0]
     if typing.get_origin(hint) is typing.Literal:
         return click.Choice([str(a) for a in typing.get_args(hint)]), optional
-    if hint in (int, float, str, bool):
+    if hint is float:
+        return FiniteFloat(), optional
+    if hint in (int, str, bool):
         return hint, optional
     raise TypeError(f"{cls.__name__}.{f.name}: no command-line type for {hint!r}")
 

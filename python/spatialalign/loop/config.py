@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from spatialalign.errors import SpatialAlignError
-from spatialalign.options import document_fields
+from spatialalign.options import check_finite, document_fields
 from spatialalign.training.config import TrainConfig
 
 MODES: tuple[str, ...] = ("merge", "continue")
@@ -69,7 +69,10 @@ class LoopConfig:
     prompt_seed: int = _f(0, "Seed of the TRAIN prompt generator (0: toy evaluate's split).")
     seeds: int = _f(8, "Samples per TRAIN prompt per round (seeds 0..N-1).")
     test_prompts: str = _f(
-        "toy-test", "Evaluation prompts: toy-test[:N] or a prompt file (its test split)."
+        "toy-test",
+        "Evaluation prompts: toy-test[:N] or a prompt file: its test split (a file whose "
+        "prompts name no split, like the official CSV: all of them; a file with other splits "
+        "only is refused).",
     )
     eval_seeds: int = _f(5, "Evaluation seeds per TEST prompt (0..N-1, the paper's 0-4).")
     guidance: float | None = _f(None, "Guidance scale of all sampling [toy 3.0, wan 5.0].")
@@ -100,6 +103,10 @@ class LoopConfig:
         from spatialalign.detection.registry import DETECTORS
         from spatialalign.sampling.backends import MODELS
 
+        try:
+            check_finite(self)
+        except ValueError as e:
+            raise SpatialAlignError(f"--{str(e).replace('_', '-')}") from e
         if self.rounds < 1:
             raise SpatialAlignError(f"--rounds must be >= 1, got {self.rounds}")
         if self.model not in MODELS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from spatialalign.options import document_fields
+from spatialalign.options import check_finite, document_fields
 
 LossVariant = Literal["dpo+zo", "dpo", "dpo+sft", "sft", "rwr"]
 
@@ -110,17 +110,26 @@ class TrainConfig:
         return asdict(self)
 
     def validate(self) -> None:
-        """Raises ``ValueError`` naming the first field out of range."""
+        """Raises ``ValueError`` naming the first field out of range; every float must be
+        finite (a NaN or infinite rate, shift or weight trains a NaN adapter)."""
+        check_finite(self)
         positive = ("max_steps", "train_batch_size", "gradient_accumulation_steps", "lora_rank")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("beta", "margin_clip", "rwr_temperature", "learning_rate", "lora_alpha"):
+        positive = ("beta", "margin_clip", "rwr_temperature", "learning_rate", "lora_alpha",
+                    "timestep_shift", "logit_std")  # fmt: skip
+        for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_zo", "lambda_sft", "lr_warmup_steps", "checkpoint_every"):
+        non_negative = ("lambda_zo", "lambda_sft", "lr_warmup_steps", "checkpoint_every",
+                        "weight_decay", "max_grad_norm")  # fmt: skip
+        for name in non_negative:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.sft_top_k < 1:
             raise ValueError(f"sft_top_k must be >= 1, got {self.sft_top_k}")
         if self.distributed not in ("ddp", "fsdp"):
