@@ -3,6 +3,8 @@ samples with, resume after a kill, the merge, one-line errors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -247,3 +249,118 @@ def test_loop_tracks_and_scores_with_the_preset_eval_and_track_use(detector, mon
     assert TrackSpec(detector=detector).preset_name == preset_for(detector)
     assert preset_for(detector) in PRESETS
     assert (preset_for(detector) == "toy") == (detector == "toy")
+
+
+class Reached(Exception):
+    """The loop got past its checks to its first stage."""
+
+
+def _stop_at_round_0(monkeypatch) -> None:
+    def evaluate(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(stages, "evaluate", evaluate)
+
+
+TINY_ARGS = ["--rounds", "1", "--train-prompts", "6", "--seeds", "3", "--test-prompts",
+             "toy-test:4", "--eval-seeds", "1", "--max-steps", "3", "--train-batch-size", "4",
+             "--workers", "1", "-q"]  # fmt: skip
+
+
+def test_a_second_loop_on_a_directory_fails_at_once(tmp_path, monkeypatch):
+    # two loops on one directory both ran, interleaving their rounds' files
+    from test_training_cli import lock_held_elsewhere
+
+    _stop_at_round_0(monkeypatch)
+    root = tmp_path / "loop"
+    with lock_held_elsewhere("loop", root) as pid:
+        with pytest.raises(SpatialAlignError) as e:
+            loop_run(root, tiny(), progress=False)
+        assert str(e.value) == f"another loop is running on {root} (pid {pid})"
+    with pytest.raises(Reached):  # released when the holder ends
+        loop_run(root, tiny(), progress=False)
+
+
+def test_test_prompts_without_a_test_split_are_refused(tmp_path, monkeypatch, capsys):
+    # a file of TRAIN prompts was silently evaluated as the TEST set
+    from shared_data import OFFICIAL_CSV
+    from spatialalign.prompts import write_prompts
+    from spatialalign.prompts.generate import generate_dataset
+
+    _stop_at_round_0(monkeypatch)
+    train_only = write_prompts(generate_dataset(4, 0, seed=3), tmp_path / "train.parquet")
+    args = [a if a != "toy-test:4" else str(train_only) for a in TINY_ARGS]
+    with pytest.raises(SystemExit) as e:
+        main(["loop", str(tmp_path / "loop"), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1, err
+    assert err.startswith(
+        f"error: --test-prompts {train_only} has no test split (its splits: train)"
+    )
+    assert not (tmp_path / "loop").exists()
+    both = write_prompts(generate_dataset(4, 2, seed=3), tmp_path / "both.parquet")
+    assert stages.eval_split(replace(tiny(), test_prompts=str(both))) == "test"
+    assert (
+        stages.eval_split(replace(tiny(), test_prompts=str(OFFICIAL_CSV))) == "all"
+    )  # no splits named
+    assert stages.eval_split(tiny()) == "auto"  # toy-test
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tau": float("nan")}, "--tau must be a finite number"),
+        ({"guidance": float("inf")}, "--guidance must be a finite number"),
+        ({"train": {"learning_rate": float("inf")}}, "learning_rate must be a finite number"),
+        ({"train": {"timestep_shift": float("nan")}}, "timestep_shift must be a finite number"),
+        ({"train": {"lora_rank": 65}}, "lora_rank 65 is larger than the smallest layer"),
+    ],
+)
+def test_bad_numbers_are_refused_before_round_0(tmp_path, monkeypatch, overrides, message):
+    # `loop --learning-rate inf` trained and merged an all-NaN adapter
+    _stop_at_round_0(monkeypatch)
+    train = loop_train_config(max_steps=3, train_batch_size=4, **overrides.pop("train", {}))
+    with pytest.raises(SpatialAlignError, match=message):
+        loop_run(tmp_path / "loop", replace(tiny(), train=train, **overrides), progress=False)
+
+
+def test_non_finite_options_are_refused_by_the_cli(tmp_path, capsys, monkeypatch):
+    _stop_at_round_0(monkeypatch)  # were one accepted, the test stops instead of looping
+    for opt, value in [("--learning-rate", "inf"), ("--tau", "nan"), ("--max-grad-norm", "nan"),
+                       ("--logit-std", "nan"), ("--guidance", "inf")]:  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main(["loop", str(tmp_path / "loop"), opt, value])
+        err = capsys.readouterr().err
+        assert err == f"error: {opt} must be a finite number, got {value}\n", err
+        assert e.value.code == 1
+    assert not (tmp_path / "loop").exists()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(15, 143), (2, 130)])
+def test_a_signal_during_training_ends_the_loop_with_128_plus_its_number(
+    tmp_path, monkeypatch, capsys, signum, code
+):
+    from types import SimpleNamespace
+
+    from spatialalign.loop import run as loop_run_mod
+
+    said = SimpleNamespace(line=lambda: "ok", summary=lambda: "ok")
+    monkeypatch.setattr(stages, "evaluate", lambda *a, **k: said)
+    monkeypatch.setattr(
+        loop_run_mod,
+        "eval_row",
+        lambda k, run: loop_run_mod.RoundRow(k, 0.5, 0.4, 0.6, 0.9, None, None, 4),
+    )
+    monkeypatch.setattr(
+        stages, "sample", lambda *a, **k: SimpleNamespace(generated=0, **vars(said))
+    )
+    monkeypatch.setattr(stages, "track", lambda *a, **k: SimpleNamespace(n_tracked=0, **vars(said)))
+    monkeypatch.setattr(stages, "score", lambda *a: SimpleNamespace(summary={"validness": 1.0}))
+    monkeypatch.setattr(stages, "pairs", lambda *a: (None, SimpleNamespace(pairs=3, **vars(said))))
+    stopped = SimpleNamespace(steps=2, interrupted=True, adapter=None, signal=signum, last_log={})
+    monkeypatch.setattr(stages, "train", lambda *a: SimpleNamespace(result=stopped, n_items=3))
+    with pytest.raises(SystemExit) as e:
+        main(["loop", str(tmp_path / "loop"), *TINY_ARGS])
+    err = capsys.readouterr().err
+    assert e.value.code == code and err.count("\n") == 1, err
+    assert f"round 1: training interrupted by signal {signum} at step 2" in err

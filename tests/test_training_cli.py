@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -189,3 +197,168 @@ def test_pairs_built_from_older_scores_are_flagged(run_dir, tmp_path):
     assert stale_pairs(run) is None
     write_parquet(with_record(table, {"scores": "older"}), run.pairs_path)
     assert "built from other scores" in stale_pairs(run)
+
+
+HOLD_LOCK = """
+import sys
+from spatialalign.loop.layout import LoopDir
+from spatialalign.rundir import RunDir
+stage, root = sys.argv[1], sys.argv[2]
+with LoopDir(root).lock() if stage == "loop" else RunDir(root).lock(stage):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(stage: str, root: Path) -> Iterator[int]:
+    """Another process holds ``root``'s lock as ``stage`` (a ``train`` or ``loop`` running
+    there) until the block ends; yields its pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, stage, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
+def test_a_second_train_on_a_run_directory_fails_at_once(run_dir, tmp_path, capsys):
+    # two trains on one run dir both exited 0 with a mixed adapter and a doubled log
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    with lock_held_elsewhere("train", root) as pid:
+        with pytest.raises(SystemExit) as e:
+            main(["train", str(root), *FAST])
+        assert e.value.code == 1
+        assert capsys.readouterr().err == f"error: another train is running on {root} (pid {pid})\n"
+        assert not RunDir(root).train_dir.exists() and not RunDir(root).cache_dir.exists()
+    main(["train", str(root), *FAST])  # released when the holder ends
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("trained dpo+zo LoRA")
+
+
+def test_train_refuses_pairs_made_from_other_scores(run_dir, tmp_path, capsys):
+    # re-scored run, pairs not rebuilt: train reused the old adapter ("already trained")
+    from spatialalign.provenance import fingerprint, with_record
+
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    run = RunDir(root)
+    main(["train", str(root), *FAST])
+    capsys.readouterr()
+    scores = pq.read_table(run.scores_path)
+    rescored = scores.set_column(
+        scores.column_names.index("dsr"), "dsr", pa.array([0.5] * scores.num_rows)
+    )
+    write_parquet(rescored, run.scores_path)  # newer than the (record-less) pairs
+    for pairs_record in (None, {"scores": fingerprint(run.scores_path) + "-old"}):
+        if pairs_record is not None:
+            table = pq.read_table(run.pairs_path)
+            write_parquet(with_record(table, pairs_record), run.pairs_path)
+        for args in ([], ["--resume"]):
+            with pytest.raises(SystemExit) as e:
+                main(["train", str(root), *FAST, *args])
+            err = capsys.readouterr().err
+            assert e.value.code == 1 and err.count("\n") == 1, err
+            assert "scores.parquet" in err and f"rerun `spatialalign pairs {root}`" in err, err
+    # pairs rebuilt from the current scores: trains again (into a new run directory)
+    table = pq.read_table(run.pairs_path)
+    write_parquet(with_record(table, {"scores": fingerprint(run.scores_path)}), run.pairs_path)
+    shutil.rmtree(run.train_dir)
+    main(["train", str(root), *FAST])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("trained dpo+zo LoRA")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf"),
+        (["--timestep-shift", "nan"], "--timestep-shift must be a finite number, got nan"),
+        (["--max-grad-norm", "nan"], "--max-grad-norm must be a finite number, got nan"),
+        (["--logit-std", "nan"], "--logit-std must be a finite number, got nan"),
+        (["--lora-alpha", "inf"], "--lora-alpha must be a finite number, got inf"),
+        (["--lora-rank", "0"], "lora_rank must be >= 1"),
+        (["--lora-alpha", "0"], "lora_alpha must be > 0"),
+        (["--lora-alpha", "-4"], "lora_alpha must be > 0"),
+        (["--lora-rank", "65"], "lora_rank 65 is larger than the smallest layer"),
+        (["--lora-rank", "100000"], "lora_rank 100000 is larger than the smallest layer"),
+    ],
+)
+def test_bad_numbers_are_refused_before_training(run_dir, tmp_path, capsys, args, message):
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(root), *FAST, *args])
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and message in err and "Traceback" not in err, err
+    assert not (RunDir(root).train_dir / "pytorch_lora_weights.safetensors").exists()
+    assert not RunDir(root).cache_dir.exists()  # refused before encoding anything
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_no_adapter(run_dir, tmp_path, capsys):
+    # a finite but huge learning rate overflows the LoRA weights: NaN loss, NaN adapter
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(root), *FAST, "--max-steps", "6", "--learning-rate", "1e30",
+              "--lr-scheduler", "constant", "--checkpoint-every", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "not finite" in err, err
+    run = RunDir(root)
+    assert not (run.train_dir / "pytorch_lora_weights.safetensors").exists()
+    for line in (run.train_dir / "train_log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=_refuse)  # strict JSON: no NaN / Infinity
+
+
+def _refuse(constant: str):
+    raise AssertionError(f"bare {constant} in a JSON log")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_and_exits_with_128_plus_its_number(
+    run_dir, tmp_path, capsys, monkeypatch, signum, code
+):
+    from spatialalign.training import trainer
+
+    step = trainer._optimizer_step
+
+    def signalled(*args, **kwargs):
+        out = step(*args, **kwargs)
+        os.kill(os.getpid(), signum)  # handled: a checkpoint after this step, then stop
+        return out
+
+    monkeypatch.setattr(trainer, "_optimizer_step", signalled)
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(root), *FAST])
+    assert e.value.code == code
+    assert "interrupted at step 1/2" in capsys.readouterr().err
+    assert trainer.checkpoint_paths(RunDir(root).train_dir)
+
+
+def test_train_refuses_scores_older_than_the_tracks(run_dir, tmp_path, capsys):
+    # re-tracked, not re-scored: pairs match the scores, but the scores are stale
+    from spatialalign.provenance import fingerprint, record_of, with_record
+
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    run = RunDir(root)
+    main(["track", str(root), "--detector", "toy", "--workers", "1"])
+    main(["score-batch", str(root)])
+    table = pq.read_table(run.pairs_path)
+    write_parquet(with_record(table, {"scores": fingerprint(run.scores_path)}), run.pairs_path)
+    retracked = {**record_of(run.tracks_path), "note": "tracked again"}
+    write_parquet(with_record(pq.read_table(run.tracks_path), retracked), run.tracks_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(root), *FAST])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1, err
+    assert "scores.parquet is older than tracks.parquet" in err
+    assert f"`spatialalign score-batch {root}`" in err and f"`spatialalign pairs {root}`" in err

@@ -8,6 +8,7 @@ file under the final name, and a rerun can trust whatever exists.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -76,3 +77,40 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise SpatialAlignError(f"file not found: {path}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SpatialAlignError(f"cannot read {path}: {e}") from e
+
+
+@contextlib.contextmanager
+def exclusive_lock(
+    path: str | os.PathLike[str], holder: str, where: str | os.PathLike[str]
+) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``path`` for the block, or fails at once.
+
+    Two processes working on one directory (two trains on a run, two loops on a loop)
+    would interleave their writes, so the second one raises :class:`SpatialAlignError`
+    ("another train is running on RUN (pid 1234)"): the lock file holds the holder's
+    ``pid`` and ``holder`` (what it is doing) while it is held. The kernel releases the
+    lock when the holder exits, however it exits, so a killed run never leaves a stale
+    lock behind (the file stays; its content is only read while someone holds it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid, _, what = f.read().strip().partition(" ")
+            pid = pid if pid.isdigit() else "unknown"
+            raise SpatialAlignError(
+                f"another {what or holder} is running on {where} (pid {pid})"
+            ) from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()} {holder}\n")
+            f.flush()
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)

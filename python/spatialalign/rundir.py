@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +20,15 @@ import pyarrow as pa
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
-from spatialalign.io import read_parquet
+from spatialalign.io import exclusive_lock, read_parquet
 from spatialalign.prompts.io import PROMPTS_FILE, read_prompts
 from spatialalign.prompts.model import DSRPrompt
 from spatialalign.provenance import record_of
 from spatialalign.schemas import validate_table
 
 VIDEO_SUFFIX = ".mp4"
+LOCK_NAME = ".spatialalign.lock"
+"""The lock file of a directory a stage holds exclusively (hidden: fingerprints skip it)."""
 SAMPLE_RECORDS = "samples"
 """Key, in the manifest's provenance record, of ``{sample_id: what the sample was made from}``."""
 
@@ -174,6 +177,18 @@ class RunDir:
     def train_dir(self) -> Path:
         """``train``'s output: the LoRA, checkpoints, logs (``RUN/run/``)."""
         return self.root / "run"
+
+    @property
+    def lock_path(self) -> Path:
+        """The run's lock file: a stage that must not run twice at once holds it
+        (:meth:`lock`)."""
+        return self.root / LOCK_NAME
+
+    def lock(self, stage: str) -> AbstractContextManager[None]:
+        """Holds the run's exclusive lock while ``stage`` works on it; a second process
+        fails at once with "another STAGE is running on RUN (pid N)"
+        (:func:`spatialalign.io.exclusive_lock`)."""
+        return exclusive_lock(self.lock_path, stage, self.root)
 
     def video_path(self, sample_id: str) -> Path:
         """``samples/{sample_id}.mp4``; refuses an id that could name a file elsewhere."""

@@ -30,7 +30,8 @@ def loop(run_dir: Path, mode: str, quiet: bool, **options: Any) -> None:
 
     Writes RUN_DIR/round_k/{train,eval,model}/, RUN_DIR/loop.json and loop.md (the per-round
     table). A killed loop resumes where it stopped when rerun with the same settings
-    (--rounds may grow).
+    (--rounds may grow). One loop per RUN_DIR at a time: a second one fails at once, naming
+    the first one's pid. Training stopped by Ctrl-C / SIGTERM exits 130 / 143.
     """
     from spatialalign.loop.config import loop_train_config
     from spatialalign.loop.run import loop_run

@@ -10,12 +10,14 @@ Round 0 has only ``eval/`` (the starting model).
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from spatialalign.io import exclusive_lock
 from spatialalign.lora import LORA_WEIGHT_NAME
 from spatialalign.prompts.io import PROMPTS_FILE
-from spatialalign.rundir import RunDir
+from spatialalign.rundir import LOCK_NAME, RunDir
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,15 @@ class LoopDir:
     def table_path(self) -> Path:
         """``loop.md``: the per-round table as Markdown."""
         return self.root / "loop.md"
+
+    @property
+    def lock_path(self) -> Path:
+        """The loop's lock file (a second ``loop`` on the directory fails at once)."""
+        return self.root / LOCK_NAME
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Holds the loop directory's exclusive lock (:func:`spatialalign.io.exclusive_lock`)."""
+        return exclusive_lock(self.lock_path, "loop", self.root)
 
     def round_dir(self, k: int) -> Path:
         return self.root / f"round_{int(k)}"

@@ -150,6 +150,14 @@ def run_round(
     done = stages.train(run, cfg, cfg.train, train_model, progress)
     clock.lap("train")
     res = done.result
+    if res.signal is not None:
+        from spatialalign.training.trainer import Interrupted
+
+        raise Interrupted(
+            f"round {k}: training interrupted by signal {res.signal} at step {res.steps} "
+            "(checkpoint saved); rerun the loop to resume",
+            res.signal,
+        )
     if res.interrupted or res.adapter is None:
         raise SpatialAlignError(f"round {k}: training stopped at step {res.steps}; rerun to resume")
     report.trained = bool(done.result.last_log)
@@ -187,9 +195,17 @@ def loop_run(
     """Runs (or resumes) ``cfg.rounds`` rounds in ``root``; returns the per-round table."""
     echo = echo or (lambda _line: None)
     cfg.validate()
+    stages.eval_split(cfg)
+    stages.check_train_settings(cfg)
     layout = LoopDir(root)
     check_state(layout, cfg)
     layout.root.mkdir(parents=True, exist_ok=True)
+    with layout.lock():  # one loop per directory: a second one fails at once
+        return _loop_locked(layout, cfg, echo, progress)
+
+
+def _loop_locked(layout: LoopDir, cfg: LoopConfig, echo: Echo, progress: bool) -> LoopResult:
+    check_state(layout, cfg)  # again, under the lock
     stages.ensure_prompts(layout.prompts_path, stages.train_prompts(cfg))
 
     n = resolve_workers(cfg.workers, cfg.model, cfg.device, cfg.train_prompts * cfg.seeds)

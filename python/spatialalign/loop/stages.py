@@ -140,6 +140,18 @@ def pairs(run: RunDir, cfg: LoopConfig):
 
 
 # ------------------------------------------------------------------ train
+def check_train_settings(cfg: LoopConfig) -> None:
+    """What train would refuse only after a round of sampling, refused at the start: a
+    LoRA rank above the smallest targeted layer of the toy model (a Wan model is checked by
+    ``train`` itself, before it encodes anything: loading it here would cost minutes)."""
+    if cfg.model != "toy":
+        return
+    from spatialalign.training.run import load_model
+    from spatialalign.training.trainer import check_rank
+
+    check_rank(load_model(cfg.model, cfg.model_dir, "cpu").transformer, cfg.train.lora_rank)
+
+
 def seed_adapter(
     run: RunDir, cfg: LoopConfig, train_cfg: TrainConfig, adapter: Path
 ) -> Path | None:
@@ -200,6 +212,30 @@ def train(
 
 
 # ------------------------------------------------------------------ eval
+def eval_split(cfg: LoopConfig) -> str:
+    """Which prompts of ``--test-prompts`` the loop evaluates: ``toy-test`` is the toy TEST
+    split; a file's ``test`` split, or the whole file when no prompt of it names a split
+    (the official CSV). A file with splits but no ``test`` one is refused: evaluating its
+    other prompts (the TRAIN ones, say) would measure what the loop trains on."""
+    from spatialalign.evaluation.eval_prompts import AUTO_SPLIT, is_toy_test
+    from spatialalign.prompts import read_prompts
+
+    if is_toy_test(cfg.test_prompts):
+        return AUTO_SPLIT
+    path = Path(cfg.test_prompts)
+    if not path.is_file():
+        raise SpatialAlignError(f"--test-prompts: prompts file not found: {path}")
+    splits = {p.split for p in read_prompts(path)}
+    if "test" in splits:
+        return "test"
+    if splits <= {""}:
+        return "all"
+    raise SpatialAlignError(
+        f"--test-prompts {path} has no test split (its splits: {', '.join(sorted(splits))}): "
+        "mark the evaluation prompts split=test, or use toy-test[:N]"
+    )
+
+
 def evaluate(
     run: RunDir,
     cfg: LoopConfig,
@@ -214,6 +250,7 @@ def evaluate(
     eval_cfg = EvalRunConfig(
         backend=backend,
         prompts=cfg.test_prompts,
+        split=eval_split(cfg),
         seeds=cfg.eval_seeds,
         batch_size=cfg.batch_size,
         detector=cfg.detector,

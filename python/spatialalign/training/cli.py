@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def train(
     --model wan loads on the CPU, encodes with the text encoder and then the VAE on the
     GPU (one at a time), frees them and only then moves the transformer to the GPU;
     gradient checkpointing is on unless --no-gradient-checkpointing.
+
+    One train at a time per RUN_DIR (a second one fails at once, naming the first's pid).
+    Refused: pairs.parquet made from other scores than RUN_DIR holds (rerun `pairs`), a
+    non-finite number, a --lora-rank above the smallest targeted layer. A NaN/infinite
+    loss, gradient or weight, or a checkpoint that cannot be written (full disk), stops
+    the run with one line and keeps the last checkpoint for --resume. Ctrl-C / SIGTERM
+    save a checkpoint and exit 130 / 143.
     """
     from spatialalign.training.run import train_run
 
@@ -102,7 +110,7 @@ def train(
             f"{res.out_dir}; continue with --resume",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(128 + (res.signal or signal.SIGINT))  # the shell's code: 130 SIGINT, 143 SIGTERM
     unit = "pairs" if cfg.loss.startswith("dpo") else "samples"
     if done.reused:
         click.echo(

@@ -14,6 +14,7 @@ model): :func:`resolve_checkpointing`.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from spatialalign.distributed import env_rank_world
 from spatialalign.errors import SpatialAlignError
 from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id
 from spatialalign.io import read_parquet
@@ -32,7 +34,7 @@ from spatialalign.training.cache import CacheReport, build_cache, load_cache
 from spatialalign.training.config import TrainConfig
 from spatialalign.training.data import Pair, Sample, TrainData, top_k_samples
 from spatialalign.training.losses import is_pair_variant
-from spatialalign.training.trainer import TrainResult, make_accelerator, train
+from spatialalign.training.trainer import TrainResult, check_rank, make_accelerator, train
 
 MODELS = ("toy", "wan")
 
@@ -55,16 +57,36 @@ class TrainRun:
 
 
 def stale_pairs(run: RunDir) -> str | None:
-    """A warning when ``pairs.parquet`` was built from other scores than the run holds now."""
+    """Why ``pairs.parquet`` does not come from the run's current ``scores.parquet`` (None
+    when it does, or when there are no scores to compare with): its provenance record names
+    the fingerprint of the scores it was built from; a file without a record (made by hand)
+    is stale when it is older than the scores."""
     from spatialalign.provenance import fingerprint, record_of
 
+    if not run.scores_path.is_file() or not run.pairs_path.is_file():
+        return None
     record = record_of(run.pairs_path) or {}
-    if "scores" in record and record["scores"] != fingerprint(run.scores_path):
-        return (
-            f"{run.pairs_path} was built from other scores than {run.scores_path} holds now "
-            f"(rerun `spatialalign pairs {run.root}`)"
-        )
-    return None
+    if "scores" in record:
+        if record["scores"] == fingerprint(run.scores_path):
+            return None
+        why = "was built from other scores than"
+    elif run.pairs_path.stat().st_mtime_ns < run.scores_path.stat().st_mtime_ns:
+        why = "is older than"
+    else:
+        return None
+    return f"{run.pairs_path} {why} {run.scores_path}: rerun `spatialalign pairs {run.root}` first"
+
+
+def stale_scores(run: RunDir) -> str | None:
+    """Why the run's ``scores.parquet`` (which its pairs come from) is older than its tracks
+    or manifest (``pairs``' own check, :func:`spatialalign.pairs.run.stale_scores`), as the
+    one-line error naming the stages to rerun; None when current or not judged."""
+    from spatialalign.pairs.run import stale_scores as pairs_check
+
+    if not run.scores_path.is_file():
+        return None
+    why = pairs_check(run, run.read_scores())
+    return None if why is None else f"{why}, then `spatialalign pairs {run.root}`"
 
 
 def record_inputs(run: RunDir, inputs: dict[str, str], resume: bool) -> None:
@@ -254,6 +276,36 @@ def train_run(
     if ckpt != cfg.gradient_checkpointing:
         cfg = replace(cfg, gradient_checkpointing=ckpt)
     run = RunDir(run_dir).require()
+    rank, _ = env_rank_world()
+    # one train per run directory: the main process holds the run's lock (torchrun's other
+    # ranks are its own; a second train fails at once)
+    with run.lock("train") if rank == 0 else contextlib.nullcontext():
+        return _train_locked(
+            run,
+            cfg,
+            model=model,
+            model_path=model_path,
+            encode=encode,
+            progress=progress,
+            text_encoder_dir=text_encoder_dir,
+            vae_tiling=vae_tiling,
+        )
+
+
+def _train_locked(
+    run: RunDir,
+    cfg: TrainConfig,
+    *,
+    model: str,
+    model_path: str | os.PathLike[str] | None,
+    encode: bool,
+    progress: bool,
+    text_encoder_dir: str | os.PathLike[str] | None,
+    vae_tiling: bool,
+) -> TrainRun:
+    stale = stale_pairs(run) or stale_scores(run)
+    if stale:
+        raise SpatialAlignError(stale)
     pairs = read_pairs(run)
     prompt_ids = {p.prompt_id for p in pairs}
     samples: list[Sample] = []
@@ -264,7 +316,7 @@ def train_run(
     sample_ids = sorted({s for p in pairs for s in (p.winner, p.loser)} | {
         s.sample_id for s in samples
     })  # fmt: skip
-    warnings = [w for w in (stale_pairs(run),) if w]
+    warnings: list[str] = []
     acc = make_accelerator(cfg)
     wan = model == "wan"
     if wan:  # on the CPU first: the GPU never holds the encoders and the transformer at once
@@ -273,6 +325,7 @@ def train_run(
     else:
         pipe = load_model(model, model_path, acc.device, text_encoder_dir=text_encoder_dir,
                           vae_tiling=vae_tiling)  # fmt: skip
+    check_rank(pipe.transformer, cfg.lora_rank)  # before encoding anything
     backend = cache_backend(model, pipe, model_path, text_encoder_dir,
                             device=acc.device if wan else None)  # fmt: skip
     report = CacheReport()

@@ -8,6 +8,11 @@ DDP or FSDP2 (``distributed.py``). Checkpoints (LoRA, optimizer, scheduler, RNG,
 atomically; a resumed run continues bit for bit; SIGINT/SIGTERM save before stopping. The
 adapter is saved in diffusers' LoRA format, loadable by ``WanPipeline.load_lora_weights``,
 ``ToyPipeline.load_lora_weights`` and ``sample --adapter``.
+
+A step whose loss or gradients are not finite, or after which a LoRA weight is not, stops
+the run with :class:`SpatialAlignError` before anything of it is saved (no NaN adapter; the
+last checkpoint stays the last good one); so does a checkpoint that cannot be written (a
+full disk), and the previous checkpoint stays intact for ``--resume``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import tempfile
@@ -87,14 +93,56 @@ class TrainResult:
     """The diffusers LoRA file (None when the run was interrupted before the end)."""
     interrupted: bool = False
     last_log: dict[str, float] = field(default_factory=dict)
+    signal: int | None = None
+    """The signal that interrupted the run (SIGINT, SIGTERM), if one did."""
+
+
+class NonFiniteStep(SpatialAlignError):
+    """An optimizer step met a NaN or infinite loss, gradient or weight."""
+
+
+class WriteFailed(SpatialAlignError):
+    """A checkpoint or the adapter could not be written (e.g. the disk is full)."""
+
+
+class Interrupted(SpatialAlignError):
+    """A run stopped by a signal after saving: the CLI exits with 128 + the signal's number
+    (130 SIGINT, 143 SIGTERM), as a shell reports a process the signal ended."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 # -------------------------------------------------------------------------- set-up
+def check_rank(transformer: torch.nn.Module, rank: int) -> None:
+    """A LoRA of rank r adds r x (in + out) weights per layer: beyond min(in, out) of a
+    layer it only costs memory (``--lora-rank 100000`` made a 1 GB toy adapter), so the rank
+    may be at most that of the smallest layer the adapter targets."""
+    from spatialalign.lora import lora_target_names
+
+    modules = dict(transformer.named_modules())
+    sizes = {
+        name: (m.in_features, m.out_features)
+        for name in lora_target_names(transformer)
+        if hasattr(m := modules[name], "in_features") and hasattr(m, "out_features")
+    }
+    if not sizes:
+        return
+    name, (n_in, n_out) = min(sizes.items(), key=lambda kv: min(kv[1]))
+    if rank > min(n_in, n_out):
+        raise SpatialAlignError(
+            f"lora_rank {rank} is larger than the smallest layer the LoRA targets ({name}: "
+            f"{n_in} -> {n_out}); use a rank of at most {min(n_in, n_out)}"
+        )
+
+
 def prepare_transformer(transformer: torch.nn.Module, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freezes the transformer, adds the SpatialAlign LoRA (seeded), makes the LoRA weights
-    float32 and trainable; returns them."""
+    """Freezes the transformer, adds the SpatialAlign LoRA (seeded; its rank checked by
+    :func:`check_rank`), makes the LoRA weights float32 and trainable; returns them."""
     from diffusers.training_utils import cast_training_params
 
+    check_rank(transformer, cfg.lora_rank)
     transformer.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -279,7 +327,8 @@ def save_checkpoint(
         optimizer_state(opt)  # the gather of the optimizer state is a collective too
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_training_state(path, weights, opt, {"step": step}, scheduler=sched)
+    with _write_errors(f"checkpoint {path}"):
+        save_training_state(path, weights, opt, {"step": step}, scheduler=sched)
     for old in checkpoint_paths(out_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -320,7 +369,10 @@ def save_adapter(out_dir: Path, base: torch.nn.Module, *, write: bool = True) ->
         return out_dir / LORA_WEIGHT_NAME
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".adapter.") as tmp:
+    with (
+        _write_errors(f"adapter {out_dir / LORA_WEIGHT_NAME}"),
+        tempfile.TemporaryDirectory(dir=out_dir, prefix=".adapter.") as tmp,
+    ):
         WanPipeline.save_lora_weights(
             tmp,
             transformer_lora_layers=state,
@@ -329,6 +381,20 @@ def save_adapter(out_dir: Path, base: torch.nn.Module, *, write: bool = True) ->
         )
         os.replace(Path(tmp) / LORA_WEIGHT_NAME, out_dir / LORA_WEIGHT_NAME)
     return out_dir / LORA_WEIGHT_NAME
+
+
+@contextlib.contextmanager
+def _write_errors(what: str) -> Iterator[None]:
+    """A failed write (a full disk: ``OSError``, or safetensors' own error wrapping it)
+    becomes one :class:`SpatialAlignError` line; the file it replaces is untouched (every
+    write goes to a temporary name first)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WriteFailed(f"cannot write {what}: {reason}") from e
 
 
 # ------------------------------------------------------------------------ logging
@@ -353,7 +419,7 @@ class StepLogger:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **record}) + "\n")
+            f.write(json_line({"step": step, **record}) + "\n")
         if self.tb is not None:
             for k, v in record.items():
                 self.tb.add_scalar(f"train/{k}", v, step)
@@ -361,6 +427,14 @@ class StepLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """``record`` as strict JSON: a NaN or infinite value is written as ``null`` (JSON has
+    no NaN; Python's ``json`` would write a bare ``NaN`` other readers refuse)."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+             for k, v in record.items()}  # fmt: skip
+    return json.dumps(clean, allow_nan=False)
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -379,10 +453,12 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None
 
     def _handle(self, signum: int, frame: Any) -> None:
         log.warning("signal %d: saving a checkpoint after this step", signum)
         self.requested = True
+        self.signum = signum
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequest]:
@@ -480,29 +556,39 @@ def train(
     bar = _progress(cfg.max_steps, step, progress and acc.is_main_process)
     record: dict[str, float] = {}
     stop = StopRequest()
-    with stop.installed():
-        while step < cfg.max_steps:
-            t0 = time.perf_counter()
-            terms = _optimizer_step(ctx, data, items, step, accum)
-            step += 1
-            record = {**terms, "step_time": time.perf_counter() - t0}
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                logger.write(step, record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-            if on_step is not None:
-                on_step(step, record)
-            stopping = _any_process(acc, stop.requested)
-            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-            if due or stopping or step == cfg.max_steps:
-                save_checkpoint(
-                    out, base, opt, sched, step, cfg.keep_checkpoints, write=acc.is_main_process
-                )
-                acc.wait_for_everyone()
-            if stopping:
-                break
-    bar.close()
-    logger.close()
+    try:
+        with stop.installed():
+            while step < cfg.max_steps:
+                t0 = time.perf_counter()
+                terms = _optimizer_step(ctx, data, items, step, accum)
+                step += 1
+                record = {**terms, "step_time": time.perf_counter() - t0}
+                if step % cfg.log_every == 0 or step == cfg.max_steps:
+                    logger.write(step, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+                if on_step is not None:
+                    on_step(step, record)
+                stopping = _any_process(acc, stop.requested)
+                due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+                if due or stopping or step == cfg.max_steps:
+                    save_checkpoint(
+                        out, base, opt, sched, step, cfg.keep_checkpoints,
+                        write=acc.is_main_process,
+                    )  # fmt: skip
+                    acc.wait_for_everyone()
+                if stopping:
+                    break
+    except NonFiniteStep as e:
+        raise NonFiniteStep(f"training stopped at step {step + 1}: {e}; {_last_good(out)}") from e
+    except WriteFailed as e:
+        raise WriteFailed(
+            f"training stopped at step {step}: {e}; {_last_good(out)}, free some space and "
+            "continue with --resume"
+        ) from e
+    finally:
+        bar.close()
+        logger.close()
     done = step >= cfg.max_steps
     # a finished run resumed again keeps its file: equal weights would still give other
     # bytes (safetensors writes its metadata keys in hash-map order), i.e. a new fingerprint
@@ -511,7 +597,16 @@ def train(
         save_adapter(out, base, write=acc.is_main_process)
     acc.wait_for_everyone()
     adapter = out / LORA_WEIGHT_NAME if done else None
-    return TrainResult(out, step, adapter, interrupted=not done, last_log=record)
+    signum = None if done else stop.signum
+    return TrainResult(out, step, adapter, interrupted=not done, last_log=record, signal=signum)
+
+
+def _last_good(out: Path) -> str:
+    """Where a stopped run can continue from: its latest checkpoint (intact)."""
+    paths = checkpoint_paths(out)
+    if not paths:
+        return "no checkpoint was saved before it"
+    return f"the last checkpoint {paths[-1]} is intact"
 
 
 def _optimizer_step(
@@ -537,16 +632,44 @@ def _optimizer_step(
             acc.backward(out["loss"] / accum)
         for key, v in out.items():
             sums[key] = sums.get(key, 0.0) + v.detach().float() / accum
+    norm = None
     if cfg.max_grad_norm > 0:
-        acc.clip_grad_norm_(ctx.params, cfg.max_grad_norm)
-    lr = opt.param_groups[0]["lr"]
-    opt.step()
-    ctx.sched.step()
-    opt.zero_grad(set_to_none=True)
+        norm = acc.clip_grad_norm_(ctx.params, cfg.max_grad_norm)
     keys = sorted(sums)
     values = acc.reduce(torch.stack([sums[key] for key in keys]), reduction="mean")
     terms = {key: float(v) for key, v in zip(keys, values.tolist(), strict=True)}
+    bad = [k for k in keys if not math.isfinite(terms[k])]
+    if bad:  # the reduced terms: the same on every process
+        raise NonFiniteStep(f"the loss is not finite ({', '.join(f'{k} {terms[k]}' for k in bad)})")
+    grads = [p.grad for p in ctx.params if p.grad is not None]
+    finite = _all_finite(grads) and (norm is None or bool(torch.isfinite(_local(norm)).all()))
+    if _any_process(acc, not finite):
+        raise NonFiniteStep("a gradient is not finite")
+    lr = opt.param_groups[0]["lr"]
+    try:
+        opt.step()
+    except RuntimeError as e:  # torch's AdamW: lr / bias correction beyond float32
+        if "overflow" not in str(e):
+            raise
+        raise NonFiniteStep(f"the update is not finite in float32 (learning rate {lr})") from e
+    ctx.sched.step()
+    opt.zero_grad(set_to_none=True)
+    if _any_process(acc, not _all_finite(ctx.params)):
+        raise NonFiniteStep(f"a LoRA weight is not finite after the update (learning rate {lr})")
     return {**terms, "lr": lr}
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This process's part of a (possibly FSDP-sharded) tensor."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every value of ``tensors`` (this process's shards) is finite (one sync)."""
+    if not tensors:
+        return True
+    with torch.no_grad():
+        return bool(torch.stack([torch.isfinite(_local(t)).all() for t in tensors]).all())
 
 
 def _any_process(acc: Any, flag: bool) -> bool:
