@@ -26,10 +26,9 @@ from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.training.config import TrainConfig
 from spatialalign.training.trainer import CHECKPOINT_DIR, prepare_transformer, save_adapter
 
-pytestmark = [
-    pytest.mark.usefixtures("one_torch_thread"),
-    pytest.mark.slow,
-]  # the loop runs whole rounds
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# the tests that run whole rounds (the ``merged`` loop, a continued adapter) are marked slow
+# one by one; the option checks, errors, locks and the merge itself stay in `make test-fast`
 
 
 def tiny(mode: str = "merge", **overrides) -> LoopConfig:
@@ -73,6 +72,7 @@ def merged(tmp_path_factory):
     return layout, result, lines
 
 
+@pytest.mark.slow
 def test_every_round_writes_its_files(merged):
     layout, result, _ = merged
     for k in (1, 2):
@@ -99,6 +99,7 @@ def _model_ids(run) -> set[str]:
     return {r["model_id"] for r in run.sample_records().values()}
 
 
+@pytest.mark.slow
 def test_each_round_samples_with_the_previous_rounds_model(merged):
     layout, _, _ = merged
     shipped = ToyBackend(ToyPipeline.from_pretrained()).identity()
@@ -114,6 +115,7 @@ def test_each_round_samples_with_the_previous_rounds_model(merged):
     assert inputs["model"] == "toy:" + fingerprint(layout.model_dir(1))
 
 
+@pytest.mark.slow
 def test_a_killed_loop_resumes_in_the_stage_it_was_in(merged):
     _, result, lines = merged
     first, second = result.reports
@@ -124,6 +126,7 @@ def test_a_killed_loop_resumes_in_the_stage_it_was_in(merged):
     assert round0 and all("generated 0 video(s)" in ln for ln in round0)
 
 
+@pytest.mark.slow
 def test_a_finished_loop_reruns_nothing(merged):
     layout, _, _ = merged
     again = loop_run(layout.root, tiny(), progress=False)
@@ -135,6 +138,7 @@ def test_a_finished_loop_reruns_nothing(merged):
     ]
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_but_rounds_may_grow(merged, capsys):
     layout, _, _ = merged
     with pytest.raises(SystemExit):
@@ -143,6 +147,7 @@ def test_other_settings_are_refused_but_rounds_may_grow(merged, capsys):
     assert err.startswith("error:") and "other settings" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_continue_adapter_trains_the_previous_adapter_on(tmp_path):
     layout = LoopDir(tmp_path / "continue")
     result = loop_run(layout.root, tiny("continue"), progress=False)
