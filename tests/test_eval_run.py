@@ -87,6 +87,27 @@ def test_select_best_picks_the_max_dsr_valid_candidate():
     assert (got["p2", 1]["k"], got["p2", 1]["candidate_seed"], got["p2", 1]["dsr"]) == (2, 5, 0.3)
 
 
+def test_candidates_from_a_first_seed_start_at_the_slots_seed():
+    # 2 slots from seed 100: slot s, candidate k has seed 100 + s + 2k
+    assert [candidate_seed(1, k, 2, first_seed=100) for k in range(3)] == [101, 103, 105]
+    table = _candidates(
+        [
+            ("p1", 100, True, 0.5),
+            ("p1", 102, True, 0.9),
+            ("p1", 101, False, math.nan),
+            ("p1", 103, True, 0.2),
+            # seeds of another first seed are not candidates of this run
+            ("p1", 99, True, 1.0),
+            ("p1", 104, True, 1.0),
+            ("p1", 0, True, 1.0),
+        ]
+    )
+    sel = select_best(table, best_of=2, seeds=2, first_seed=100).to_pylist()
+    got = {r["slot"]: (r["k"], r["candidate"], r["candidate_seed"]) for r in sel}
+    assert got == {0: (1, "p1_s102", 102), 1: (1, "p1_s103", 103)}
+    assert [r["n_candidates"] for r in sel] == [2, 2]
+
+
 def test_select_best_refuses_missing_candidates():
     table = _candidates([("p1", 0, True, 0.5)])
     with pytest.raises(SpatialAlignError, match="candidate"):
@@ -209,6 +230,44 @@ def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread)
         )
 
 
+def test_first_seed_with_best_of_keeps_candidate_zero_the_base_video(tmp_path, one_torch_thread):
+    """``eval --first-seed F``: the slots are seeds F..F+S-1 (names, seed column, summary);
+    with ``--best-of`` candidate k of slot s has seed F + s + k*S, so candidate 0 of every
+    slot is the base run's video, and the kept videos carry the slots' names and seeds."""
+    from spatialalign.sampling.backends import BackendConfig
+    from spatialalign.video import read_video
+
+    def cfg(best_of: int) -> EvalRunConfig:
+        backend = BackendConfig(steps=4)
+        return EvalRunConfig(
+            backend=backend, prompts="toy-test:2", seeds=2, first_seed=7, best_of=best_of
+        )
+
+    base = RunDir(tmp_path / "base")
+    result = eval_run(base.root, _quiet(cfg(1)))
+    scores = base.read_scores().to_pylist()
+    assert sorted({r["seed"] for r in scores}) == [7, 8] and len(scores) == 4
+    assert all(r["sample_id"].endswith(f"_seed{r['seed']:02d}") for r in scores)
+    assert result.summary["eval"]["first_seed"] == 7
+
+    run = RunDir(tmp_path / "bo2")
+    eval_run(run.root, _quiet(cfg(2)))
+    cand = RunDir(run.candidates_dir)
+    assert sorted({r["seed"] for r in cand.read_scores().to_pylist()}) == [7, 8, 9, 10]
+    for path in base.samples_dir.glob("*.mp4"):
+        # the base run sampled 2 prompts x 2 seeds, best-of another batch composition
+        assert_videos_close(read_video(cand.samples_dir / path.name), read_video(path))
+    selection = pq.read_table(run.selection_path).to_pylist()
+    for sel in selection:
+        assert sel["candidate_seed"] == 7 + sel["slot"] + 2 * sel["k"]
+        assert sel["sample_id"].endswith(f"_seed{7 + sel['slot']:02d}")
+    kept = run.read_scores().to_pylist()
+    assert sorted((r["prompt_id"], r["seed"]) for r in kept) == sorted(
+        (r["prompt_id"], r["seed"]) for r in scores
+    )
+    assert sorted(r["sample_id"] for r in kept) == sorted(r["sample_id"] for r in scores)
+
+
 # ------------------------------------------------------------------ one-line errors
 
 
@@ -221,6 +280,12 @@ def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread)
         (["--prompts", "toy-test", "--dinov2", "no/such/dir"], "model directory not found"),
         (["--prompts", "toy-test", "--musiq", "no/such/musiq.pth"], "weights file not found"),
         (["--prompts", "toy-test:0"], "expected a file, toy-test or toy-test:N"),
+        (["--prompts", "toy-test", "--seeds", "0"], "--seeds must be in 1..1000, got 0"),
+        (["--prompts", "toy-test", "--first-seed", "-5"], "--first-seed must be >= 0, got -5"),
+        (
+            ["--prompts", "toy-test", "--first-seed", "2147483600", "--best-of", "10"],
+            "--first-seed 2147483600 + --seeds 5 x 10 reaches seed 2147483649",
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):

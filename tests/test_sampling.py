@@ -6,6 +6,7 @@ steps, so every test runs in about a second; the official 120 test prompts suppl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from spatialalign.errors import SpatialAlignError
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import ToyBackend
-from spatialalign.sampling.manifest import MANIFEST_COLUMNS, part_files
+from spatialalign.sampling.manifest import MANIFEST_COLUMNS, PROVENANCE, part_files, read_rows
 from spatialalign.sampling.naming import parse_video_name, sample_id, video_filename
 from spatialalign.sampling.probe import probe_video
 from spatialalign.sampling.sampler import plan_samples, sample_videos, select_prompts
@@ -203,6 +204,59 @@ def test_more_seeds_later_keeps_earlier_rows(prompts, toy, tmp_path):
     assert RunDir(tmp_path).read_manifest().num_rows == 6
 
 
+def test_plan_from_a_first_seed(prompts, tmp_path):
+    specs = plan_samples(prompts[:1], 3, 9, tmp_path, first_seed=998)
+    assert [(s.seed, s.sample_id) for s in specs] == [
+        (seed, f"{prompts[0].prompt_id}_F09_seed{seed}") for seed in (998, 999, 1000)
+    ]
+    for first, seeds, message in [
+        (-1, 2, "--first-seed must be >= 0, got -1"),
+        (2**31 - 1, 2, "reaches seed 2147483648"),
+    ]:
+        with pytest.raises(SpatialAlignError, match=message):
+            plan_samples(prompts, seeds, 9, tmp_path, first_seed=first)
+
+
+def test_cli_sample_first_seed_names_rows_records_and_videos(prompts, tmp_path, capsys):
+    """``--first-seed S --seeds N`` samples seeds S..S+N-1: official names with the true
+    seed, the manifest's seed column and each video's record hold it, and the video of seed
+    s is the one ``--seeds`` (from 0) gives for s (another batch composition: within the
+    tolerance rule)."""
+    model_dir = ToyPipeline.random(seed=0).save_pretrained(tmp_path / "toy")
+    write_prompts(prompts[:2], tmp_path / "prompts.parquet")
+    common = ["--model-path", str(model_dir), "--steps", "2"]
+    common += ["--prompts", str(tmp_path / "prompts.parquet")]
+    main(["sample", str(tmp_path / "from0"), *common, "--seeds", "5"])
+    main(["sample", str(tmp_path / "from3"), *common, "--seeds", "2", "--first-seed", "3"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("sample: generated 4 video(s) (4 new), skipped 0")
+
+    from0, from3 = RunDir(tmp_path / "from0"), RunDir(tmp_path / "from3")
+    rows = from3.read_manifest(["prompt_id", "seed", "path"]).to_pylist()
+    expected = [(p.prompt_id, seed) for p in prompts[:2] for seed in (3, 4)]
+    assert [(r["prompt_id"], r["seed"]) for r in rows] == expected
+    assert [r["sample_id"] for r in rows] == [sample_id(p, 9, s) for p, s in expected]
+    assert sorted(p.name for p in from3.samples_dir.glob("*.mp4")) == sorted(
+        video_filename(p, 9, s) for p, s in expected
+    )
+    provenance = {r["sample_id"]: r[PROVENANCE] for r in read_rows(from3.manifest_path)}
+    for pid, seed in expected:
+        name = video_filename(pid, 9, seed)
+        record = json.loads(probe_video(from3.samples_dir / name).comment)
+        assert record["seed"] == seed == provenance[sample_id(pid, 9, seed)]["seed"]
+        assert_videos_close(
+            read_video(from3.samples_dir / name), read_video(from0.samples_dir / name)
+        )
+
+    # seeds past 99 keep the official naming with the true seed (seed1000, not a slot)
+    main(["sample", str(tmp_path / "from999"), *common, "--seeds", "2", "--first-seed", "999"])
+    rows = RunDir(tmp_path / "from999").read_manifest(["seed"]).to_pylist()
+    assert [(r["sample_id"].rsplit("_", 1)[1], r["seed"]) for r in rows] == [
+        ("seed999", 999),
+        ("seed1000", 1000),
+    ] * 2
+
+
 def test_refuses_to_mix_another_models_videos(prompts, toy, tmp_path):
     sample_videos(tmp_path, CountingBackend(toy), prompts, seeds=1, progress=False)
     with pytest.raises(SpatialAlignError, match="already records 3 of these samples"):
@@ -332,6 +386,9 @@ def test_cli_sample_toy(prompts, tmp_path, capsys):
         # RUN_DIR/prompts.parquet (1 prompt) must know every prompt sampled from elsewhere
         (["--prompts", str(OFFICIAL_CSV)], "lacks 119 prompt id(s)"),
         (["--split", "train"], "no prompts in split 'train'"),
+        (["--seeds", "0"], "--seeds must be in 1..1000, got 0"),
+        (["--first-seed", "-1"], "--first-seed must be >= 0, got -1"),
+        (["--first-seed", "2147483647", "--seeds", "2"], "reaches seed 2147483648"),
     ],
 )
 def test_cli_sample_errors_are_one_line(tmp_path, capsys, extra, message):

@@ -1,11 +1,12 @@
 """Best-of-N, the inference-time baseline: the DSR-Score as verifier over N candidates.
 
-**Seeds.** A run of ``S`` seed slots (``--seeds S``) samples, per prompt, the candidate
-seeds ``0 .. S*N-1`` into ``RUN/candidates/`` (a run directory of its own); candidate
-``k`` of slot ``s`` has seed ``s + k*S`` (:func:`candidate_seed`). So candidate 0 of
-every slot is the base run's video of that slot (same prompt, seed and model), and the
-candidates of best-of-N are a subset of those of best-of-M for M > N: rerunning a run
-directory with a larger ``--best-of`` samples only the new seeds.
+**Seeds.** A run of ``S`` seed slots from first seed ``F`` (``--seeds S --first-seed F``)
+samples, per prompt, the candidate seeds ``F .. F+S*N-1`` into ``RUN/candidates/`` (a run
+directory of its own); candidate ``k`` of slot ``s`` (``s`` in ``0..S-1``) has seed
+``F + s + k*S`` (:func:`candidate_seed`). So candidate 0 of every slot is the base run's
+video of that slot (same prompt, seed ``F+s`` and model), and the candidates of
+best-of-N are a subset of those of best-of-M for M > N: rerunning a run directory with a
+larger ``--best-of`` samples only the new seeds.
 
 **Selection.** Per (prompt, slot) the valid candidate with the highest DSR-Score wins; an
 invalid candidate loses to any valid one; ties go to the lowest ``k`` (so with no valid
@@ -13,11 +14,11 @@ candidate, candidate 0 is kept, invalid). :func:`select_best` is a pure function
 candidates' ``scores.parquet``.
 
 **The selected run.** ``RUN/samples/manifest.parquet`` lists the kept videos under the
-*slot's* sample id and seed (``{prompt_id}_F{frames}_seed{slot}``, seed = slot), its
-``path`` pointing at the candidate's video in ``candidates/samples/``, and its
-provenance record the candidate's (whose ``seed`` is the real one) plus a ``best_of``
-entry. ``selection.parquet`` says which candidate each slot kept. ``track`` and
-``score-batch`` then treat the directory like any run.
+*slot's* sample id and seed (``{prompt_id}_F{frames}_seed{F+s}``, seed ``F+s``: the base
+run's name for that slot), its ``path`` pointing at the candidate's video in
+``candidates/samples/``, and its provenance record the candidate's (whose ``seed`` is the
+real one) plus a ``best_of`` entry. ``selection.parquet`` says which candidate each slot
+(``slot`` = ``s``) kept. ``track`` and ``score-batch`` then treat the directory like any run.
 """
 
 from __future__ import annotations
@@ -53,15 +54,17 @@ SELECTION = pa.schema(
 index ``k``), its validity and DSR, and how many candidates (valid ones) it beat."""
 
 
-def candidate_seed(slot: int, k: int, seeds: int) -> int:
-    """The seed of candidate ``k`` of seed slot ``slot`` when a run has ``seeds`` slots."""
+def candidate_seed(slot: int, k: int, seeds: int, first_seed: int = 0) -> int:
+    """The seed of candidate ``k`` of seed slot ``slot`` (``0..seeds-1``) when a run has
+    ``seeds`` slots from ``first_seed``: ``first_seed + slot + k*seeds``."""
     if not (0 <= slot < seeds and k >= 0):
         raise ValueError(f"bad slot/candidate {slot}/{k} for {seeds} slot(s)")
-    return slot + k * seeds
+    return first_seed + slot + k * seeds
 
 
 def check_best_of(best_of: int, seeds: int, max_seeds: int) -> None:
-    """Refuses a ``--best-of`` that is not 1..MAX_BEST_OF or needs too many seeds."""
+    """Refuses a ``--best-of`` that is not 1..MAX_BEST_OF or needs too many seeds (the
+    seed range itself is :func:`spatialalign.sampling.seeds.check_seeds`'s)."""
     if not 1 <= best_of <= MAX_BEST_OF:
         raise SpatialAlignError(f"--best-of must be in 1..{MAX_BEST_OF}, got {best_of}")
     if best_of * seeds > max_seeds:
@@ -71,19 +74,20 @@ def check_best_of(best_of: int, seeds: int, max_seeds: int) -> None:
         )
 
 
-def select_best(candidates: pa.Table, best_of: int, seeds: int) -> pa.Table:
+def select_best(candidates: pa.Table, best_of: int, seeds: int, first_seed: int = 0) -> pa.Table:
     """The :data:`SELECTION` table of a candidates scores table (sample_id, prompt_id, seed,
     valid, dsr), one row per (prompt, slot), sorted by prompt and slot.
 
-    Every slot must have all ``best_of`` candidates (seeds ``0 .. seeds*best_of-1``);
-    ``sample_id`` is left empty (the caller knows the frame count that names it).
+    Every slot must have all ``best_of`` candidates (seeds ``first_seed ..
+    first_seed+seeds*best_of-1``); ``sample_id`` is left empty (the caller knows the frame
+    count that names it).
     """
     cols = candidates.select(["sample_id", "prompt_id", "seed", "valid", "dsr"]).to_pydict()
     groups: dict[tuple[str, int], dict[int, tuple[str, bool, float]]] = {}
     for sid, pid, seed, valid, dsr in zip(*cols.values(), strict=True):
-        if seed is None or not 0 <= seed < seeds * best_of:
-            continue  # a seed of another --best-of / --seeds: not a candidate of this run
-        slot, k = seed % seeds, seed // seeds
+        if seed is None or not first_seed <= seed < first_seed + seeds * best_of:
+            continue  # a seed of another --best-of/--seeds/--first-seed: not a candidate here
+        k, slot = divmod(seed - first_seed, seeds)
         dsr = float("nan") if dsr is None else float(dsr)
         groups.setdefault((pid, slot), {})[k] = (sid, bool(valid) and np.isfinite(dsr), dsr)
     rows = []
@@ -103,7 +107,7 @@ def select_best(candidates: pa.Table, best_of: int, seeds: int) -> pa.Table:
                 "slot": slot,
                 "sample_id": "",
                 "candidate": sid,
-                "candidate_seed": candidate_seed(slot, k, seeds),
+                "candidate_seed": candidate_seed(slot, k, seeds, first_seed),
                 "k": k,
                 "valid": valid,
                 "dsr": dsr if valid else float("nan"),
@@ -115,10 +119,11 @@ def select_best(candidates: pa.Table, best_of: int, seeds: int) -> pa.Table:
 
 
 def selected_rows(
-    run: RunDir, candidates: RunDir, selection: pa.Table, best_of: int
+    run: RunDir, candidates: RunDir, selection: pa.Table, best_of: int, first_seed: int = 0
 ) -> tuple[list[Row], pa.Table]:
-    """The run's manifest rows for the kept candidates (slot sample ids, seed = slot, paths
-    into ``candidates/samples/``) and ``selection`` with its ``sample_id`` filled in."""
+    """The run's manifest rows for the kept candidates (the slots' sample ids and seeds,
+    ``first_seed + slot``; paths into ``candidates/samples/``) and ``selection`` with its
+    ``sample_id`` filled in."""
     by_id: Mapping[str, Row] = {r["sample_id"]: r for r in read_rows(candidates.manifest_path)}
     rows, ids = [], []
     for sel in selection.to_pylist():
@@ -127,7 +132,8 @@ def selected_rows(
             raise SpatialAlignError(
                 f"{candidates.manifest_path} lacks the selected candidate {sel['candidate']!r}"
             )
-        sid = sample_id(sel["prompt_id"], int(cand["num_frames"]), int(sel["slot"]))
+        seed = first_seed + int(sel["slot"])
+        sid = sample_id(sel["prompt_id"], int(cand["num_frames"]), seed)
         video = candidates.resolve_video(cand["path"])
         record: dict[str, Any] = dict(cand.get(PROVENANCE) or {})
         record["best_of"] = {
@@ -140,7 +146,7 @@ def selected_rows(
             {
                 **{k: v for k, v in cand.items() if k != PROVENANCE},
                 "sample_id": sid,
-                "seed": int(sel["slot"]),
+                "seed": seed,
                 "path": run.stored_video_path(video) if video is not None else None,
                 PROVENANCE: record,
             }

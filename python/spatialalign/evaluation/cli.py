@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from spatialalign.options import click_options
 from spatialalign.sampling.model_options import model_options, pop_backend_config
+from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 
 
 def _str(path: Path | None) -> str | None:
@@ -22,8 +24,7 @@ def _str(path: Path | None) -> str | None:
 @click.option("--split", default="auto", show_default=True,
               help="Prompts of the file to evaluate: auto (test when present, else all), "
               "all, train, test.")  # fmt: skip
-@click.option("--seeds", type=int, default=5, show_default=True,
-              help="Seed slots per prompt: seeds 0..N-1 (the paper's 0-4).")  # fmt: skip
+@click_options(SeedRange)
 @click.option("--best-of", type=int, default=1, show_default=True,
               help="Sample N candidates per slot and keep the highest DSR-Score.")  # fmt: skip
 @click.option("--detector", default="toy", show_default=True,
@@ -53,7 +54,6 @@ def eval_cmd(
     run_dir: Path,
     prompts: str | None,
     split: str,
-    seeds: int,
     best_of: int,
     detector: str,
     onnx_dir: Path | None,
@@ -67,7 +67,9 @@ def eval_cmd(
     workers: int | None,
     **options: Any,
 ) -> None:
-    """Evaluate a model: sample the test prompts with seeds 0..N-1, track, score, measure.
+    """Evaluate a model: sample the test prompts with seeds S..S+N-1, track, score, measure.
+
+    Seeds: --first-seed S (default 0), --seeds N (default 5: the paper's seeds 0-4).
 
     Writes RUN_DIR/scores.parquet, summary.json (score-batch's, plus metric means and the
     sampling compute) and metrics.parquet. Resumable: a rerun redoes only what changed.
@@ -76,11 +78,13 @@ def eval_cmd(
     """
     from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
 
+    seed_range = pop_seed_range(options)
     cfg = EvalRunConfig(
         backend=pop_backend_config(options),
         prompts=prompts,
         split=split,
-        seeds=seeds,
+        seeds=seed_range.seeds,
+        first_seed=seed_range.first_seed,
         best_of=best_of,
         batch_size=batch_size,
         detector=detector,

@@ -4,7 +4,8 @@ Each stage is the library function behind its own verb (:func:`run_sample`,
 :func:`track_run`, :func:`score_run`), so ``eval`` resumes and redoes exactly what those
 stages would: a rerun with the same inputs samples and tracks nothing, rescoring is a
 second, and ``metrics.parquet`` recomputes only rows whose video or tracks changed
-(:mod:`.metrics_file`). Seeds are fixed: slots ``0..S-1`` (the paper's 0-4).
+(:mod:`.metrics_file`). Seeds are slots ``F..F+S-1`` (``--first-seed F``, ``--seeds S``;
+by default the paper's 0-4).
 
 ``--best-of N`` (:mod:`.bestofn`) samples ``N`` candidates per slot into
 ``RUN/candidates/``, tracks and scores them there, keeps per slot the one with the
@@ -47,7 +48,8 @@ from spatialalign.io import write_json, write_parquet
 from spatialalign.provenance import fingerprint
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import MODELS, BackendConfig, check_config
-from spatialalign.sampling.sampler import MAX_SEEDS, SPLITS
+from spatialalign.sampling.sampler import SPLITS
+from spatialalign.sampling.seeds import MAX_SEEDS, check_seeds
 from spatialalign.workers import Workers, preload_for, resolve_workers
 
 Echo = Callable[[str], None]
@@ -65,7 +67,9 @@ class EvalRunConfig:
     """Prompts of the file to evaluate: ``auto`` is ``test`` when the file has a test split,
     else all."""
     seeds: int = 5
-    """Seed slots per prompt: seeds ``0..seeds-1``."""
+    """Seed slots per prompt: seeds ``first_seed..first_seed+seeds-1``."""
+    first_seed: int = 0
+    """The first slot's seed (0: the paper's seeds 0-4)."""
     best_of: int = 1
     """Candidates per slot; 1 is a plain evaluation."""
     batch_size: int | None = None
@@ -139,9 +143,9 @@ def check_inputs(cfg: EvalRunConfig) -> None:
         raise SpatialAlignError(
             f"unknown detector {cfg.detector!r} (choose from {', '.join(DETECTORS)})"
         )
-    if not 1 <= cfg.seeds <= MAX_SEEDS:
-        raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {cfg.seeds}")
+    check_seeds(cfg.seeds, cfg.first_seed)
     check_best_of(cfg.best_of, cfg.seeds, MAX_SEEDS)
+    check_seeds(cfg.seeds, cfg.first_seed, per_slot=cfg.best_of)
     if cfg.split not in (AUTO_SPLIT, *SPLITS):
         raise SpatialAlignError(f"unknown split {cfg.split!r}")
     for flag, path in (("--dinov2", cfg.dinov2), ("--clip", cfg.clip)):
@@ -175,6 +179,7 @@ class _Stages:
     workers: Workers
 
     def sample(self, run: RunDir, seeds: int):
+        """Samples seeds ``first_seed..first_seed+seeds-1`` of the prompts into ``run``."""
         from spatialalign.sampling.run import sample_on_workers
 
         result = sample_on_workers(
@@ -184,6 +189,7 @@ class _Stages:
             prompts_file=self.prompts_file,
             split=self.split,
             seeds=seeds,
+            first_seed=self.cfg.first_seed,
             batch_size=self.cfg.batch_size,
             progress=self.cfg.progress,
         )
@@ -219,7 +225,8 @@ class _Stages:
         return result.summary
 
 
-def _sample_ids(run: RunDir, prompt_ids: list[str], seeds: int) -> list[str]:
+def _sample_ids(run: RunDir, prompt_ids: list[str], seeds: int, first_seed: int) -> list[str]:
+    """The manifest's samples of ``prompt_ids`` with seeds ``first_seed..first_seed+seeds-1``."""
     table = run.read_manifest(["prompt_id", "seed"]).to_pydict()
     wanted = set(prompt_ids)
     return [
@@ -227,20 +234,21 @@ def _sample_ids(run: RunDir, prompt_ids: list[str], seeds: int) -> list[str]:
         for sid, pid, seed in zip(
             table["sample_id"], table["prompt_id"], table["seed"], strict=True
         )
-        if pid in wanted and 0 <= seed < seeds
+        if pid in wanted and first_seed <= seed < first_seed + seeds
     ]
 
 
 def _sample_and_track(
     run: RunDir, target: RunDir, stages: _Stages, prompt_ids: list[str], seeds: int
 ) -> dict[str, Any]:
-    """Samples seeds 0..seeds-1 into ``target`` (the run, or its candidates), books the
-    sampling compute in ``run``, tracks ``target``; returns the compute figures."""
+    """Samples seeds F..F+seeds-1 (F: ``--first-seed``) into ``target`` (the run, or its
+    candidates), books the sampling compute in ``run``, tracks ``target``; returns the
+    compute figures."""
     result = stages.sample(target, seeds)
     cost = update_cost(
         run,
         target,
-        _sample_ids(target, prompt_ids, seeds),
+        _sample_ids(target, prompt_ids, seeds, stages.cfg.first_seed),
         generated=result.generated,
         seconds=result.seconds,
     )
@@ -261,8 +269,8 @@ def _best_of(run: RunDir, stages: _Stages, prompt_ids: list[str]) -> dict[str, A
     scores = candidates.read_scores()
     keep = pc.is_in(scores.column("prompt_id"), value_set=pa.array(prompt_ids, pa.string()))
     scores = scores.filter(keep)
-    selection = select_best(scores, cfg.best_of, cfg.seeds)
-    rows, selection = selected_rows(run, candidates, selection, cfg.best_of)
+    selection = select_best(scores, cfg.best_of, cfg.seeds, cfg.first_seed)
+    rows, selection = selected_rows(run, candidates, selection, cfg.best_of, cfg.first_seed)
     write_parquet(selection, run.selection_path)
     write_selected_manifest(run, rows)
     kept = sum(s["k"] != 0 for s in selection.to_pylist())
@@ -390,6 +398,7 @@ def _evaluate(
         "split": split,
         "n_prompts": len(prompt_ids),
         "seeds": cfg.seeds,
+        "first_seed": cfg.first_seed,
         "detector": cfg.detector,
         "preset": preset,
         "dinov2": _abs(cfg.dinov2),

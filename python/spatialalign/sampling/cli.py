@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from spatialalign.options import click_options
 from spatialalign.sampling.model_options import model_options, pop_backend_config
+from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 
 
 @click.command("sample")
@@ -26,13 +28,7 @@ from spatialalign.sampling.model_options import model_options, pop_backend_confi
     show_default=True,
     help="Which prompts of the file to sample.",
 )
-@click.option(
-    "--seeds",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Videos per prompt, seeds 0..N-1 (at most 1000).",
-)
+@click_options(SeedRange)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -51,12 +47,14 @@ def sample(
     run_dir: Path,
     prompts_file: Path | None,
     split: str,
-    seeds: int,
     batch_size: int | None,
     workers: int | None,
     **options: Any,
 ) -> None:
     """Generate a video per prompt x seed into RUN_DIR/samples/ (resumable, shards by rank).
+
+    Seeds S..S+N-1 (--first-seed S, --seeds N; default 0..4); each video is named with its
+    seed.
 
     A rerun regenerates exactly the videos whose prompt text, model, adapter or settings
     changed (each video records what it was made from) and says why. Under torchrun /
@@ -68,8 +66,9 @@ def sample(
     from spatialalign.sampling.run import planned_videos, sample_on_workers
     from spatialalign.workers import Workers, preload_for, resolve_workers
 
+    seed_range = pop_seed_range(options)
     config = pop_backend_config(options)
-    videos = planned_videos(run_dir, prompts_file, split, seeds)
+    videos = planned_videos(run_dir, prompts_file, split, seed_range.seeds)
     n = resolve_workers(workers, config.model, config.device, videos)
     with Workers(n, preload_for(config.model)) as pool:
         result = sample_on_workers(
@@ -78,7 +77,8 @@ def sample(
             pool,
             prompts_file=prompts_file,
             split=split,
-            seeds=seeds,
+            seeds=seed_range.seeds,
+            first_seed=seed_range.first_seed,
             batch_size=batch_size,
         )
     click.echo(result.summary())

@@ -19,12 +19,8 @@ from spatialalign.lora import resolve_adapter
 from spatialalign.rundir import RunDir
 from spatialalign.sampling.backends import BackendConfig, check_config, load_backend
 from spatialalign.sampling.run_prompts import ensure_run_prompts
-from spatialalign.sampling.sampler import (
-    MAX_SEEDS,
-    SampleRunResult,
-    sample_videos,
-    select_prompts,
-)
+from spatialalign.sampling.sampler import SampleRunResult, sample_videos, select_prompts
+from spatialalign.sampling.seeds import check_seeds
 from spatialalign.workers import Workers
 
 
@@ -35,12 +31,14 @@ def run_sample(
     prompts_file: str | os.PathLike[str] | None = None,
     split: str = "all",
     seeds: int = 5,
+    first_seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
     rank: int | None = None,
     world_size: int | None = None,
 ) -> SampleRunResult:
-    """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model.
+    """Samples ``prompts_file`` (default ``RUN_DIR/prompts.parquet``) with the configured model,
+    seeds ``first_seed..first_seed+seeds-1`` per prompt.
 
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
     is absent, so later stages find the prompts of the run; an existing one must know
@@ -50,8 +48,7 @@ def run_sample(
     that coordinate through files; by default they come from ``torchrun``'s environment.
     """
     # every user error is refused here, before the model is loaded
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {seeds}")
+    check_seeds(seeds, first_seed)
     check_config(config)
     run_dir = Path(run_dir)
     prompts = RunDir(run_dir).read_prompts(prompts_file)  # ids checked: safe file names
@@ -80,6 +77,7 @@ def run_sample(
             backend,
             chosen,
             seeds=seeds,
+            first_seed=first_seed,
             batch_size=batch_size or (16 if config.model == "toy" else 1),
             adapter=adapter,
             run_prompt_ids={p.prompt_id for p in run_prompts},
@@ -119,6 +117,7 @@ def sample_on_workers(
     prompts_file: str | os.PathLike[str] | None = None,
     split: str = "all",
     seeds: int = 5,
+    first_seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
 ) -> SampleRunResult:
@@ -130,6 +129,7 @@ def sample_on_workers(
         "prompts_file": prompts_file,
         "split": split,
         "seeds": seeds,
+        "first_seed": first_seed,
         "batch_size": batch_size,
         "progress": progress,
     }
@@ -137,6 +137,7 @@ def sample_on_workers(
         return run_sample(run_dir, config, **options)
     start = time.perf_counter()
     run_dir = Path(run_dir)
+    check_seeds(seeds, first_seed)
     check_config(config)
     prompts = RunDir(run_dir).read_prompts(prompts_file)
     chosen = select_prompts(prompts, split)

@@ -1,7 +1,8 @@
 """Generate a video per prompt x seed into ``RUN_DIR/samples/`` and keep the manifest in step.
 
-The work list is every (prompt, seed) pair, seeds ``0..N-1``, prompt-major; a sample's
-video is ``samples/{prompt_id}_F{frames}_seed{NN}.mp4`` (:meth:`RunDir.video_path`).
+The work list is every (prompt, seed) pair, seeds ``S..S+N-1`` (``--first-seed S``,
+default 0; :mod:`.seeds`), prompt-major; a sample's video is
+``samples/{prompt_id}_F{frames}_seed{NN}.mp4`` with its true seed (:meth:`RunDir.video_path`).
 Each video carries, in its ``comment`` tag, what it was made from: prompt text, seed,
 model and adapter identity and every sampler setting (:func:`sample_record`). A rerun
 skips a readable video only when that record equals the one it would write now, and
@@ -49,11 +50,10 @@ from spatialalign.sampling.manifest import (
 )
 from spatialalign.sampling.naming import sample_id
 from spatialalign.sampling.probe import VideoInfo, VideoReadError, probe_video
+from spatialalign.sampling.seeds import check_seeds
 from spatialalign.video import write_video
 
 SPLITS: tuple[str, ...] = ("all", "train", "test")
-MAX_SEEDS = 1000
-"""Most seeds per prompt (the work list is built up front: prompts x seeds)."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +127,11 @@ def plan_samples(
     seeds: int,
     num_frames: int,
     run_dir: RunDir | str | os.PathLike[str],
+    first_seed: int = 0,
 ) -> list[SampleSpec]:
-    """Every (prompt, seed) pair for seeds ``0..seeds-1``, prompt-major, with its video path."""
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise SpatialAlignError(f"--seeds must be in 1..{MAX_SEEDS}, got {seeds}")
+    """Every (prompt, seed) pair for seeds ``first_seed..first_seed+seeds-1``, prompt-major,
+    with its video path."""
+    check_seeds(seeds, first_seed)
     run = RunDir(Path(run_dir).absolute())
     specs = []
     for p in prompts:
@@ -141,7 +142,7 @@ def plan_samples(
             from spatialalign.prompts import format_prompt
 
             text = format_prompt(p)
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             sid = sample_id(p.prompt_id, num_frames, seed)
             specs.append(SampleSpec(p.prompt_id, text, seed, sid, run.video_path(sid)))
     return specs
@@ -233,13 +234,15 @@ def sample_videos(
     prompts: Sequence[DSRPrompt],
     *,
     seeds: int,
+    first_seed: int = 0,
     batch_size: int = 8,
     adapter: str = "",
     run_prompt_ids: Collection[str] | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> SampleRunResult:
-    """Generates the missing or outdated videos of ``prompts`` x seeds ``0..seeds-1``.
+    """Generates the missing or outdated videos of ``prompts`` x seeds
+    ``first_seed..first_seed+seeds-1``.
 
     ``adapter`` is what the manifest records for the LoRA in use (``""`` for none; its
     file's fingerprint goes into each video's record). ``run_prompt_ids`` (the ids of the
@@ -253,7 +256,7 @@ def sample_videos(
     start = time.perf_counter()
     run = RunDir(Path(run_dir).absolute())
     out_dir = run.samples_dir
-    specs = plan_samples(prompts, seeds, backend.num_frames, run)
+    specs = plan_samples(prompts, seeds, backend.num_frames, run, first_seed)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     existing = existing_rows(run)
