@@ -16,11 +16,16 @@ OFFICIAL_CSV = SHARED_DIR / "data" / "official_eval120.csv"
 """The official 120 SpatialAlign test prompts (read in place, never copied)."""
 DESIGN_MD = SHARED_DIR / "DESIGN.md"
 """The design contract; tests check our schemas against its tables."""
+OFFICIAL_TRAIN_STEP = SHARED_DIR / "data" / "official_train_step"
+"""The official training step on a tiny Wan (golden fixture; its README says what is what)."""
+OFFICIAL_STEP_CASES = OFFICIAL_TRAIN_STEP / "cases.json"
+OFFICIAL_STEP_TENSORS = OFFICIAL_TRAIN_STEP / "fixture.safetensors"
 
 # fail loudly rather than skip: these tests need the real files
-for _path in (OFFICIAL_CSV, DESIGN_MD):
+for _path in (OFFICIAL_CSV, DESIGN_MD, OFFICIAL_STEP_CASES, OFFICIAL_STEP_TENSORS):
     if not _path.is_file():
         raise FileNotFoundError(
             f"shared file not found at {_path}; set SPATIALALIGN_SHARED_DIR to the project's "
-            "shared folder (holding DESIGN.md and data/official_eval120.csv)"
+            "shared folder (holding DESIGN.md, data/official_eval120.csv and "
+            "data/official_train_step/)"
         )

@@ -37,7 +37,7 @@ pytest.importorskip("peft")
 pytest.importorskip("diffusers")
 
 from safetensors.torch import load_file  # noqa: E402
-from shared_data import SHARED_DIR  # noqa: E402
+from shared_data import OFFICIAL_STEP_CASES, OFFICIAL_STEP_TENSORS  # noqa: E402
 from spatialalign.lora import lora_target_names  # noqa: E402
 from spatialalign.training import trainer  # noqa: E402
 from spatialalign.training.config import TrainConfig  # noqa: E402
@@ -45,18 +45,7 @@ from spatialalign.training.flow import timesteps  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FIXTURE_DIR = SHARED_DIR / "data" / "official_train_step"
-CASES_JSON = FIXTURE_DIR / "cases.json"
-TENSORS = FIXTURE_DIR / "fixture.safetensors"
-# fail loudly rather than skip, as shared_data does: this test needs the real files
-for _path in (CASES_JSON, TENSORS):
-    if not _path.is_file():
-        raise FileNotFoundError(
-            f"golden fixture not found at {_path}; set SPATIALALIGN_SHARED_DIR to the project's "
-            "shared folder (holding data/official_train_step/)"
-        )
-
-SPEC = json.loads(CASES_JSON.read_text())
+SPEC = json.loads(OFFICIAL_STEP_CASES.read_text())
 CASES = SPEC["cases"]
 
 LOSS_ATOL = 1e-6
@@ -86,7 +75,7 @@ class _CpuFloat32:
 
 @pytest.fixture(scope="module")
 def fixture_tensors() -> dict[str, torch.Tensor]:
-    return load_file(str(TENSORS))
+    return load_file(str(OFFICIAL_STEP_TENSORS))
 
 
 def official_cfg() -> TrainConfig:
