@@ -134,8 +134,14 @@ def test_train_wan_end_to_end_on_a_tiny_pipeline(tmp_path, capsys):
           "--device", "cpu"])  # fmt: skip
     run = RunDir(root)
     _pair_seed0_over_seed1(run)
-    main(["train", str(root), "--model", "wan", "--model-path", str(wan_dir), *FAST])
+    # the official recipe is --model wan's default (its 48 pairs a step cut to 4 here)
+    main(["train", str(root), "--model", "wan", "--model-path", str(wan_dir), *FAST,
+          "--global-batch-size", "4"])  # fmt: skip
     assert "trained dpo+zo LoRA on 2 pairs of 2 prompts" in capsys.readouterr().out
+    saved = json.loads((run.train_dir / "train_config.json").read_text())
+    assert saved["recipe"]["name"] == "official" and saved["global_batch"] == 4
+    assert (saved["timestep_sampling"], saved["pair_sampling"]) == ("official-grid",
+                                                                    "prompt-uniform")  # fmt: skip
     lat = load_cache_shapes(run)
     assert lat == {(16, 2, 2, 2)}
     pipe = WanPipeline.from_pretrained(wan_dir)

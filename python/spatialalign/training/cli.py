@@ -1,4 +1,6 @@
-"""``spatialalign train RUN_DIR``: the options are :class:`TrainConfig`'s fields."""
+"""``spatialalign train RUN_DIR``: the options are :class:`TrainConfig`'s fields, their
+values taken from a recipe (:data:`~spatialalign.training.config.RECIPES`) unless given;
+``spatialalign export-adapter RUN --step N``: the LoRA of a kept checkpoint."""
 
 from __future__ import annotations
 
@@ -9,8 +11,23 @@ from typing import Any
 
 import click
 
-from spatialalign.options import click_options, from_options
-from spatialalign.training.config import TrainConfig
+from spatialalign.options import click_options
+from spatialalign.training.config import (
+    RECIPE_FOR_MODEL,
+    RECIPES,
+    TrainConfig,
+    default_recipe,
+    describe_recipes,
+    recipe_default_text,
+    resolve_recipe,
+)
+from spatialalign.training.export import EXPORT_FORMATS
+
+EXPLICIT = (
+    click.core.ParameterSource.COMMANDLINE,
+    click.core.ParameterSource.ENVIRONMENT,
+    click.core.ParameterSource.PROMPT,
+)
 
 
 @click.command("train")
@@ -49,6 +66,18 @@ from spatialalign.training.config import TrainConfig
     show_default=True,
     help="Encode videos and prompts the cache lacks (else a missing item is an error).",
 )
+@click.option(
+    "--recipe",
+    type=click.Choice(list(RECIPES)),
+    default=None,
+    help="A named set of option values (options given explicitly override them): "
+    "official = the official release's Wan2.1 run (DESIGN.md 'The official run'), toy = the "
+    "toy model's tuned run. Values: "
+    + describe_recipes()
+    + ".  [default: "
+    + ", ".join(f"{r} for --model {m}" for m, r in RECIPE_FOR_MODEL.items())
+    + "]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click_options(TrainConfig, exclude=("gradient_checkpointing",))
 def train(
@@ -59,6 +88,7 @@ def train(
     vae_tiling: bool,
     gradient_checkpointing: bool | None,
     encode: bool,
+    recipe: str | None,
     quiet: bool,
     **options: Any,
 ) -> None:
@@ -67,6 +97,12 @@ def train(
 
     Videos and prompts are encoded once into RUN_DIR/cache/. Several processes:
     `accelerate launch` or `torchrun` in front of `spatialalign train`.
+
+    --model wan trains the official recipe by default (timesteps on the official 1000-point
+    grid with shift 5, a random prompt then a random pair of it at every draw, 48 pairs a
+    step, weight decay 0.01, no clipping, cosine to 3000 stopped at 2400, a checkpoint every
+    100 steps kept), --model toy the toy recipe; `--recipe` picks one, an option given
+    explicitly overrides its value, and train_config.json records both.
 
     --model wan loads on the CPU, encodes with the text encoder and then the VAE on the
     GPU (one at a time), frees them and only then moves the transformer to the GPU;
@@ -81,8 +117,11 @@ def train(
     """
     from spatialalign.training.run import train_run
 
-    cfg = from_options(TrainConfig, options)
+    ctx = click.get_current_context()
+    explicit = {name for name in options if ctx.get_parameter_source(name) in EXPLICIT}
+    recipe = recipe or default_recipe(model)
     try:
+        cfg = resolve_recipe(recipe, options, explicit)
         cfg.validate()
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
@@ -96,6 +135,7 @@ def train(
         text_encoder_dir=text_encoder_dir,
         vae_tiling=vae_tiling,
         gradient_checkpointing=gradient_checkpointing,
+        recipe=recipe,
     )
     res = done.result
     for warning in done.warnings:
@@ -122,3 +162,43 @@ def train(
         f"trained {cfg.loss} LoRA on {done.n_items} {unit} of {done.n_prompts} prompts: "
         f"{res.steps} steps{', ' + terms if terms else ''} -> {res.adapter}"
     )
+
+
+for _param in train.params:  # the defaults of recipe fields depend on --recipe / --model
+    if isinstance(_param, click.Option) and _param.name is not None:
+        _text = recipe_default_text(_param.name)
+        if _text is not None:
+            _param.show_default = _text
+
+
+@click.command("export-adapter")
+@click.argument("run", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--step", type=int, required=True, help="The checkpoint's step.")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(EXPORT_FORMATS),
+    default="diffusers",
+    show_default=True,
+    help="Output format (as convert-lora): diffusers (WanPipeline.load_lora_weights, sample "
+    "--adapter), diffsynth (the official release / DiffSynth-Studio: alpha folded), comfyui, "
+    "kohya.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A .safetensors file or a directory.  [default: RUN/run/adapters/step-NNNNNNN/, "
+    "pytorch_lora_weights.safetensors or lora_<format>.safetensors]",
+)
+def export_adapter(run: Path, step: int, to: str, out: Path | None) -> None:
+    """Write the LoRA of RUN's training checkpoint of step N (RUN: a run directory, or its
+    run/), in diffusers' format as the trainer writes its adapter, or converted.
+
+    Checkpoints are kept by `train --keep-checkpoints N` (the latest N) and
+    `--keep-checkpoint-every K` (every K-th step, for good; the official recipe keeps all,
+    one every 100 steps). A step without a checkpoint is refused, listing the steps there are.
+    """
+    from spatialalign.training.export import export_adapter as export
+
+    click.echo(export(run, step, to=to, out=out).line())

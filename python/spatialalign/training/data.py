@@ -1,16 +1,21 @@
 """What the trainer reads: cached latents and text embeddings, and the items to train on.
 
 Items are preference pairs (``dpo``, ``dpo+zo``, ``dpo+sft``) or scored samples (``sft``,
-``rwr``). The order is a pure function of the seed: a stream of per-epoch permutations, each
-process taking its slice of each global micro-batch, and each stream position its own
+``rwr``). Which item each position of the data stream trains on is a pure function of the
+seed and the position (:class:`ItemSampler`): ``pairs`` walks a stream of per-epoch
+permutations of the items; ``prompt-uniform`` draws, at every position afresh, a uniformly
+random prompt and then a uniformly random item of it (the official trainer's draws). Each
+process takes its slice of each global micro-batch, and each stream position has its own
 noise generator. So a resumed run needs no data-loader state, and 1 or N processes train on
 the same global batches with the same noise.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -89,6 +94,66 @@ def micro_batch_positions(
             perm = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed + e))
         out.append((pos, int(perm[pos % n_items])))
     return out
+
+
+PairSampling = Literal["pairs", "prompt-uniform"]
+PAIR_SAMPLING: tuple[str, ...] = ("pairs", "prompt-uniform")
+
+
+def prompt_groups(items: list[Pair] | list[Sample]) -> list[list[int]]:
+    """The indices of ``items`` per prompt, prompts in sorted id order, items in list order."""
+    by_prompt: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        by_prompt[it.prompt_id].append(i)
+    return [by_prompt[p] for p in sorted(by_prompt)]
+
+
+def draw_generator(seed: int, position: int) -> torch.Generator:
+    """The CPU generator of one stream position's item draw (``prompt-uniform``): a pure
+    function of seed and position, independent of the noise stream of :func:`item_generator`."""
+    digest = hashlib.blake2b(f"spatialalign-draw:{seed}:{position}".encode(), digest_size=8)
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little"))
+
+
+def prompt_uniform_positions(
+    groups: list[list[int]], batch: int, micro_index: int, seed: int, rank: int = 0, world: int = 1
+) -> list[tuple[int, int]]:
+    """``(stream position, item index)`` of micro-batch ``micro_index`` on ``rank`` (positions
+    as :func:`micro_batch_positions`): each position draws a uniformly random prompt (a group
+    of ``groups``), then a uniformly random item of it, from its own generator."""
+    start = (micro_index * world + rank) * batch
+    out: list[tuple[int, int]] = []
+    for pos in range(start, start + batch):
+        g = draw_generator(seed, pos)
+        group = groups[int(torch.randint(len(groups), (1,), generator=g))]
+        out.append((pos, group[int(torch.randint(len(group), (1,), generator=g))]))
+    return out
+
+
+@dataclass(frozen=True)
+class ItemSampler:
+    """Which item each stream position trains on (``mode``: ``pairs`` or ``prompt-uniform``,
+    see the module's docstring); a pure function of ``seed`` and the position."""
+
+    items: list[Pair] | list[Sample]
+    mode: PairSampling = "pairs"
+    seed: int = 0
+    groups: list[list[int]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, items: list[Pair] | list[Sample], mode: str, seed: int) -> ItemSampler:
+        if mode not in PAIR_SAMPLING:
+            raise SpatialAlignError(f"unknown pair sampling {mode!r} ({', '.join(PAIR_SAMPLING)})")
+        groups = prompt_groups(items) if mode == "prompt-uniform" else []
+        return cls(items, mode, seed, groups)  # type: ignore[arg-type]
+
+    def positions(
+        self, batch: int, micro_index: int, rank: int = 0, world: int = 1
+    ) -> list[tuple[int, int]]:
+        """``(stream position, item index)`` of micro-batch ``micro_index`` on ``rank``."""
+        if self.mode == "prompt-uniform":
+            return prompt_uniform_positions(self.groups, batch, micro_index, self.seed, rank, world)
+        return micro_batch_positions(len(self.items), batch, micro_index, self.seed, rank, world)
 
 
 def item_generator(seed: int, position: int) -> torch.Generator:

@@ -118,14 +118,21 @@ def finished_same_run(run: RunDir, cfg: TrainConfig, inputs: dict[str, str]) -> 
     from spatialalign.io import read_json
     from spatialalign.lora import LORA_WEIGHT_NAME
     from spatialalign.training.checkpoint import checkpoint_meta
-    from spatialalign.training.trainer import CONFIG_NAME, GLOBAL_BATCH, checkpoint_paths
+    from spatialalign.training.trainer import (
+        CONFIG_NAME,
+        GLOBAL_BATCH,
+        RECIPE_KEY,
+        checkpoint_paths,
+        read_config,
+    )
 
     d = run.train_dir
     paths = checkpoint_paths(d)
     files = (d / LORA_WEIGHT_NAME, d / CONFIG_NAME, d / INPUTS_NAME)
     if cfg.resume or not paths or not all(f.is_file() for f in files):
         return False
-    old = {k: v for k, v in read_json(d / CONFIG_NAME).items() if k not in ("resume", GLOBAL_BATCH)}
+    label = ("resume", GLOBAL_BATCH, RECIPE_KEY)
+    old = {k: v for k, v in read_config(d / CONFIG_NAME).items() if k not in label}
     new = {k: v for k, v in cfg.to_dict().items() if k != "resume"}
     if old != new or read_json(d / INPUTS_NAME) != inputs:
         return False
@@ -264,13 +271,15 @@ def train_run(
     text_encoder_dir: str | os.PathLike[str] | None = None,
     vae_tiling: bool = False,
     gradient_checkpointing: bool | None = None,
+    recipe: str | None = None,
 ) -> TrainRun:
     """Caches what the run's pairs need and trains ``cfg`` into ``RUN_DIR/run``.
 
     ``text_encoder_dir`` and ``vae_tiling`` go to the Wan loader (the tiling is part of the
     cache identity: it changes the latents). ``gradient_checkpointing`` None means the
     model's default (:func:`resolve_checkpointing`: on for Wan, the config's for toy);
-    ``train_config.json`` records what was used."""
+    ``train_config.json`` records what was used, and the name of the ``recipe`` ``cfg`` was
+    resolved from (:func:`spatialalign.training.config.resolve_recipe`) when given."""
     cfg.validate()
     ckpt = resolve_checkpointing(model, cfg, gradient_checkpointing)
     if ckpt != cfg.gradient_checkpointing:
@@ -289,6 +298,7 @@ def train_run(
             progress=progress,
             text_encoder_dir=text_encoder_dir,
             vae_tiling=vae_tiling,
+            recipe=recipe,
         )
 
 
@@ -302,6 +312,7 @@ def _train_locked(
     progress: bool,
     text_encoder_dir: str | os.PathLike[str] | None,
     vae_tiling: bool,
+    recipe: str | None = None,
 ) -> TrainRun:
     stale = stale_pairs(run) or stale_scores(run)
     if stale:
@@ -349,7 +360,8 @@ def _train_locked(
     if wan:
         pipe.transformer.to(acc.device)
     data = TrainData(latents, text, pairs, samples)
-    result = train(pipe.transformer, data, cfg, run.train_dir, accelerator=acc, progress=progress)
+    result = train(pipe.transformer, data, cfg, run.train_dir, accelerator=acc, progress=progress,
+                   recipe=recipe)  # fmt: skip
     n_items = len(pairs) if is_pair_variant(cfg.loss) else len(samples)
     return TrainRun(report, result, n_items, len(prompt_ids), warnings, reused=reused)
 

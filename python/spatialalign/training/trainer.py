@@ -7,7 +7,9 @@ under ``no_grad`` (no second copy). ``accelerate`` runs it on one or several pro
 DDP or FSDP2 (``distributed.py``). Checkpoints (LoRA, optimizer, scheduler, RNG, step) are safetensors + JSON, written
 atomically; a resumed run continues bit for bit; SIGINT/SIGTERM save before stopping. The
 adapter is saved in diffusers' LoRA format, loadable by ``WanPipeline.load_lora_weights``,
-``ToyPipeline.load_lora_weights`` and ``sample --adapter``.
+``ToyPipeline.load_lora_weights`` and ``sample --adapter``; ``save_adapter_steps`` also
+writes it at chosen steps (``adapters/step-NNNNNNN/``), and ``export-adapter`` writes it
+from any kept checkpoint (``export.py``), through the same writer (:func:`write_adapter`).
 
 A step whose loss or gradients are not finite, or after which a LoRA weight is not, stops
 the run with :class:`SpatialAlignError` before anything of it is saved (no NaN adapter; the
@@ -42,14 +44,14 @@ from spatialalign.training.checkpoint import (
     save_training_state,
     strip_prefix,
 )
-from spatialalign.training.config import TrainConfig
+from spatialalign.training.config import ADDED_FIELDS, TrainConfig, recipe_record
 from spatialalign.training.data import (
+    ItemSampler,
     Pair,
     TrainData,
     collate_pairs,
     collate_samples,
     item_generator,
-    micro_batch_positions,
 )
 from spatialalign.training.distributed import full_state, gradient_sync, like, wrap_model
 from spatialalign.training.flow import (
@@ -63,15 +65,20 @@ from spatialalign.training.losses import is_pair_variant, pair_loss, sample_loss
 log = logging.getLogger("spatialalign.training")
 
 CHECKPOINT_DIR = "checkpoints"
+ADAPTERS_DIR = "adapters"
 LOG_NAME = "train_log.jsonl"
 CONFIG_NAME = "train_config.json"
 LORA_PREFIX = "lora."
+LORA_CONFIG_KEY = "lora_config"
+"""A checkpoint's metadata entry holding the adapter's peft config (``export-adapter``)."""
 GLOBAL_BATCH = "global_batch"
 RESUME_FREE = (
     "max_steps",
     "resume",
     "checkpoint_every",
     "keep_checkpoints",
+    "keep_checkpoint_every",
+    "save_adapter_steps",
     "log_every",
     "distributed",
     "train_batch_size",
@@ -79,7 +86,11 @@ RESUME_FREE = (
     "global_batch_size",
 )
 """Fields a resumed run may change (the batch split only with the same ``global_batch``);
-any other difference from the saved config refuses."""
+any other difference from the saved config refuses. (``max_steps`` moves the schedule's
+horizon unless ``lr_schedule_steps`` fixes it.)"""
+RECIPE_KEY = "recipe"
+"""``train_config.json``'s record of the recipe the run was resolved from (a label: the
+fields decide what a resume must match)."""
 
 
 @dataclass
@@ -158,7 +169,8 @@ def prepare_transformer(transformer: torch.nn.Module, cfg: TrainConfig) -> list[
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> tuple[Any, Any]:
-    """AdamW and diffusers' learning-rate schedule (warm-up, then ``cfg.lr_scheduler``)."""
+    """AdamW and diffusers' learning-rate schedule (warm-up, then ``cfg.lr_scheduler`` to
+    the horizon :meth:`TrainConfig.schedule_steps`)."""
     from diffusers.optimization import get_scheduler
 
     opt = torch.optim.AdamW(
@@ -171,7 +183,7 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> tuple[
         cfg.lr_scheduler,
         optimizer=opt,
         num_warmup_steps=cfg.lr_warmup_steps,
-        num_training_steps=cfg.max_steps,
+        num_training_steps=cfg.schedule_steps(),
     )
     return opt, sched
 
@@ -301,6 +313,31 @@ def checkpoint_paths(out_dir: Path) -> list[Path]:
     return sorted(d.glob("checkpoint-*.safetensors")) if d.is_dir() else []
 
 
+def checkpoint_path(out_dir: Path, step: int) -> Path:
+    """``checkpoints/checkpoint-{step:07d}.safetensors``."""
+    return out_dir / CHECKPOINT_DIR / f"checkpoint-{step:07d}.safetensors"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint file, from its name."""
+    return int(path.name.removeprefix("checkpoint-").removesuffix(".safetensors"))
+
+
+def adapter_dir(out_dir: Path, step: int) -> Path:
+    """Where the LoRA of ``step`` is written during training (``save_adapter_steps``) and by
+    default by ``export-adapter``: ``adapters/step-{step:07d}/``."""
+    return out_dir / ADAPTERS_DIR / f"step-{step:07d}"
+
+
+def prune_checkpoints(out_dir: Path, keep: int, keep_every: int = 0) -> None:
+    """Deletes all checkpoints but the latest ``keep`` and those whose step is a multiple of
+    ``keep_every`` (when > 0)."""
+    for old in checkpoint_paths(out_dir)[:-keep]:
+        if keep_every and checkpoint_step(old) % keep_every == 0:
+            continue
+        old.unlink(missing_ok=True)
+
+
 def _lora_state(base: torch.nn.Module) -> dict[str, torch.Tensor]:
     from peft.utils import get_peft_model_state_dict
 
@@ -315,22 +352,24 @@ def save_checkpoint(
     step: int,
     keep: int,
     *,
+    keep_every: int = 0,
     write: bool = True,
 ) -> Path | None:
-    """``checkpoints/checkpoint-{step}.safetensors``; prunes all but the latest ``keep``.
+    """``checkpoints/checkpoint-{step}.safetensors`` (with the adapter's peft config, for
+    ``export-adapter``); prunes as :func:`prune_checkpoints` (``keep``, ``keep_every``).
 
     Whole tensors are gathered from the shards under FSDP, so every process calls this and
     only the one with ``write`` writes (the file is the same for any strategy)."""
-    path = out_dir / CHECKPOINT_DIR / f"checkpoint-{step:07d}.safetensors"
+    path = checkpoint_path(out_dir, step)
     weights = add_prefix(full_state(_lora_state(base)), LORA_PREFIX)
     if not write:
         optimizer_state(opt)  # the gather of the optimizer state is a collective too
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"step": step, LORA_CONFIG_KEY: adapter_config(base)}
     with _write_errors(f"checkpoint {path}"):
-        save_training_state(path, weights, opt, {"step": step}, scheduler=sched)
-    for old in checkpoint_paths(out_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+        save_training_state(path, weights, opt, meta, scheduler=sched)
+    prune_checkpoints(out_dir, keep, keep_every)
     return path
 
 
@@ -357,30 +396,46 @@ def load_latest_checkpoint(out_dir: Path, base: torch.nn.Module, opt: Any, sched
     return int(meta["step"])
 
 
+def adapter_config(base: torch.nn.Module) -> dict[str, Any]:
+    """The peft config of ``base``'s adapter as JSON data (sets as sorted lists)."""
+    config = base.peft_config["default"].to_dict()
+    return json.loads(
+        json.dumps(config, default=lambda x: sorted(x) if isinstance(x, set) else str(x))
+    )
+
+
 def save_adapter(out_dir: Path, base: torch.nn.Module, *, write: bool = True) -> Path:
     """The adapter in diffusers' LoRA format (``pytorch_lora_weights.safetensors`` with the
-    adapter's ``lora_alpha`` in its metadata), written atomically. Under FSDP every process
-    calls it (the weights are gathered) and the one with ``write`` writes."""
-    from diffusers import WanPipeline
-
-    config = base.peft_config["default"].to_dict()
+    adapter's ``lora_alpha`` in its metadata), written atomically (:func:`write_adapter`).
+    Under FSDP every process calls it (the weights are gathered) and the one with ``write``
+    writes."""
+    config = adapter_config(base)
     state = full_state(_lora_state(base))
     if not write:
         return out_dir / LORA_WEIGHT_NAME
+    return write_adapter(out_dir / LORA_WEIGHT_NAME, state, config)
+
+
+def write_adapter(path: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """Writes the LoRA ``state`` (peft names) with its peft ``config`` as diffusers'
+    ``WanPipeline.save_lora_weights`` does, atomically to ``path`` (any ``.safetensors``
+    name). The one writer of the trainer's adapters and of ``export-adapter``."""
+    from diffusers import WanPipeline
+
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with (
-        _write_errors(f"adapter {out_dir / LORA_WEIGHT_NAME}"),
-        tempfile.TemporaryDirectory(dir=out_dir, prefix=".adapter.") as tmp,
+        _write_errors(f"adapter {path}"),
+        tempfile.TemporaryDirectory(dir=path.parent, prefix=".adapter.") as tmp,
     ):
         WanPipeline.save_lora_weights(
             tmp,
             transformer_lora_layers=state,
-            transformer_lora_adapter_metadata=config,
+            transformer_lora_adapter_metadata=dict(config),
             safe_serialization=True,
         )
-        os.replace(Path(tmp) / LORA_WEIGHT_NAME, out_dir / LORA_WEIGHT_NAME)
-    return out_dir / LORA_WEIGHT_NAME
+        os.replace(Path(tmp) / LORA_WEIGHT_NAME, path)
+    return path
 
 
 @contextlib.contextmanager
@@ -476,15 +531,24 @@ class StopRequest:
 
 
 # --------------------------------------------------------------------------- run
-def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool, processes: int) -> None:
+def read_config(path: Path) -> dict[str, Any]:
+    """A ``train_config.json``, with the fields added since it was written at the values
+    that reproduce what its run did (:data:`ADDED_FIELDS`)."""
+    return {**ADDED_FIELDS, **json.loads(path.read_text())}
+
+
+def _check_config(
+    out_dir: Path, cfg: TrainConfig, resume: bool, processes: int, recipe: str | None = None
+) -> None:
     """Refuses to resume, or to train into a directory holding checkpoints, with another
     configuration; writes ``train_config.json`` (with the pairs per optimizer step over
-    all processes, ``global_batch``). A resumed run may split the same global batch over
-    another number of processes or micro-batches: every step sees the same items."""
+    all processes, ``global_batch``, and the ``recipe`` it was resolved from when given).
+    A resumed run may split the same global batch over another number of processes or
+    micro-batches: every step sees the same items."""
     path = out_dir / CONFIG_NAME
     new = {**cfg.to_dict(), GLOBAL_BATCH: cfg.global_batch(processes)}
     if path.is_file() and checkpoint_paths(out_dir):
-        old = json.loads(path.read_text())
+        old = read_config(path)
         old.setdefault(GLOBAL_BATCH, new[GLOBAL_BATCH])  # written before it was recorded
         diff = sorted(k for k in new if k not in RESUME_FREE and old.get(k) != new[k])
         if not resume:
@@ -493,9 +557,12 @@ def _check_config(out_dir: Path, cfg: TrainConfig, resume: bool, processes: int)
                 "directory"
             )
         if diff:
+            was = ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in diff[:4])
             raise SpatialAlignError(
-                f"cannot resume {out_dir}: configuration differs in {', '.join(diff)}"
+                f"cannot resume {out_dir}: configuration differs in {', '.join(diff)} ({was})"
             )
+    if recipe is not None:
+        new[RECIPE_KEY] = recipe_record(recipe, cfg)
     write_json(new, path)
 
 
@@ -525,11 +592,13 @@ def train(
     accelerator: Any = None,
     progress: bool = True,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    recipe: str | None = None,
 ) -> TrainResult:
     """Trains a SpatialAlign LoRA on ``transformer`` (a diffusers Wan transformer, toy or
     real) into ``out_dir``; returns where it stopped and the adapter file.
 
     ``on_step(step, record)`` is called after every optimizer step (tests, callbacks).
+    ``recipe`` names the recipe ``cfg`` was resolved from, recorded in ``train_config.json``.
     """
     cfg.validate()
     out = Path(out_dir)
@@ -540,7 +609,7 @@ def train(
     accum = cfg.accumulation_steps(acc.num_processes)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _check_config(out, cfg, cfg.resume, acc.num_processes)
+        _check_config(out, cfg, cfg.resume, acc.num_processes, recipe)
     acc.wait_for_everyone()
 
     prepare_transformer(transformer, cfg)
@@ -552,6 +621,8 @@ def train(
     if step:
         log.info("resumed %s at step %d", out, step)
     ctx = TrainState(model, base, cfg, acc, params, opt, sched)
+    sampler = ItemSampler.of(items, cfg.pair_sampling, cfg.seed)
+    adapter_steps = set(cfg.adapter_steps())
     logger = StepLogger(out, acc.is_main_process, step)
     bar = _progress(cfg.max_steps, step, progress and acc.is_main_process)
     record: dict[str, float] = {}
@@ -560,7 +631,7 @@ def train(
         with stop.installed():
             while step < cfg.max_steps:
                 t0 = time.perf_counter()
-                terms = _optimizer_step(ctx, data, items, step, accum)
+                terms = _optimizer_step(ctx, data, sampler, step, accum)
                 step += 1
                 record = {**terms, "step_time": time.perf_counter() - t0}
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
@@ -574,8 +645,11 @@ def train(
                 if due or stopping or step == cfg.max_steps:
                     save_checkpoint(
                         out, base, opt, sched, step, cfg.keep_checkpoints,
-                        write=acc.is_main_process,
+                        keep_every=cfg.keep_checkpoint_every, write=acc.is_main_process,
                     )  # fmt: skip
+                    acc.wait_for_everyone()
+                if step in adapter_steps:
+                    save_adapter(adapter_dir(out, step), base, write=acc.is_main_process)
                     acc.wait_for_everyone()
                 if stopping:
                     break
@@ -610,7 +684,7 @@ def _last_good(out: Path) -> str:
 
 
 def _optimizer_step(
-    ctx: TrainState, data: TrainData, items: list, step: int, accum: int
+    ctx: TrainState, data: TrainData, sampler: ItemSampler, step: int, accum: int
 ) -> dict[str, float]:
     """``accum`` micro-batches (gradients synchronised on the last), clip, AdamW, schedule;
     returns the logged terms averaged over micro-batches and processes, and the step's lr."""
@@ -619,11 +693,9 @@ def _optimizer_step(
     sums: dict[str, torch.Tensor] = {}
     for m in range(accum):
         k = step * accum + m
-        pos_idx = micro_batch_positions(
-            len(items), cfg.train_batch_size, k, cfg.seed, acc.process_index, acc.num_processes
-        )
+        pos_idx = sampler.positions(cfg.train_batch_size, k, acc.process_index, acc.num_processes)
         positions = [p for p, _ in pos_idx]
-        batch = [items[i] for _, i in pos_idx]
+        batch = [sampler.items[i] for _, i in pos_idx]
         with gradient_sync(ctx.model, acc, enabled=m == accum - 1):
             if isinstance(batch[0], Pair):
                 out = pair_step(ctx, *collate_pairs(data, batch), positions)
