@@ -45,9 +45,9 @@ grid equals the fixture bit for bit)."""
 # ------------------------------------------------------------------ timestep grid
 def _fixture() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
-    from shared_data import SHARED_DIR
+    from shared_data import OFFICIAL_STEP_TENSORS
 
-    return load_file(str(SHARED_DIR / "data" / "official_train_step" / "fixture.safetensors"))
+    return load_file(str(OFFICIAL_STEP_TENSORS))
 
 
 def test_the_official_grid_is_the_fixtures():
