@@ -5,8 +5,8 @@
 #   scripts/experiment_toy.sh [RUN_DIR] [extra `spatialalign train` options...]
 #
 # RUN_DIR (default experiments/toy, git-ignored) receives
-#   train/        prompts.parquet (500 TRAIN + 120 TEST, seed 0), samples/ (TRAIN x 8 seeds,
-#                 guidance 3), tracks, scores, pairs.parquet (tau 0.7, <= 6 per prompt),
+#   train/        prompts.parquet (500 TRAIN + 120 TEST, seed 0), samples/ (TRAIN x seeds
+#                 1000-1007, guidance 3), tracks, scores, pairs.parquet (tau 0.7, <= 6 per prompt),
 #                 cache/ and run/ (the adapter: run/pytorch_lora_weights.safetensors)
 #   eval_base/    the shipped toy model on toy-test x seeds 0-4 (600 clips)
 #   eval_aligned/ the same with the adapter
@@ -17,7 +17,11 @@
 # Environment: SPATIALALIGN (the CLI, default .venv/bin/spatialalign), THREADS (torch/OpenMP
 # threads per process, default 1), PROCS (processes that share sampling and tracking,
 # `--workers`, default: the number of cores),
-# EVAL_SEEDS (default 5). With PROCS > 1 the base model's evaluation also runs beside the
+# EVAL_SEEDS (default 5: seeds 0-4), TRAIN_FIRST_SEED (default 1000: the TRAIN videos come from
+# seeds TRAIN_FIRST_SEED.. , disjoint from the evaluation's 0..EVAL_SEEDS-1; docs/RESULTS.md's
+# numbers and the shipped adapter were made with TRAIN seeds 0-7, TRAIN_FIRST_SEED=0; a RUN_DIR
+# made then keeps those videos in its manifest beside new ones: use a new RUN_DIR).
+# With PROCS > 1 the base model's evaluation also runs beside the
 # training (which is one process) instead of after it. The results do not depend on PROCS:
 # every video is a function of its prompt and seed, and training is one process.
 set -euo pipefail
@@ -28,6 +32,7 @@ SA=${SPATIALALIGN:-.venv/bin/spatialalign}
 THREADS=${THREADS:-1}
 PROCS=${PROCS:-$(nproc)}
 EVAL_SEEDS=${EVAL_SEEDS:-5}
+TRAIN_FIRST_SEED=${TRAIN_FIRST_SEED:-1000}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 TR=$RUN/train
@@ -58,8 +63,8 @@ train_and_eval_base() {  # the base evaluation on a second core while training r
 }
 
 stage prompts     "$SA" prompts "$TR" --train 500 --test 120 --seed 0
-stage sample      "$SA" sample "$TR" --model toy --split train --seeds 8 --guidance 3 \
-                     --workers "$PROCS"
+stage sample      "$SA" sample "$TR" --model toy --split train --seeds 8 \
+                     --first-seed "$TRAIN_FIRST_SEED" --guidance 3 --workers "$PROCS"
 stage track       "$SA" track "$TR" --detector toy --workers "$PROCS"
 stage score-batch "$SA" score-batch "$TR" -q
 stage pairs       "$SA" pairs "$TR" --tau 0.7 --max-per-prompt 6

@@ -11,7 +11,8 @@
 # TRAIN videos, one process) and
 # EXPERIMENT_DIR/sweep/eval_NAME/. Rows already trained and evaluated are skipped (every
 # stage resumes). Environment: SPATIALALIGN (default .venv/bin/spatialalign), THREADS (per
-# process, default 1), ROWS (space-separated subset of the names below, run in that order).
+# process, default 1), ROWS (space-separated subset of the names below, run in that order),
+# TRAIN_FIRST_SEED (a sampling row's TRAIN seeds, as experiment_toy.sh's; default 1000).
 set -euo pipefail
 
 EXP=${1:-experiments/toy}
@@ -65,7 +66,8 @@ one() {  # one "name|pairs|train|sample"
   fi
   if [[ -n $sample ]]; then  # its own TRAIN videos (every stage resumes)
     # shellcheck disable=SC2086
-    { "$SA" sample "$dir" --model toy --split train --seeds 8 --workers 1 $sample &&
+    { "$SA" sample "$dir" --model toy --split train --seeds 8 \
+        --first-seed "${TRAIN_FIRST_SEED:-1000}" --workers 1 $sample &&
       "$SA" track "$dir" --detector toy --workers 1 &&
       "$SA" score-batch "$dir" -q; } > "$dir.sample.log" 2>&1
   fi

@@ -13,9 +13,9 @@ from spatialalign.config import PRESETS, preset_for
 from spatialalign.detection.registry import DETECTORS
 from spatialalign.detection.sharded import TrackSpec
 from spatialalign.errors import SpatialAlignError
-from spatialalign.io import read_json
+from spatialalign.io import read_json, write_json
 from spatialalign.loop import stages
-from spatialalign.loop.config import LoopConfig, loop_train_config
+from spatialalign.loop.config import TRAIN_SEED_RULE, LoopConfig, loop_train_config
 from spatialalign.loop.layout import LoopDir
 from spatialalign.loop.merge import merge_toy
 from spatialalign.loop.run import loop_run
@@ -32,18 +32,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(mode: str = "merge", **overrides) -> LoopConfig:
-    """6 TRAIN prompts x 3 seeds, 4 TEST prompts x 1 seed, 3 steps of 4 pairs, 2 rounds."""
-    train = loop_train_config(max_steps=3, train_batch_size=4)
-    return LoopConfig(
-        rounds=2,
-        mode=mode,
-        train_prompts=6,
-        seeds=3,
-        test_prompts="toy-test:4",
-        eval_seeds=1,
-        train=train,
-        **overrides,
-    )
+    """9 TRAIN prompts x 3 seeds, 4 TEST prompts x 1 seed, 3 steps of 4 pairs, 2 rounds.
+
+    Invalid losers: the toy model's verdicts hardly vary with the seed, so 3 fresh seeds of
+    a few prompts seldom give the paper's pairs (valid winner and loser); with invalid
+    losers, two TRAIN prompts make pairs in each round (the shipped model: prompts 3 and 9
+    with seeds 1000-1002, prompts 3 and 7 with 2000-2002).
+    """
+    settings = {
+        "rounds": 2,
+        "mode": mode,
+        "train_prompts": 9,
+        "seeds": 3,
+        "test_prompts": "toy-test:4",
+        "eval_seeds": 1,
+        "invalid_losers": True,
+        "train": loop_train_config(max_steps=3, train_batch_size=4),
+    }
+    return LoopConfig(**{**settings, **overrides})
 
 
 class Killed(Exception):
@@ -148,6 +154,29 @@ def test_other_settings_are_refused_but_rounds_may_grow(merged, capsys):
 
 
 @pytest.mark.slow
+def test_rounds_sample_train_videos_from_fresh_seeds_disjoint_from_the_evals(merged):
+    # every round sampled the TRAIN prompts with seeds 0..N-1, the very noises of the
+    # evaluation's seeds and of every earlier round
+    layout, _, _ = merged
+
+    def seeds(run) -> set[int]:
+        rows = run.read_manifest(["seed"]).to_pylist()
+        assert all(r["sample_id"].endswith(f"_seed{r['seed']:02d}") for r in rows)
+        return {r["seed"] for r in rows}
+
+    train = {k: seeds(layout.train_run(k)) for k in (1, 2)}
+    evals = {k: seeds(layout.eval_run(k)) for k in (0, 1, 2)}
+    assert train == {1: {1000, 1001, 1002}, 2: {2000, 2001, 2002}}
+    assert evals == {0: {0}, 1: {0}, 2: {0}}  # the evaluation: --first-seed 0, 1 seed
+    assert not train[1] & train[2] and not (train[1] | train[2]) & evals[0]
+    assert read_json(layout.state_path)["seeds"] == {
+        "eval": [0, 0],
+        "train": {"1": [1000, 1002], "2": [2000, 2002]},
+        "rule": TRAIN_SEED_RULE,
+    }
+
+
+@pytest.mark.slow
 def test_continue_adapter_trains_the_previous_adapter_on(tmp_path):
     layout = LoopDir(tmp_path / "continue")
     result = loop_run(layout.root, tiny("continue"), progress=False)
@@ -214,6 +243,10 @@ def test_merged_model_equals_base_plus_lora(tmp_path):
         (["--model", "wan"], "--merge is implemented for the toy model only"),
         (["--seeds", "1"], "--seeds must be >= 2"),
         (["--max-steps", "0"], "max_steps must be >= 1"),
+        (["--first-seed", "-1"], "--first-seed must be >= 0, got -1"),
+        (["--seeds", "1001"], "--seeds must be at most 1000, got 1001"),
+        (["--eval-seeds", "1001"], "--eval-seeds must be in 1..1000, got 1001"),
+        (["--first-seed", "2147482000"], "round 3's TRAIN seeds reach 2147485007"),
     ],
 )
 def test_one_line_errors(tmp_path, capsys, args, message):
@@ -225,11 +258,78 @@ def test_one_line_errors(tmp_path, capsys, args, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_seeds_are_fresh_each_round_and_disjoint_from_the_evals():
+    cfg = LoopConfig()
+    assert cfg.eval_seeds_range() == range(5)
+    assert [cfg.train_seeds(k) for k in (1, 2, 3)] == [
+        range(1000, 1008),
+        range(2000, 2008),
+        range(3000, 3008),
+    ]
+    with pytest.raises(ValueError):
+        cfg.train_seeds(0)  # round 0 only evaluates
+    # eval seeds reaching past 1000 push the TRAIN blocks above them
+    assert LoopConfig(first_seed=995, eval_seeds=10).train_seeds(1) == range(2000, 2008)
+    assert LoopConfig(first_seed=995, eval_seeds=5).train_seeds(1) == range(1000, 1008)
+    for first, n_eval, n_train in [(0, 5, 8), (0, 1000, 1000), (999, 1, 1000), (4321, 7, 2)]:
+        cfg = LoopConfig(first_seed=first, eval_seeds=n_eval, seeds=n_train, rounds=4)
+        cfg.validate()
+        used = [set(cfg.eval_seeds_range())] + [set(cfg.train_seeds(k)) for k in range(1, 5)]
+        assert sum(map(len, used)) == len(set().union(*used))  # pairwise disjoint
+    assert LoopConfig(rounds=2).seeds_record() == {
+        "eval": [0, 4],
+        "train": {"1": [1000, 1007], "2": [2000, 2007]},
+        "rule": TRAIN_SEED_RULE,
+    }
+
+
+def test_sample_and_eval_stages_pass_the_rounds_seeds(tmp_path, monkeypatch):
+    seen: dict[str, list] = {"sample": [], "eval": []}
+    monkeypatch.setattr(
+        "spatialalign.sampling.run.sample_on_workers",
+        lambda root, backend, workers, **kw: seen["sample"].append(kw),
+    )
+    monkeypatch.setattr(
+        "spatialalign.evaluation.eval_run.eval_run",
+        lambda root, cfg, echo, workers: seen["eval"].append(cfg),
+    )
+    cfg, layout = replace(tiny(first_seed=3), eval_seeds=2), LoopDir(tmp_path)
+    for k in (1, 2):
+        stages.sample(layout.train_run(k), None, layout.prompts_path, cfg, k, None, False)
+    stages.evaluate(layout.eval_run(1), cfg, None, None, print, False)
+    assert [(kw["first_seed"], kw["seeds"]) for kw in seen["sample"]] == [(1000, 3), (2000, 3)]
+    assert [(c.first_seed, c.seeds) for c in seen["eval"]] == [(3, 2)]
+
+
+def test_a_loop_made_before_fresh_seeds_is_refused(tmp_path, monkeypatch, capsys):
+    # its rounds sampled seeds 0..N-1; continuing it would mix two seed rules in one loop
+    _stop_at_round_0(monkeypatch)
+    root = tmp_path / "loop"
+    root.mkdir()
+    old = tiny().settings()
+    del old["train_seed_rule"], old["first_seed"]
+    write_json({"settings": old, "rounds": 2, "table": []}, LoopDir(root).state_path)
+    with pytest.raises(SystemExit) as e:
+        main(["loop", str(root), *TINY_ARGS])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1, err
+    assert "made before each round sampled fresh TRAIN seeds" in err
+    # a loop of the current rule with another evaluation first seed: other settings
+    write_json({"settings": tiny().settings()}, LoopDir(root).state_path)
+    with pytest.raises(SpatialAlignError, match=r"other settings \(first_seed\)"):
+        loop_run(root, tiny(first_seed=5), progress=False)
+    with pytest.raises(Reached):  # the same settings continue
+        loop_run(root, tiny(), progress=False)
+
+
 def test_pairs_stage_passes_the_pair_settings(monkeypatch):
     seen = []
     monkeypatch.setattr("spatialalign.pairs.run.pair_run", lambda root, cfg: seen.append(cfg))
-    stages.pairs(LoopDir("unused").train_run(1), tiny(invalid_losers=True, max_pairs_per_prompt=3))
-    assert seen[0].invalid_losers is True and seen[0].max_per_prompt == 3 and seen[0].tau == 0.7
+    for invalid_losers in (True, False):
+        cfg = tiny(invalid_losers=invalid_losers, max_pairs_per_prompt=3)
+        stages.pairs(LoopDir("unused").train_run(1), cfg)
+        assert seen[-1].invalid_losers is invalid_losers
+    assert seen[0].max_per_prompt == 3 and seen[0].tau == 0.7
 
 
 def test_the_worker_count_is_not_a_setting_of_the_loop():

@@ -6,6 +6,14 @@ The loop's own settings live here; each round's training settings are a
 1e-4, no warm-up.
 The CLI options are derived from both dataclasses
 (:func:`spatialalign.options.click_options`).
+
+**Seeds.** The evaluation samples the TEST prompts with seeds ``S..S+E-1`` (``--first-seed
+S``, ``--eval-seeds E``; by default the paper's 0-4) every round. Round ``k``'s TRAIN videos
+come from fresh seeds: ``B + 1000*(k-1) .. B + 1000*(k-1) + N-1`` (``--seeds N`` <= 1000),
+where ``B`` is the first multiple of 1000 above the last evaluation seed (1000 by default,
+so round k samples ``1000*k ..``). No round reuses an earlier round's noises (reused ones
+keep redrawing the same losers) and none uses an evaluation noise
+(:meth:`LoopConfig.train_seeds`; ``loop.json`` lists them).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from typing import Any, Literal
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.options import check_finite, document_fields
+from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
 from spatialalign.training.config import TrainConfig
 
 MODES: tuple[str, ...] = ("merge", "continue")
@@ -26,6 +35,14 @@ LOOP_LR_SCHEDULER = "constant"
 """Learning rate per round: constant at the peak. Measured on the toy's round-1 pairs (686 pairs
 of 117 TRAIN prompts, 300 steps at 1e-4): cosine from the peak gave Correctness@0.7 0.578,
 constant 0.733 (validness 0.912 / 0.905)."""
+TRAIN_SEED_BLOCK = 1000
+"""Round k's TRAIN seeds fill the (k-1)-th block of this many seeds above the evaluation's."""
+TRAIN_SEED_RULE = (
+    "round k samples TRAIN seeds B+1000*(k-1) .. B+1000*(k-1)+seeds-1, B = the first "
+    "multiple of 1000 above the last eval seed"
+)
+"""The rule, recorded in the settings: a loop directory made under another rule (before
+fresh seeds, every round sampled seeds 0..seeds-1) is refused, not continued."""
 
 
 def _f(default: Any, help_: str) -> Any:
@@ -67,14 +84,25 @@ class LoopConfig:
     )
     train_prompts: int = _f(500, "Generated TRAIN prompts, sampled every round.")
     prompt_seed: int = _f(0, "Seed of the TRAIN prompt generator (0: toy evaluate's split).")
-    seeds: int = _f(8, "Samples per TRAIN prompt per round (seeds 0..N-1).")
+    seeds: int = _f(
+        8,
+        "Samples per TRAIN prompt per round (at most 1000), from fresh seeds each round: round "
+        "k samples 1000*k .. 1000*k+N-1 (with eval seeds below 1000; loop.json lists them).",
+    )
     test_prompts: str = _f(
         "toy-test",
         "Evaluation prompts: toy-test[:N] or a prompt file: its test split (a file whose "
         "prompts name no split, like the official CSV: all of them; a file with other splits "
         "only is refused).",
     )
-    eval_seeds: int = _f(5, "Evaluation seeds per TEST prompt (0..N-1, the paper's 0-4).")
+    eval_seeds: int = _f(
+        5, "Evaluation seeds per TEST prompt: S..S+N-1 from --first-seed S (the paper's 0-4)."
+    )
+    first_seed: int = _f(
+        0,
+        "The evaluation's first seed (as eval --first-seed). TRAIN seeds start at the first "
+        "multiple of 1000 above the last evaluation seed.",
+    )
     guidance: float | None = _f(None, "Guidance scale of all sampling [toy 3.0, wan 5.0].")
     sample_steps: int | None = _f(None, "Denoising steps of all sampling [toy 20, wan 50].")
     batch_size: int | None = _f(None, "Videos generated together [toy 16, wan 1].")
@@ -126,6 +154,15 @@ class LoopConfig:
             raise SpatialAlignError(f"--workers must be >= 1, got {self.workers}")
         if self.seeds < 2:
             raise SpatialAlignError("--seeds must be >= 2 (a pair needs two samples of a prompt)")
+        if self.seeds > MAX_SEEDS:
+            raise SpatialAlignError(f"--seeds must be at most {MAX_SEEDS}, got {self.seeds}")
+        check_seeds(self.eval_seeds, self.first_seed, seeds_flag="--eval-seeds")
+        last = self.train_seeds(self.rounds)[-1]
+        if last >= SEED_LIMIT:
+            raise SpatialAlignError(
+                f"--rounds {self.rounds}: round {self.rounds}'s TRAIN seeds reach {last}; "
+                f"seeds must stay below 2**31 = {SEED_LIMIT} (a lower --first-seed or fewer rounds)"
+            )
         if not 0.0 <= self.tau <= 1.0:
             raise SpatialAlignError(f"--tau must be in [0, 1], got {self.tau}")
         if self.detector not in DETECTORS:
@@ -139,10 +176,37 @@ class LoopConfig:
         except ValueError as e:
             raise SpatialAlignError(str(e)) from e
 
+    def eval_seeds_range(self) -> range:
+        """The evaluation's seeds (every round, TEST prompts)."""
+        return range(self.first_seed, self.first_seed + self.eval_seeds)
+
+    def train_seeds(self, k: int) -> range:
+        """Round ``k``'s TRAIN seeds (``k >= 1``): block ``k-1`` of :data:`TRAIN_SEED_BLOCK`
+        seeds above the evaluation's last seed, so disjoint from the evaluation's and from
+        every other round's (``seeds`` <= the block)."""
+        if k < 1:
+            raise ValueError(f"round {k} samples no TRAIN videos")
+        last_eval = self.first_seed + self.eval_seeds - 1
+        base = TRAIN_SEED_BLOCK * (last_eval // TRAIN_SEED_BLOCK + 1)
+        first = base + TRAIN_SEED_BLOCK * (k - 1)
+        return range(first, first + self.seeds)
+
+    def seeds_record(self) -> dict[str, Any]:
+        """Which seeds the loop samples, for ``loop.json``: the evaluation's and each
+        round's TRAIN seeds, as ``[first, last]``."""
+        ev = self.eval_seeds_range()
+        train = {str(k): self.train_seeds(k) for k in range(1, self.rounds + 1)}
+        return {
+            "eval": [ev[0], ev[-1]],
+            "train": {k: [r[0], r[-1]] for k, r in train.items()},
+            "rule": TRAIN_SEED_RULE,
+        }
+
     def settings(self) -> dict[str, Any]:
         """Everything but ``rounds`` and ``workers``, as JSON (a rerun must match it; rounds
-        may grow, and the worker count does not change results)."""
+        may grow, and the worker count does not change results), and the TRAIN seed rule."""
         out = asdict(self)
         out.pop("rounds")
         out.pop("workers")
+        out["train_seed_rule"] = TRAIN_SEED_RULE
         return out

@@ -12,6 +12,11 @@ Resumable at every stage boundary through the stages' own provenance (see
 :mod:`.stages`); ``loop.json`` keeps the settings, and a rerun with other settings than a
 ``rounds`` count is refused. After every round the table is rewritten to ``loop.json``
 and ``loop.md``.
+
+Round k samples its TRAIN videos from seeds no earlier round and no evaluation used
+(:meth:`LoopConfig.train_seeds`); ``loop.json``'s ``seeds`` says which. A loop directory
+made before that rule (every round sampled seeds 0..N-1) is refused: its rounds' videos
+come from other noises than a continuation would use.
 """
 
 from __future__ import annotations
@@ -86,6 +91,11 @@ def check_state(layout: LoopDir, cfg: LoopConfig) -> None:
     if not layout.state_path.is_file():
         return
     old = read_json(layout.state_path).get("settings") or {}
+    if "train_seed_rule" not in old:
+        raise SpatialAlignError(
+            f"{layout.root} holds a loop made before each round sampled fresh TRAIN seeds "
+            "(its rounds all sampled seeds 0..N-1); use a new directory"
+        )
     new = _jsonable(cfg.settings())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
@@ -104,7 +114,12 @@ def _jsonable(x: Any) -> Any:
 def write_state(layout: LoopDir, cfg: LoopConfig, rows: list[RoundRow]) -> None:
     """``loop.json`` (settings + table) and ``loop.md`` (the table)."""
     write_json(
-        {"settings": cfg.settings(), "rounds": cfg.rounds, "table": [r.to_dict() for r in rows]},
+        {
+            "settings": cfg.settings(),
+            "rounds": cfg.rounds,
+            "seeds": cfg.seeds_record(),
+            "table": [r.to_dict() for r in rows],
+        },
         layout.state_path,
     )
     with atomic_path(layout.table_path) as tmp:
@@ -123,7 +138,7 @@ def run_round(
     src_model, src_adapter = model_after(layout, cfg, k - 1)
 
     backend = stages.backend_config(cfg, src_model, src_adapter)
-    result = stages.sample(run, backend, layout.prompts_path, cfg, workers, progress)
+    result = stages.sample(run, backend, layout.prompts_path, cfg, k, workers, progress)
     clock.lap("sample")
     report.sampled = result.generated
     say(result.summary())

@@ -75,20 +75,24 @@ def sample(
     backend: BackendConfig,
     prompts: Path,
     cfg: LoopConfig,
+    k: int,
     workers: Workers,
     progress: bool,
 ):
-    """``sample``: every TRAIN prompt x seeds ``0..seeds-1`` with the round's model."""
+    """``sample``: every TRAIN prompt x round ``k``'s TRAIN seeds (fresh each round:
+    :meth:`LoopConfig.train_seeds`) with the model of round ``k-1``."""
     from spatialalign.sampling.run import sample_on_workers
 
     run.root.mkdir(parents=True, exist_ok=True)
+    seeds = cfg.train_seeds(k)
     return sample_on_workers(
         run.root,
         backend,
         workers,
         prompts_file=prompts,
         split="train",
-        seeds=cfg.seeds,
+        seeds=len(seeds),
+        first_seed=seeds[0],
         batch_size=cfg.batch_size,
         progress=progress,
     )
@@ -244,7 +248,8 @@ def evaluate(
     echo: Echo,
     progress: bool,
 ):
-    """``eval``: the TEST prompts x eval seeds with the round's model."""
+    """``eval``: the TEST prompts x eval seeds (``first_seed..first_seed+eval_seeds-1``) with
+    the round's model."""
     from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
 
     eval_cfg = EvalRunConfig(
@@ -252,6 +257,7 @@ def evaluate(
         prompts=cfg.test_prompts,
         split=eval_split(cfg),
         seeds=cfg.eval_seeds,
+        first_seed=cfg.first_seed,
         batch_size=cfg.batch_size,
         detector=cfg.detector,
         onnx_dir=cfg.onnx_dir,
