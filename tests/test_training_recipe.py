@@ -324,6 +324,7 @@ def test_the_recipe_and_its_values_land_in_train_config_json(run_dir, tmp_path, 
         main(["train", str(root), *FAST, "--resume"])
     err = capsys.readouterr().err
     assert "configuration differs in" in err and "pair_sampling" in err
+    assert err.endswith("the run was trained with --recipe official: pass it to resume\n")
 
 
 def test_a_run_recorded_before_the_new_fields_resumes(tmp_path):
@@ -337,6 +338,13 @@ def test_a_run_recorded_before_the_new_fields_resumes(tmp_path):
     path.write_text(json.dumps(old))
     with pytest.raises(SpatialAlignError, match="differs in pair_sampling"):
         run(out, tiny_cfg(max_steps=5, resume=True, pair_sampling="prompt-uniform"))
+    # a run made with the toy values before --model wan defaulted to official: the hint
+    path.write_text(json.dumps(old))
+    tiny = ("learning_rate", "lr_warmup_steps", "max_steps", "train_batch_size",
+            "global_batch_size", "checkpoint_every")  # fmt: skip
+    official = {k: v for k, v in RECIPES["official"].items() if k not in tiny}
+    with pytest.raises(SpatialAlignError, match="trained with --recipe toy: pass it to resume$"):
+        run(out, tiny_cfg(max_steps=6, resume=True, **official))
 
 
 def test_train_options_come_from_train_config_only():

@@ -560,10 +560,28 @@ def _check_config(
             was = ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in diff[:4])
             raise SpatialAlignError(
                 f"cannot resume {out_dir}: configuration differs in {', '.join(diff)} ({was})"
+                f"{_recipe_hint(old, diff, recipe)}"
             )
     if recipe is not None:
         new[RECIPE_KEY] = recipe_record(recipe, cfg)
     write_json(new, path)
+
+
+def _recipe_hint(old: dict[str, Any], diff: list[str], recipe: str | None) -> str:
+    """When the run was made with another recipe than this call resolves (recorded, or for a
+    run recorded before recipes, one whose values it has in every differing recipe field):
+    which ``--recipe`` resumes it."""
+    from spatialalign.training.config import RECIPES
+
+    recorded = (old.get(RECIPE_KEY) or {}).get("name")
+    if recorded is None:
+        fields = [k for k in diff if any(k in values for values in RECIPES.values())]
+        match = [r for r, values in RECIPES.items()
+                 if fields and all(k in values and values[k] == old.get(k) for k in fields)]  # fmt: skip
+        recorded = match[0] if match else None
+    if recorded is None or recorded == recipe:
+        return ""
+    return f"; the run was trained with --recipe {recorded}: pass it to resume"
 
 
 def check_fit(transformer: torch.nn.Module, data: TrainData) -> None:
