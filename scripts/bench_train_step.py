@@ -107,8 +107,8 @@ def split(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
     torch.set_num_threads(1)
     from spatialalign.lora import adapter_disabled
     from spatialalign.training.config import TrainConfig
-    from spatialalign.training.flow import predict_velocity
     from spatialalign.training.trainer import prepare_transformer
+    from spatialalign.trainlib.flow import predict_velocity
 
     tr, lat_shape, txt_shape = _transformer(model)
     tr.to(device)

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV as OFFICIAL
 from spatialalign.config import scoring_config
-from spatialalign.prompts import read_prompts
-from spatialalign.prompts.model import DSRPrompt
-from spatialalign.toy import Clip, ToyWorldConfig, render_batch, render_clip
-from spatialalign.toy.palette import (
+from spatialalign.detection.palette import (
     ANIMALS,
     OBJECTS,
     animal_style,
@@ -21,6 +18,9 @@ from spatialalign.toy.palette import (
     scene_background,
     sprite_mask,
 )
+from spatialalign.prompts import read_prompts
+from spatialalign.prompts.model import DSRPrompt
+from spatialalign.toy import Clip, ToyWorldConfig, render_batch, render_clip
 
 TOY = scoring_config("toy")
 VERBS = ["hops", "jumps", "runs", "scampers", "paces", "trots", "walks", "darts", "climbs", "pecks"]

@@ -17,13 +17,13 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from spatialalign.cli import main  # noqa: E402
 from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from spatialalign.training.export import export_adapter  # noqa: E402
 from spatialalign.training.trainer import (  # noqa: E402
     LORA_CONFIG_KEY,
     checkpoint_paths,
     checkpoint_step,
 )
+from spatialalign.trainlib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from test_training_trainer import run, tiny_cfg  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

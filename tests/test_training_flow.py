@@ -10,11 +10,11 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from spatialalign.training.checkpoint import (  # noqa: E402
+from spatialalign.trainlib.checkpoint import (  # noqa: E402
     load_training_state,
     save_training_state,
 )
-from spatialalign.training.flow import (  # noqa: E402
+from spatialalign.trainlib.flow import (  # noqa: E402
     flow_matching_loss,
     noisy_latents,
     sample_sigmas,

@@ -30,7 +30,7 @@ from spatialalign.training.data import (  # noqa: E402
     Pair,
     micro_batch_positions,
 )
-from spatialalign.training.flow import official_grid, sample_sigmas, timesteps  # noqa: E402
+from spatialalign.trainlib.flow import official_grid, sample_sigmas, timesteps  # noqa: E402
 from test_training_cli import FAST, _pair_seed0_over_seed1, _scores  # noqa: E402
 from test_training_trainer import run, tiny_cfg  # noqa: E402
 

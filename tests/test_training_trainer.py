@@ -298,7 +298,7 @@ def test_the_lora_rank_is_bounded_by_the_smallest_targeted_layer():
 def _worker(out: str, cfg_json: str) -> None:
     """Entry point of the multi-process runs (``torchrun``): trains into ``out`` with the
     tiny config overridden by ``cfg_json``."""
-    from spatialalign.training.distributed import is_sharded
+    from spatialalign.trainlib.distributed import is_sharded
 
     cfg = tiny_cfg(**json.loads(cfg_json))
     pipe = ToyPipeline.random(0)

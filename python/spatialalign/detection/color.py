@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatialalign.detection.base import FrameDetections
-from spatialalign.toy.palette import class_colors
+from spatialalign.detection.palette import class_colors
 
 # connect within a frame (8-neighbourhood), never across frames
 _STRUCTURE = np.zeros((3, 3, 3), dtype=bool)

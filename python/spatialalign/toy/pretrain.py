@@ -41,7 +41,7 @@ from spatialalign.toy.codec import ToyCodec, ToyCodecConfig, frames_to_tensor
 from spatialalign.toy.model import ToyTransformerConfig, build_transformer
 from spatialalign.toy.pipeline import ToyPipeline, ToyVideoConfig
 from spatialalign.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
-from spatialalign.training.checkpoint import (
+from spatialalign.trainlib.checkpoint import (
     OPT_PREFIX,
     checkpoint_meta,
     load_checkpoint,
@@ -49,7 +49,7 @@ from spatialalign.training.checkpoint import (
     save_training_state,
     strip_prefix,
 )
-from spatialalign.training.flow import flow_matching_loss, sample_sigmas
+from spatialalign.trainlib.flow import flow_matching_loss, sample_sigmas
 
 log = logging.getLogger("spatialalign.toy.pretrain")
 

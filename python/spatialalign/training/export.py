@@ -83,8 +83,8 @@ def _missing_step(train_dir: Path, step: int) -> SpatialAlignError:
 def checkpoint_lora(train_dir: Path, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The LoRA weights (peft names) of the checkpoint of ``step`` and the adapter's peft
     config (recorded in the checkpoint, else rebuilt from ``train_config.json``)."""
-    from spatialalign.training.checkpoint import load_checkpoint, strip_prefix
     from spatialalign.training.trainer import LORA_CONFIG_KEY, LORA_PREFIX, checkpoint_path
+    from spatialalign.trainlib.checkpoint import load_checkpoint, strip_prefix
 
     path = checkpoint_path(train_dir, step)
     if not path.is_file():

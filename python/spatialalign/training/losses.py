@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spatialalign.training.flow import per_sample_mse
+from spatialalign.trainlib.flow import per_sample_mse
 
 LOSS_VARIANTS: tuple[str, ...] = ("dpo+zo", "dpo", "dpo+sft", "sft", "rwr")
 PAIR_VARIANTS: tuple[str, ...] = ("dpo+zo", "dpo", "dpo+sft")

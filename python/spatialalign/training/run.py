@@ -117,7 +117,6 @@ def finished_same_run(run: RunDir, cfg: TrainConfig, inputs: dict[str, str]) -> 
     (another configuration or changed inputs still refuse: a new directory, or --resume)."""
     from spatialalign.io import read_json
     from spatialalign.lora import LORA_WEIGHT_NAME
-    from spatialalign.training.checkpoint import checkpoint_meta
     from spatialalign.training.trainer import (
         CONFIG_NAME,
         GLOBAL_BATCH,
@@ -125,6 +124,7 @@ def finished_same_run(run: RunDir, cfg: TrainConfig, inputs: dict[str, str]) -> 
         checkpoint_paths,
         read_config,
     )
+    from spatialalign.trainlib.checkpoint import checkpoint_meta
 
     d = run.train_dir
     paths = checkpoint_paths(d)

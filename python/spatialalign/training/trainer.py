@@ -37,13 +37,6 @@ import torch
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path, write_json
 from spatialalign.lora import LORA_WEIGHT_NAME, adapter_disabled, lora_config
-from spatialalign.training.checkpoint import (
-    add_prefix,
-    load_training_state,
-    optimizer_state,
-    save_training_state,
-    strip_prefix,
-)
 from spatialalign.training.config import ADDED_FIELDS, TrainConfig, recipe_record
 from spatialalign.training.data import (
     ItemSampler,
@@ -53,14 +46,21 @@ from spatialalign.training.data import (
     collate_samples,
     item_generator,
 )
-from spatialalign.training.distributed import full_state, gradient_sync, like, wrap_model
-from spatialalign.training.flow import (
+from spatialalign.training.losses import is_pair_variant, pair_loss, sample_loss
+from spatialalign.trainlib.checkpoint import (
+    add_prefix,
+    load_training_state,
+    optimizer_state,
+    save_training_state,
+    strip_prefix,
+)
+from spatialalign.trainlib.distributed import full_state, gradient_sync, like, wrap_model
+from spatialalign.trainlib.flow import (
     noisy_latents,
     predict_velocity,
     sample_sigmas,
     velocity_target,
 )
-from spatialalign.training.losses import is_pair_variant, pair_loss, sample_loss
 
 log = logging.getLogger("spatialalign.training")
 

@@ -6,6 +6,9 @@ far apart in RGB (>= ~95 Euclidean; checked in the tests) and the colour
 detector can find each of them even in a blurred, colour-drifted generated
 video. Names outside the official vocabularies map to a palette entry by a
 stable hash (crc32), never by Python's salted ``hash``.
+
+It lives beside the colour detector (:mod:`spatialalign.detection.color`), which reads
+these colours back; the toy world (:mod:`spatialalign.toy.world`) paints with them.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch
 
 from spatialalign.errors import SpatialAlignError
 from spatialalign.io import atomic_path
-from spatialalign.training.distributed import full, like
+from spatialalign.trainlib.distributed import full, like
 
 OPT_PREFIX = "opt."
 RNG_PREFIX = "rng."
