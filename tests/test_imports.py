@@ -195,6 +195,27 @@ def test_no_import_cycles():
     assert not cycles, "import cycles in spatialalign:\n" + "\n".join(map(describe, cycles))
 
 
+def unit(module: str) -> str | None:
+    """The sub-package (or top-level module) of ``spatialalign`` a module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "spatialalign" else None
+
+
+def test_no_loops_between_sub_packages():
+    """Sub-packages form layers: if ``a`` imports from ``b`` (at any depth, inside
+    functions too), nothing in ``b`` imports from ``a``, directly or through others."""
+    internal, _ = import_edges()
+    units = [
+        Edge(unit(e.source), unit(e.target), e.line)
+        for e in internal
+        if unit(e.source) and unit(e.target) and unit(e.source) != unit(e.target)
+    ]
+    cycles = find_cycles(units)
+    assert not cycles, "sub-packages that import each other:\n" + "\n".join(
+        " -> ".join(e.source for e in c) + f" -> {c[0].source}" for c in cycles
+    )
+
+
 def test_package_imports_no_test_code():
     test_modules = {p.stem for p in TESTS_DIR.rglob("*.py")} | {"tests"}
     internal, external = import_edges()
