@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{result['speedup']:.2f}x on {n} frames; labels equal: {same_labels}"
     )
     if args.json:
-        from spatialalign.io import write_json
+        from spatialalign.core.fileio import write_json
 
         write_json(result, args.json)
     return result

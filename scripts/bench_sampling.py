@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import torch
+from spatialalign.models.backends import ToyBackend
+from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.prompts import read_prompts
-from spatialalign.sampling.backends import ToyBackend
 from spatialalign.sampling.sampler import sample_videos
-from spatialalign.toy.pipeline import ToyPipeline
 
 OFFICIAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "official_eval120.csv"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from spatialalign.config import OFFICIAL
+from spatialalign.core.presets import OFFICIAL
 from spatialalign.prompts import DSRPrompt, write_prompts
 from spatialalign.scoring.batch import load_run, score_loaded, score_run
 

@@ -32,7 +32,7 @@ def _transformer(model: str):
     import torch
 
     if model == "toy":
-        from spatialalign.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.pipeline import ToyPipeline
 
         pipe = ToyPipeline.from_pretrained()
         return pipe.transformer, pipe.latent_shape, (16, pipe.transformer.config.text_dim)
@@ -105,7 +105,7 @@ def split(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from spatialalign.lora import adapter_disabled
+    from spatialalign.lora.adapter import adapter_disabled
     from spatialalign.training.config import TrainConfig
     from spatialalign.training.trainer import prepare_transformer
     from spatialalign.trainlib.flow import predict_velocity

@@ -106,10 +106,10 @@ def train_bench(
     import tempfile
 
     import torch
+    from spatialalign.models.wan.memory import PeakMemory
     from spatialalign.training.config import TrainConfig
     from spatialalign.training.data import Pair, Sample, TrainData
     from spatialalign.training.trainer import make_accelerator, train
-    from spatialalign.wan.memory import PeakMemory
 
     g = torch.Generator().manual_seed(0)
     data = TrainData(
@@ -160,8 +160,8 @@ def sample_bench(tr: Any, args: argparse.Namespace, size: tuple[int, int, int]) 
     seconds per step (CFG: two forwards) and VAE decode seconds; 50-step total."""
     import torch
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
-    from spatialalign.wan.memory import PeakMemory
-    from spatialalign.wan.runtime import compile_transformer, set_attention, set_vae_switches
+    from spatialalign.models.wan.memory import PeakMemory
+    from spatialalign.models.wan.runtime import compile_transformer, set_attention, set_vae_switches
 
     with torch.device(args.device):
         vae = AutoencoderKLWan()  # diffusers' default config is Wan2.1's VAE
@@ -230,7 +230,7 @@ def estimate(args: argparse.Namespace) -> dict:
     each in a fresh process; fitted as ``a*T*L + b*T + c*L + d`` (T tokens per pair) and
     extrapolated to 30 layers at 81x480x832."""
     import numpy as np
-    from spatialalign.wan.memory import latent_shape, token_count
+    from spatialalign.models.wan.memory import latent_shape, token_count
 
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
     points = []
@@ -344,7 +344,7 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from spatialalign.wan.memory import latent_shape
+    from spatialalign.models.wan.memory import latent_shape
 
     size = video_size(args)
     latent = latent_shape(*size)
@@ -369,7 +369,7 @@ def main() -> None:
 
 def _measure(args: argparse.Namespace, size: tuple, latent: tuple) -> dict:
     import torch
-    from spatialalign.wan.memory import token_count
+    from spatialalign.models.wan.memory import token_count
 
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",

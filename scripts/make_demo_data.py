@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from spatialalign.config import OFFICIAL
+from spatialalign.core.fileio import write_parquet
+from spatialalign.core.presets import OFFICIAL
+from spatialalign.core.schemas import DETECTIONS, MANIFEST, PROMPTS, TRACKS, validate_table
 from spatialalign.detection.validity import MISS, REDUNDANT, VALID, judge_frames, rejected
-from spatialalign.io import write_parquet
-from spatialalign.schemas import DETECTIONS, MANIFEST, PROMPTS, TRACKS, validate_table
 
 OUT = Path(__file__).resolve().parents[1] / "python" / "spatialalign" / "data" / "demo"
 N_FRAMES, WIDTH, HEIGHT, FPS = 81, 832, 480, 16

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from spatialalign.cli import main
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.evaluation.run_tables import read_run_table, run_names
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 
 
 @pytest.fixture(scope="module")

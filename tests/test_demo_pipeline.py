@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from spatialalign.cli import main
-from spatialalign.provenance import record_of
-from spatialalign.rundir import RunDir
+from spatialalign.core.provenance import record_of
+from spatialalign.rundir.layout import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -47,9 +47,9 @@ def test_both_detected():
 def test_metrics_table_over_tracks(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from spatialalign.schemas import TRACKS
+    from spatialalign.core.schemas import TRACKS
+    from spatialalign.core.video import read_video, write_video
     from spatialalign.scoring.batch import read_tracks
-    from spatialalign.video import read_video, write_video
 
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)

@@ -13,7 +13,7 @@ pytest.importorskip("pyiqa")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from pyiqa.archs.musiq_arch import MUSIQ  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
 from spatialalign.evaluation.musiq import (  # noqa: E402
     frame_quality,
     imaging_quality,

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from spatialalign.core.schemas import TRACKS
 from spatialalign.evaluation.peer import (
     PEER_COLUMNS,
     peer_scores_file,
@@ -16,7 +17,6 @@ from spatialalign.evaluation.peer import (
     vbench_frame_scores,
     vbench_score,
 )
-from spatialalign.schemas import TRACKS
 
 NAN4 = [np.nan] * 4
 

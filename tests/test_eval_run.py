@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from spatialalign.cli import main
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_json
+from spatialalign.core.schemas import SCORES
 from spatialalign.evaluation.bestofn import candidate_seed, select_best
 from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
 from spatialalign.evaluation.metrics_file import ALL_COLUMNS
-from spatialalign.io import read_json
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import SCORES
+from spatialalign.rundir.layout import RunDir
 from tolerance import assert_videos_close
 
 SCORE_BATCH_KEYS = {
@@ -216,7 +216,7 @@ def test_best_of_keeps_the_best_candidate_per_slot(tmp_path, one_torch_thread):
 
 @pytest.mark.slow
 def test_candidate_zero_is_the_base_video(plain_run, tmp_path, one_torch_thread):
-    from spatialalign.video import read_video
+    from spatialalign.core.video import read_video
 
     base, _, _ = plain_run
     run = RunDir(tmp_path / "bo2")
@@ -234,8 +234,8 @@ def test_first_seed_with_best_of_keeps_candidate_zero_the_base_video(tmp_path, o
     """``eval --first-seed F``: the slots are seeds F..F+S-1 (names, seed column, summary);
     with ``--best-of`` candidate k of slot s has seed F + s + k*S, so candidate 0 of every
     slot is the base run's video, and the kept videos carry the slots' names and seeds."""
-    from spatialalign.sampling.backends import BackendConfig
-    from spatialalign.video import read_video
+    from spatialalign.core.video import read_video
+    from spatialalign.models.backends import BackendConfig
 
     def cfg(best_of: int) -> EvalRunConfig:
         backend = BackendConfig(steps=4)

@@ -6,13 +6,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from spatialalign.core.fileio import read_json
 from spatialalign.detection.export import (
     ExportMismatch,
     ExportSettings,
     compare,
     export_grounding_dino,
 )
-from spatialalign.io import read_json
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # ONNX exports
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_json
 from spatialalign.detection.export import natural_frame
 from spatialalign.detection.gdino_common import SPECIAL_TOKENS, caption, text_inputs
 from spatialalign.detection.gdino_onnx import GroundingDinoOnnxDetector
 from spatialalign.detection.gdino_torch import GroundingDinoTorchDetector
 from spatialalign.detection.onnx_common import make_session
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import read_json
 
 FRAME = (48, 80)
 TEXT_LEN = 16
@@ -169,12 +169,12 @@ def test_track_gdino_onnx_end_to_end(exported, tmp_path, capsys):
     """``export-onnx`` output drives ``track --detector gdino-onnx`` (with ONNX SAM refinement)."""
 
     import pyarrow as pa
+    from spatialalign.core.fileio import read_parquet, write_parquet
+    from spatialalign.core.schemas import MANIFEST
+    from spatialalign.core.video import write_video
     from spatialalign.detection.export import export_sam
-    from spatialalign.io import read_parquet, write_parquet
     from spatialalign.prompts import read_prompts, write_prompts
-    from spatialalign.schemas import MANIFEST
     from spatialalign.toy.world import render_clip
-    from spatialalign.video import write_video
     from tiny_models import save_sam
 
     official = OFFICIAL_CSV

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.video import write_video
 from spatialalign.prompts import DSRPrompt, read_prompts
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.ingest import ingest_videos, match_videos
 from spatialalign.sampling.manifest import MANIFEST_COLUMNS
-from spatialalign.video import write_video
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from spatialalign.cli import main
-from spatialalign.config import PRESETS, preset_for
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_json, write_json
+from spatialalign.core.presets import PRESETS, preset_for
+from spatialalign.core.provenance import fingerprint
 from spatialalign.detection.registry import DETECTORS
 from spatialalign.detection.sharded import TrackSpec
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import read_json, write_json
 from spatialalign.loop import stages
 from spatialalign.loop.config import TRAIN_SEED_RULE, LoopConfig, loop_train_config
 from spatialalign.loop.layout import LoopDir
 from spatialalign.loop.merge import merge_toy
 from spatialalign.loop.run import loop_run
-from spatialalign.lora import load_lora_into_transformer
-from spatialalign.provenance import fingerprint
-from spatialalign.sampling.backends import ToyBackend
-from spatialalign.toy.pipeline import ToyPipeline
+from spatialalign.lora.adapter import load_lora_into_transformer
+from spatialalign.models.backends import ToyBackend
+from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.training.config import TrainConfig
 from spatialalign.training.trainer import CHECKPOINT_DIR, prepare_transformer, save_adapter
 

@@ -15,8 +15,8 @@ import torch
 pytest.importorskip("peft")
 
 from spatialalign.cli import main  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.lora_convert import (  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.lora.convert import (  # noqa: E402
     METADATA_KEY,
     convert_lora,
     detect_format,
@@ -66,7 +66,7 @@ def adapter(tmp_path_factory) -> tuple[Path, torch.Tensor, torch.Tensor]:
     it, with the transformer's output with and without it."""
     from diffusers import WanPipeline
     from peft.utils import get_peft_model_state_dict
-    from spatialalign.lora import lora_config
+    from spatialalign.lora.adapter import lora_config
 
     transformer = _tiny_wan()
     base = _forward(transformer)

@@ -38,7 +38,7 @@ pytest.importorskip("diffusers")
 
 from safetensors.torch import load_file  # noqa: E402
 from shared_data import OFFICIAL_STEP_CASES, OFFICIAL_STEP_TENSORS  # noqa: E402
-from spatialalign.lora import lora_target_names  # noqa: E402
+from spatialalign.lora.adapter import lora_target_names  # noqa: E402
 from spatialalign.training import trainer  # noqa: E402
 from spatialalign.training.config import TrainConfig  # noqa: E402
 from spatialalign.trainlib.flow import timesteps  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.pairs import PairConfig, ScoredSample, build_pairs
 
 NAN = math.nan
@@ -109,8 +109,8 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
 
 def test_pairs_cli_on_a_scored_run(tmp_path, capsys):
     from spatialalign.cli import main
-    from spatialalign.io import read_parquet
-    from spatialalign.provenance import record_of
+    from spatialalign.core.fileio import read_parquet
+    from spatialalign.core.provenance import record_of
 
     run = tmp_path / "run"
     main(["demo", str(run), "--synthetic"])
@@ -151,9 +151,9 @@ def _toy_ingested_run(tmp_path, n_prompts: int = 4, seeds: int = 3):
     """Toy clips of real prompts (official names) ingested, tracked and scored."""
     from shared_data import OFFICIAL_CSV
     from spatialalign.cli import main
+    from spatialalign.core.video import write_video
     from spatialalign.prompts import read_prompts
     from spatialalign.toy.world import render_clip
-    from spatialalign.video import write_video
 
     prompts = read_prompts(OFFICIAL_CSV)[:: 120 // n_prompts][:n_prompts]
     videos = tmp_path / "videos"
@@ -172,9 +172,9 @@ def test_pairs_refuses_scores_older_than_the_tracks(tmp_path, capsys):
     """Issue 18 (B): pairs after track redid videos, without a new score-batch, used to
     write pairs from the old scores; it refuses now, and records the scores it read."""
     from spatialalign.cli import main
-    from spatialalign.provenance import fingerprint, record_of
+    from spatialalign.core.provenance import fingerprint, record_of
+    from spatialalign.core.video import write_video
     from spatialalign.toy.world import render_clip
-    from spatialalign.video import write_video
 
     run, videos, prompts = _toy_ingested_run(tmp_path)
     main(["pairs", str(run)])

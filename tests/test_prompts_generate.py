@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts import (
     ANIMAL_VERBS,
     ANIMALS,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shared_data import OFFICIAL_CSV as OFFICIAL
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts import (
     DSRPrompt,
     format_prompt,

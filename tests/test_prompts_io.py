@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from shared_data import OFFICIAL_CSV as OFFICIAL
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts import (
     PROMPT_COLUMNS,
     DSRPrompt,

@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from spatialalign.cli import main
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.video import read_video, write_video
 from spatialalign.report.build import build_report
 from spatialalign.report.figures import per_type_bars_png, training_curves_png
 from spatialalign.report.grid import shared_samples
 from spatialalign.report.media import display_frames, write_browser_video
 from spatialalign.report.page import markdown_table
 from spatialalign.report.runs import TRAIN_LOG_NAME, load_report_run, read_train_log
-from spatialalign.rundir import RunDir
-from spatialalign.video import read_video, write_video
+from spatialalign.rundir.layout import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 

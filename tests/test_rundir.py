@@ -16,24 +16,24 @@ import pyarrow.parquet as pq
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.config import scoring_config
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_parquet, write_parquet
+from spatialalign.core.ids import check_id
+from spatialalign.core.presets import scoring_config
+from spatialalign.core.provenance import StampedFingerprint, fingerprint, record_of
+from spatialalign.core.schemas import MANIFEST
+from spatialalign.core.video import write_video
 from spatialalign.detection.pipeline import track_run
 from spatialalign.detection.registry import make_detector
 from spatialalign.detection.tracker import tracker_config
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import check_id
-from spatialalign.io import read_parquet, write_parquet
+from spatialalign.models.backends import ToyBackend
+from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
-from spatialalign.provenance import StampedFingerprint, fingerprint, record_of
-from spatialalign.rundir import RunDir, plot_name
-from spatialalign.sampling.backends import ToyBackend
+from spatialalign.rundir.layout import RunDir, plot_name
 from spatialalign.sampling.ingest import ingest_videos
 from spatialalign.sampling.sampler import sample_videos
-from spatialalign.schemas import MANIFEST
 from spatialalign.scoring.batch import score_run
-from spatialalign.toy.pipeline import ToyPipeline
 from spatialalign.toy.world import render_clip
-from spatialalign.video import write_video
 
 TOY = scoring_config("toy")
 
@@ -490,7 +490,7 @@ def test_sample_on_cuda_without_a_gpu_is_one_line(tmp_path, capsys) -> None:
 
 
 def test_guidance_nan_is_refused_by_the_library_too() -> None:
-    from spatialalign.sampling.backends import BackendConfig, check_config
+    from spatialalign.models.backends import BackendConfig, check_config
 
     with pytest.raises(SpatialAlignError, match="finite"):
         check_config(BackendConfig(guidance=math.nan))
@@ -501,7 +501,7 @@ def test_wan_loads_weights_with_safetensors_only(tmp_path, monkeypatch) -> None:
     import json
 
     import diffusers
-    from spatialalign.sampling.backends import load_wan_pipeline
+    from spatialalign.models.backends import load_wan_pipeline
 
     calls = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.detection.export import ExportMismatch, export_sam, natural_frame
 from spatialalign.detection.sam import (
     SamOnnxRefiner,
@@ -11,7 +12,6 @@ from spatialalign.detection.sam import (
     SamTorchRefiner,
     mask_to_xyxy,
 )
-from spatialalign.errors import SpatialAlignError
 
 FRAME = (48, 80)
 BOXES = np.array([[5, 5, 40, 30], [30, 10, 70, 45], [0, 20, 20, 47]], np.float32)

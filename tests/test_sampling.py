@@ -14,18 +14,18 @@ import pyarrow.parquet as pq
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.distributed import DistContext
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.schemas import MANIFEST
+from spatialalign.core.video import read_video
+from spatialalign.models.backends import ToyBackend
+from spatialalign.models.toy.pipeline import ToyPipeline
+from spatialalign.parallel.ranks import DistContext
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import ToyBackend
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.manifest import MANIFEST_COLUMNS, PROVENANCE, part_files, read_rows
 from spatialalign.sampling.naming import parse_video_name, sample_id, video_filename
 from spatialalign.sampling.probe import probe_video
 from spatialalign.sampling.sampler import plan_samples, sample_videos, select_prompts
-from spatialalign.schemas import MANIFEST
-from spatialalign.toy.pipeline import ToyPipeline
-from spatialalign.video import read_video
 from tolerance import assert_videos_close
 
 STEPS = 2
@@ -315,7 +315,7 @@ def _save_random_lora(transformer, path: Path, *, prefixed: bool = True) -> Path
 
 @pytest.mark.parametrize("prefixed", [True, False])
 def test_toy_lora_adapter_changes_samples_and_is_recorded(prompts, tmp_path, prefixed):
-    from spatialalign.sampling.backends import BackendConfig, load_backend
+    from spatialalign.models.backends import BackendConfig, load_backend
 
     model_dir = ToyPipeline.random(seed=1).save_pretrained(tmp_path / "toy")
     adapted = ToyPipeline.from_pretrained(model_dir)
@@ -339,7 +339,7 @@ def test_toy_lora_adapter_changes_samples_and_is_recorded(prompts, tmp_path, pre
 
 
 def test_bad_adapter_is_one_clear_error(tmp_path):
-    from spatialalign.sampling.backends import BackendConfig, load_backend
+    from spatialalign.models.backends import BackendConfig, load_backend
 
     model_dir = ToyPipeline.random(seed=1).save_pretrained(tmp_path / "toy")
     cfg = dict(model="toy", model_path=str(model_dir), device="cpu")

@@ -17,13 +17,13 @@ import sys
 
 import pytest
 from shared_data import OFFICIAL_CSV
+from spatialalign.core.video import read_video
+from spatialalign.models.backends import ToyBackend
+from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.prompts import read_prompts, write_prompts
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import ToyBackend
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.manifest import part_files
 from spatialalign.sampling.sampler import sample_videos
-from spatialalign.toy.pipeline import ToyPipeline
-from spatialalign.video import read_video
 from tolerance import assert_videos_close
 
 

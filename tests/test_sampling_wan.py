@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.errors import SpatialAlignError
-from spatialalign.prompts import read_prompts, write_prompts
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import (
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.video import read_video
+from spatialalign.models.backends import (
     BackendConfig,
     WanBackend,
     load_backend,
     load_wan_pipeline,
 )
+from spatialalign.prompts import read_prompts, write_prompts
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.sampler import sample_videos
-from spatialalign.video import read_video
 from tolerance import FLOAT32_NET, LOSSY_VIDEO, assert_videos_close
 
 GEOMETRY = dict(num_frames=5, height=16, width=16, steps=2)
@@ -136,7 +136,7 @@ def test_wan_backend_samples_yuv420p_videos_with_manifest(wan_pipe, prompts, tmp
             assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
     # the file is the pipeline's own output for that prompt and seed, as yuv420p H.264
     import torch
-    from spatialalign.video import write_video
+    from spatialalign.core.video import write_video
 
     r = next(x for x in rows if x["seed"] == 1 and x["prompt_id"] == prompts[1].prompt_id)
     out = wan_pipe(

@@ -1,4 +1,4 @@
-"""spatialalign.schemas: the file contract of DESIGN.md and validate_table's checks/casts."""
+"""spatialalign.core.schemas: the file contract of DESIGN.md and validate_table's checks/casts."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import pyarrow as pa
 import pytest
 from shared_data import DESIGN_MD as DESIGN
-from spatialalign.errors import SpatialAlignError
-from spatialalign.schemas import SCHEMAS, get_schema, validate_table
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.schemas import SCHEMAS, get_schema, validate_table
 
 # DESIGN.md "Files between stages" file name -> our schema name
 FILES = {

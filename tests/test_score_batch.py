@@ -23,8 +23,8 @@ from official_scorer import (
 )
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.config import scoring_config
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.presets import scoring_config
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.scoring.batch import score_run
 from spatialalign.scoring.reference import dsr_score as reference_dsr_score

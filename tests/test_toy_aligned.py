@@ -1,4 +1,4 @@
-"""The shipped aligned toy adapter (python/spatialalign/toy/weights/aligned/): a diffusers
+"""The shipped aligned toy adapter (python/spatialalign/models/toy/weights/aligned/): a diffusers
 LoRA of the SpatialAlign targets (rank 16 / alpha 16) that loads into the shipped toy
 pipeline and changes what it samples."""
 
@@ -15,12 +15,12 @@ pytest.importorskip("peft")
 pytest.importorskip("diffusers")
 
 from safetensors import safe_open  # noqa: E402
-from spatialalign.lora import lora_target_names  # noqa: E402
+from spatialalign.lora.adapter import lora_target_names  # noqa: E402
 from spatialalign.toy import ToyPipeline  # noqa: E402
 
 ALIGNED = (
     Path(__file__).resolve().parents[1]
-    / "python/spatialalign/toy/weights/aligned/pytorch_lora_weights.safetensors"
+    / "python/spatialalign/models/toy/weights/aligned/pytorch_lora_weights.safetensors"
 )
 PROMPT = (
     "In a garden, a fox is on the left of a stump, then the fox runs to the right of the stump."

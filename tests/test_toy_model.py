@@ -11,23 +11,23 @@ import torch
 pytest.importorskip("diffusers")
 
 from diffusers import WanTransformer3DModel  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.prompts import parse_prompt  # noqa: E402
-from spatialalign.toy.codec import (  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.models.toy.codec import (  # noqa: E402
     ToyCodec,
     ToyCodecConfig,
     frames_to_tensor,
     tensor_to_frames,
 )
-from spatialalign.toy.model import ToyTransformerConfig, build_transformer  # noqa: E402
-from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
-from spatialalign.toy.text import (  # noqa: E402
+from spatialalign.models.toy.model import ToyTransformerConfig, build_transformer  # noqa: E402
+from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.models.toy.text import (  # noqa: E402
     ROLE_ID,
     ToyTextConfig,
     ToyTextEncoder,
     build_vocab,
     tokens_for,
 )
+from spatialalign.prompts import parse_prompt  # noqa: E402
 from tolerance import FLOAT32_NET, VIDEO_MEAN_LEVELS, assert_videos_close  # noqa: E402
 
 PROMPT = "In a sunny meadow, a fox is on the left of a stump, then the fox runs to the right of the stump."
@@ -266,7 +266,7 @@ def test_peft_lora_adapter_changes_sampling_and_round_trips(tmp_path):
 def test_shipped_model_loads_and_follows_prompts():
     """The pretrained weights inside the package: load offline, sample, judge with the
     colour detector (a real behaviour check, on held-out TEST prompts)."""
-    from spatialalign.config import scoring_config
+    from spatialalign.core.presets import scoring_config
     from spatialalign.detection.color import ColorDetector
     from spatialalign.toy.evaluate import EvalConfig, eval_prompts, judge_clip
 

@@ -11,8 +11,10 @@ pytest.importorskip("diffusers")
 pytest.importorskip("scipy")
 
 from safetensors.torch import load_file  # noqa: E402
+from spatialalign.models.toy.codec import ToyCodecConfig  # noqa: E402
+from spatialalign.models.toy.model import ToyTransformerConfig  # noqa: E402
+from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
 from spatialalign.prompts import parse_prompt  # noqa: E402
-from spatialalign.toy.codec import ToyCodecConfig  # noqa: E402
 from spatialalign.toy.evaluate import (  # noqa: E402
     ClipJudgement,
     EvalConfig,
@@ -23,8 +25,6 @@ from spatialalign.toy.evaluate import (  # noqa: E402
     shown_relations,
     summarize,
 )
-from spatialalign.toy.model import ToyTransformerConfig  # noqa: E402
-from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
 from spatialalign.toy.pretrain import PretrainConfig, mismatched, pretrain  # noqa: E402
 
 PROMPT = "In a kitchen, a cat is on the top of a box, then the cat jumps to the left of the box."
@@ -102,7 +102,7 @@ def test_pretrain_smoke_writes_loadable_model_and_resumes(tmp_path):
     again = pretrain(out, _tiny_cfg(mismatch_frac=0.25, max_steps=5))
     assert again.metadata["steps"] == 5
     # a different configuration in the same directory is refused
-    from spatialalign.errors import SpatialAlignError
+    from spatialalign.core.errors import SpatialAlignError
 
     with pytest.raises(SpatialAlignError, match="different configuration"):
         pretrain(out, _tiny_cfg(mismatch_frac=0.3))
@@ -121,7 +121,7 @@ def test_shown_relations_from_boxes():
 
 def test_summary_is_score_batchs_plus_the_right_rates():
     import pyarrow as pa
-    from spatialalign.config import scoring_config
+    from spatialalign.core.presets import scoring_config
     from spatialalign.scoring.summary import build_summary
 
     def r(t, valid, dsr, si, sf):
@@ -169,7 +169,7 @@ def test_rendered_clips_are_judged_right():
 
 
 def test_noise_video_is_rejected():
-    from spatialalign.config import scoring_config
+    from spatialalign.core.presets import scoring_config
     from spatialalign.detection.color import ColorDetector
 
     p = parse_prompt(PROMPT)
@@ -193,7 +193,7 @@ def test_evaluate_pipeline_runs_on_a_random_model():
 def test_cli_pretrain_and_evaluate(tmp_path):
     from click.testing import CliRunner
     from spatialalign.cli import cli
-    from spatialalign.config import scoring_config
+    from spatialalign.core.presets import scoring_config
 
     runner = CliRunner()
     run = tmp_path / "run"

@@ -9,7 +9,7 @@ import dsr_geom
 import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV as OFFICIAL
-from spatialalign.config import scoring_config
+from spatialalign.core.presets import scoring_config
 from spatialalign.detection.palette import (
     ANIMALS,
     OBJECTS,

@@ -15,17 +15,17 @@ import pyarrow as pa
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.config import scoring_config
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_parquet, write_parquet
+from spatialalign.core.presets import scoring_config
+from spatialalign.core.schemas import DETECTIONS, MANIFEST, TRACKS
+from spatialalign.core.video import write_video
 from spatialalign.detection.pipeline import track_run
 from spatialalign.detection.registry import make_detector
 from spatialalign.detection.tracker import tracker_config
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import read_parquet, write_parquet
 from spatialalign.prompts import read_prompts, write_prompts
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import DETECTIONS, MANIFEST, TRACKS
+from spatialalign.rundir.layout import RunDir
 from spatialalign.toy.world import render_clip
-from spatialalign.video import write_video
 
 TOY = scoring_config("toy")
 N_PROMPTS = 16

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.config import scoring_config
+from spatialalign.core.fileio import read_parquet, write_parquet
+from spatialalign.core.presets import scoring_config
+from spatialalign.core.schemas import MANIFEST
+from spatialalign.core.video import write_video
 from spatialalign.detection.pipeline import track_run
 from spatialalign.detection.registry import make_detector
-from spatialalign.io import read_parquet, write_parquet
 from spatialalign.prompts import read_prompts, write_prompts
-from spatialalign.schemas import MANIFEST
 from spatialalign.toy.world import render_clip
-from spatialalign.video import write_video
 
 pytest.importorskip("transformers")
 

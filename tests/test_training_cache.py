@@ -10,15 +10,15 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.core.video import read_video, write_video  # noqa: E402
+from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
 from spatialalign.training.cache import (  # noqa: E402
     ToyCacheBackend,
     WanCacheBackend,
     build_cache,
     load_cache,
 )
-from spatialalign.video import read_video, write_video  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

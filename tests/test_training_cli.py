@@ -20,11 +20,11 @@ import torch
 pytest.importorskip("peft")
 
 from spatialalign.cli import main  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.io import write_parquet  # noqa: E402
-from spatialalign.rundir import RunDir  # noqa: E402
-from spatialalign.schemas import PAIRS, SCORES  # noqa: E402
-from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.core.fileio import write_parquet  # noqa: E402
+from spatialalign.core.schemas import PAIRS, SCORES  # noqa: E402
+from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.rundir.layout import RunDir  # noqa: E402
 from spatialalign.training.data import TrainData  # noqa: E402
 from spatialalign.training.trainer import check_fit  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_train_wan_end_to_end_on_a_tiny_pipeline(tmp_path, capsys):
     an adapter that WanPipeline.load_lora_weights takes."""
     from diffusers import WanPipeline
     from shared_data import OFFICIAL_CSV
-    from spatialalign.lora import load_lora_into_pipeline
+    from spatialalign.lora.adapter import load_lora_into_pipeline
     from spatialalign.prompts import read_prompts, write_prompts
     from test_sampling_wan import build_tiny_wan
 
@@ -192,7 +192,7 @@ def test_cache_that_does_not_fit_the_model_is_refused():
 
 
 def test_pairs_built_from_older_scores_are_flagged(run_dir, tmp_path):
-    from spatialalign.provenance import fingerprint, with_record
+    from spatialalign.core.provenance import fingerprint, with_record
     from spatialalign.training.run import stale_pairs
 
     root = tmp_path / "run"
@@ -208,7 +208,7 @@ def test_pairs_built_from_older_scores_are_flagged(run_dir, tmp_path):
 HOLD_LOCK = """
 import sys
 from spatialalign.loop.layout import LoopDir
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 stage, root = sys.argv[1], sys.argv[2]
 with LoopDir(root).lock() if stage == "loop" else RunDir(root).lock(stage):
     print("locked", flush=True)
@@ -250,7 +250,7 @@ def test_a_second_train_on_a_run_directory_fails_at_once(run_dir, tmp_path, caps
 
 def test_train_refuses_pairs_made_from_other_scores(run_dir, tmp_path, capsys):
     # re-scored run, pairs not rebuilt: train reused the old adapter ("already trained")
-    from spatialalign.provenance import fingerprint, with_record
+    from spatialalign.core.provenance import fingerprint, with_record
 
     root = tmp_path / "run"
     shutil.copytree(run_dir, root)
@@ -350,7 +350,7 @@ def test_a_signal_saves_and_exits_with_128_plus_its_number(
 
 def test_train_refuses_scores_older_than_the_tracks(run_dir, tmp_path, capsys):
     # re-tracked, not re-scored: pairs match the scores, but the scores are stale
-    from spatialalign.provenance import fingerprint, record_of, with_record
+    from spatialalign.core.provenance import fingerprint, record_of, with_record
 
     root = tmp_path / "run"
     shutil.copytree(run_dir, root)

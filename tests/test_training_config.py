@@ -8,7 +8,7 @@ import re
 import click
 import pytest
 from click.testing import CliRunner
-from spatialalign.options import click_options, from_options
+from spatialalign.core.options import click_options, from_options
 from spatialalign.training.config import TrainConfig
 
 
@@ -95,7 +95,7 @@ def test_float_settings_out_of_range_are_refused(name, value, message):
 
 
 def test_derived_float_options_refuse_nan_and_inf():
-    from spatialalign.errors import SpatialAlignError
+    from spatialalign.core.errors import SpatialAlignError
 
     @click.command()
     @click_options(TrainConfig)

@@ -16,7 +16,7 @@ pytest.importorskip("peft")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from spatialalign.cli import main  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
 from spatialalign.training.export import export_adapter  # noqa: E402
 from spatialalign.training.trainer import (  # noqa: E402
     LORA_CONFIG_KEY,
@@ -88,7 +88,7 @@ def test_the_exported_final_step_is_the_runs_adapter_bit_for_bit(trained, tmp_pa
 
 
 def test_an_exported_adapter_loads_into_the_toy_pipeline(trained, tmp_path):
-    from spatialalign.toy.pipeline import ToyPipeline
+    from spatialalign.models.toy.pipeline import ToyPipeline
 
     path = export_adapter(trained, 4, out=tmp_path / "four.safetensors").path
     pipe = ToyPipeline.random(0)
@@ -98,7 +98,7 @@ def test_an_exported_adapter_loads_into_the_toy_pipeline(trained, tmp_path):
 
 
 def test_other_formats_go_through_convert_lora(trained, tmp_path):
-    from spatialalign.lora_convert import convert_lora
+    from spatialalign.lora.convert import convert_lora
 
     out = trained / "run"
     want = convert_lora(out / ADAPTER, tmp_path / "want.safetensors", "diffsynth").path

@@ -1,4 +1,4 @@
-"""The SpatialAlign LoRA targets (one definition in spatialalign.lora), the reference model, and
+"""The SpatialAlign LoRA targets (one definition in spatialalign.lora.adapter), the reference model, and
 the checks on an adapter loaded for sampling."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import torch
 
 pytest.importorskip("peft")
 
-from spatialalign.lora import (  # noqa: E402
+from spatialalign.lora.adapter import (  # noqa: E402
     LORA_TARGET_PATTERN,
     adapter_disabled,
     lora_config,
     lora_target_names,
 )
-from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
 from tiny_models import tiny_wan_transformer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -114,7 +114,7 @@ def _rewrite(path, change) -> None:
 
 
 def _load_toy_backend(model_dir, adapter):
-    from spatialalign.sampling.backends import BackendConfig, load_backend
+    from spatialalign.models.backends import BackendConfig, load_backend
 
     return load_backend(
         BackendConfig(model="toy", model_path=str(model_dir), device="cpu", adapter=str(adapter))
@@ -123,7 +123,7 @@ def _load_toy_backend(model_dir, adapter):
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "int8"])
 def test_sample_refuses_an_adapter_with_bad_values(tmp_path, bad):
-    from spatialalign.errors import SpatialAlignError
+    from spatialalign.core.errors import SpatialAlignError
 
     model_dir, lora = _toy_adapter(tmp_path)
     key = "transformer.blocks.0.attn2.to_v.lora_B.weight"
@@ -143,7 +143,7 @@ def test_sample_refuses_an_adapter_with_bad_values(tmp_path, bad):
 
 
 def test_sample_wrong_shape_adapter_is_one_line(tmp_path, capfd):
-    from spatialalign.errors import SpatialAlignError
+    from spatialalign.core.errors import SpatialAlignError
 
     model_dir, lora = _toy_adapter(tmp_path)
 
@@ -178,9 +178,9 @@ def test_wan_sample_other_trainers_names_diffusers_cannot_convert_is_one_line(tm
     targets in kohya names make it raise IndexError, which must not escape as a traceback."""
     from diffusers import WanPipeline
     from peft.utils import get_peft_model_state_dict
-    from spatialalign.errors import SpatialAlignError
-    from spatialalign.lora import load_lora_into_pipeline
-    from spatialalign.lora_convert import convert_lora
+    from spatialalign.core.errors import SpatialAlignError
+    from spatialalign.lora.adapter import load_lora_into_pipeline
+    from spatialalign.lora.convert import convert_lora
 
     transformer = tiny_wan_transformer(2)
     transformer.add_adapter(lora_config(rank=4))

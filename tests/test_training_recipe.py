@@ -16,8 +16,8 @@ import torch
 pytest.importorskip("peft")
 
 from spatialalign.cli import main  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.rundir import RunDir  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.rundir.layout import RunDir  # noqa: E402
 from spatialalign.training import trainer  # noqa: E402
 from spatialalign.training.config import (  # noqa: E402
     ADDED_FIELDS,
@@ -285,7 +285,7 @@ def run_dir(tmp_path_factory):
     main(["prompts", str(root), "--train", "3", "--test", "0"])
     main(["sample", str(root), "--model", "toy", "--seeds", "2", "--steps", "2"])
     run_ = RunDir(root)
-    from spatialalign.io import write_parquet
+    from spatialalign.core.fileio import write_parquet
 
     write_parquet(_scores(run_.read_manifest()), run_.scores_path)
     _pair_seed0_over_seed1(run_)

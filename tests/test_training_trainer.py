@@ -18,8 +18,8 @@ pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
 from safetensors.torch import load_file  # noqa: E402
-from spatialalign.errors import SpatialAlignError  # noqa: E402
-from spatialalign.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
 from spatialalign.training.config import TrainConfig  # noqa: E402
 from spatialalign.training.data import Pair, Sample, TrainData  # noqa: E402
 from spatialalign.training.trainer import checkpoint_paths, train  # noqa: E402
@@ -143,7 +143,7 @@ def test_gradient_checkpointing_trains_the_same_adapter(tmp_path):
 def test_adapter_loads_into_a_tiny_wan_pipeline(tmp_path):
     from diffusers import WanPipeline
     from shared_data import OFFICIAL_CSV
-    from spatialalign.lora import load_lora_into_pipeline
+    from spatialalign.lora.adapter import load_lora_into_pipeline
     from spatialalign.prompts import read_prompts
     from test_sampling_wan import build_tiny_wan
 
@@ -280,7 +280,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_resume_stays_exact(
 
 
 def test_the_lora_rank_is_bounded_by_the_smallest_targeted_layer():
-    from spatialalign.lora import lora_target_names
+    from spatialalign.lora.adapter import lora_target_names
     from spatialalign.training.trainer import prepare_transformer
 
     transformer = ToyPipeline.random(0).transformer
@@ -298,7 +298,7 @@ def test_the_lora_rank_is_bounded_by_the_smallest_targeted_layer():
 def _worker(out: str, cfg_json: str) -> None:
     """Entry point of the multi-process runs (``torchrun``): trains into ``out`` with the
     tiny config overridden by ``cfg_json``."""
-    from spatialalign.trainlib.distributed import is_sharded
+    from spatialalign.parallel.sharding import is_sharded
 
     cfg = tiny_cfg(**json.loads(cfg_json))
     pipe = ToyPipeline.random(0)

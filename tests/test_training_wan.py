@@ -16,11 +16,11 @@ pytest.importorskip("peft")
 
 from shared_data import OFFICIAL_CSV  # noqa: E402
 from spatialalign.cli import main  # noqa: E402
-from spatialalign.io import read_json, write_parquet  # noqa: E402
+from spatialalign.core.fileio import read_json, write_parquet  # noqa: E402
+from spatialalign.core.provenance import fingerprint  # noqa: E402
+from spatialalign.core.schemas import PAIRS  # noqa: E402
 from spatialalign.prompts import read_prompts, write_prompts  # noqa: E402
-from spatialalign.provenance import fingerprint  # noqa: E402
-from spatialalign.rundir import RunDir  # noqa: E402
-from spatialalign.schemas import PAIRS  # noqa: E402
+from spatialalign.rundir.layout import RunDir  # noqa: E402
 from spatialalign.training import run as run_mod  # noqa: E402
 from spatialalign.training import trainer  # noqa: E402
 from spatialalign.training.cache import WanCacheBackend, read_index  # noqa: E402
@@ -172,7 +172,7 @@ def _original_layout(wan_dir: Path, out: Path, monkeypatch) -> Path:
     _, root = _original_dir(wan_dir, out)
     torch.save({"stand_in": torch.zeros(1)}, root / "Wan2.1_VAE.pth")
     shutil.copytree(wan_dir / "scheduler", root / "scheduler")
-    monkeypatch.setattr("spatialalign.wan.original.load_original_vae",
+    monkeypatch.setattr("spatialalign.models.wan.original.load_original_vae",
                         lambda path: AutoencoderKLWan.from_pretrained(wan_dir, subfolder="vae"))  # fmt: skip
     return root
 
@@ -211,7 +211,7 @@ def test_encoders_run_and_are_freed_before_the_transformer_moves(wan_run, wan_di
     """On the CPU every device is the CPU, so this checks the order of the calls: the
     pipeline loads on the CPU, the text encoder and the VAE are moved and used, then
     dropped, and only then is the transformer moved (to the training device)."""
-    import spatialalign.sampling.backends as backends
+    import spatialalign.models.backends as backends
 
     events: list[str] = []
     loads: list[dict] = []

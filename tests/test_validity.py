@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from spatialalign.config import scoring_config
+from spatialalign.core.presets import scoring_config
 from spatialalign.detection.base import FrameDetections
 from spatialalign.detection.validity import (
     MISS,

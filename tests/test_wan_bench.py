@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from spatialalign.wan.memory import PeakMemory, latent_shape, token_count
+from spatialalign.models.wan.memory import PeakMemory, latent_shape, token_count
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_wan_gpu.py"
 

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.io import write_parquet
+from spatialalign.core.fileio import write_parquet
+from spatialalign.core.schemas import PAIRS
+from spatialalign.core.video import read_video
 from spatialalign.prompts import read_prompts, write_prompts
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import PAIRS
-from spatialalign.video import read_video
+from spatialalign.rundir.layout import RunDir
 from test_sampling_wan import build_tiny_wan
 from tolerance import LOSSY_VIDEO, assert_videos_close
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.models.backends import BackendConfig, load_backend
+from spatialalign.models.wan import WanLoadOptions, detect_layout, load_wan_pipeline
+from spatialalign.models.wan.original import load_original_transformer, load_original_vae
+from spatialalign.models.wan.runtime import ATTENTION, check_runtime, place
 from spatialalign.prompts import read_prompts, write_prompts
-from spatialalign.sampling.backends import BackendConfig, load_backend
-from spatialalign.wan import WanLoadOptions, detect_layout, load_wan_pipeline
-from spatialalign.wan.original import load_original_transformer, load_original_vae
-from spatialalign.wan.runtime import ATTENTION, check_runtime, place
 from test_sampling_wan import GEOMETRY, build_tiny_wan
 from tolerance import FLOAT32_NET, assert_videos_close
 
@@ -211,7 +211,7 @@ def test_cli_options(wan_dir, prompts, tmp_path, capsys):
         main(["sample", str(tmp_path), "--vae-tiling"])  # toy: wan-only switch refused
     assert "applies to --model wan only" in capsys.readouterr().err
     main([*base, "--vae-tiling", "--attention", "sdpa"])
-    from spatialalign.rundir import RunDir
+    from spatialalign.rundir.layout import RunDir
 
     rec = RunDir(tmp_path).sample_records()
     settings = next(iter(rec.values()))["settings"]
@@ -289,7 +289,7 @@ def test_original_layout_pipeline_samples_like_the_diffusers_one(wan_dir, prompt
     torch.save({"unused": torch.zeros(1)}, root / "Wan2.1_VAE.pth")
     shutil.copytree(wan_dir / "scheduler", root / "scheduler")
     tiny_vae = AutoencoderKLWan.from_pretrained(wan_dir, subfolder="vae")
-    monkeypatch.setattr("spatialalign.wan.original.load_original_vae", lambda path: tiny_vae)
+    monkeypatch.setattr("spatialalign.models.wan.original.load_original_vae", lambda path: tiny_vae)
     cfg = dict(model="wan", device="cpu", max_sequence_length=32, **GEOMETRY)
     orig = load_backend(BackendConfig(model_path=str(root), text_encoder_dir=str(wan_dir), **cfg))
     ref = load_backend(BackendConfig(model_path=str(wan_dir), **cfg))

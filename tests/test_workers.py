@@ -7,16 +7,16 @@ import os
 
 import numpy as np
 import pytest
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.video import read_video
 from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
-from spatialalign.rundir import RunDir
-from spatialalign.video import read_video
-from spatialalign.workers import (
+from spatialalign.parallel.workers import (
     VIDEOS_PER_WORKER,
     Workers,
     default_workers,
     resolve_workers,
 )
+from spatialalign.rundir.layout import RunDir
 from tolerance import assert_same_verdicts, assert_videos_close
 
 
@@ -74,7 +74,7 @@ def test_a_killed_worker_is_one_clear_error_and_the_next_run_starts_afresh():
 
 
 def test_default_count(monkeypatch):
-    monkeypatch.setattr("spatialalign.workers.usable_cores", lambda: 4)
+    monkeypatch.setattr("spatialalign.parallel.workers.usable_cores", lambda: 4)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert default_workers("toy", "cpu") == 4
     assert default_workers("toy", "cpu", videos=4000) == 4
@@ -141,7 +141,7 @@ def test_an_explicit_count_is_capped_at_the_cores_and_the_work_items(monkeypatch
     """Issue 18 (D): ``--workers 1000`` started 1000 processes, ``--workers 12`` on 6 videos
     took 49 s instead of 0.6 s; the count is capped at the usable cores and the videos,
     in one printed line."""
-    monkeypatch.setattr("spatialalign.workers.usable_cores", lambda: 2)
+    monkeypatch.setattr("spatialalign.parallel.workers.usable_cores", lambda: 2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert resolve_workers(12, "toy", "cpu", videos=6) == 2
     assert capsys.readouterr().err.strip() == "--workers 12 capped to 2 (2 cores, 6 videos)"
@@ -156,9 +156,9 @@ def test_an_explicit_count_is_capped_at_the_cores_and_the_work_items(monkeypatch
 def test_track_with_too_many_workers_runs_in_one_process(tmp_path, monkeypatch, capsys):
     from shared_data import OFFICIAL_CSV
     from spatialalign.cli import main
+    from spatialalign.core.video import write_video
     from spatialalign.prompts import read_prompts
     from spatialalign.toy.world import render_clip
-    from spatialalign.video import write_video
 
     videos = tmp_path / "videos"
     for p in read_prompts(OFFICIAL_CSV)[:2]:
@@ -170,8 +170,8 @@ def test_track_with_too_many_workers_runs_in_one_process(tmp_path, monkeypatch, 
     def no_pool(*args, **kwargs):
         raise AssertionError("no worker process is needed for 2 videos on 1 core")
 
-    monkeypatch.setattr("spatialalign.workers.usable_cores", lambda: 1)
-    monkeypatch.setattr("spatialalign.workers.Workers._executor", no_pool)
+    monkeypatch.setattr("spatialalign.parallel.workers.usable_cores", lambda: 1)
+    monkeypatch.setattr("spatialalign.parallel.workers.Workers._executor", no_pool)
     main(["track", str(run), "--workers", "12"])
     captured = capsys.readouterr()
     assert "--workers 12 capped to 1 (1 core, 2 videos)" in captured.err.splitlines()

@@ -13,8 +13,8 @@ import sys
 import click
 
 from spatialalign import __version__
-from spatialalign.errors import SpatialAlignError
-from spatialalign.options import finite_floats
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.options import finite_floats
 
 # verb -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
@@ -33,7 +33,7 @@ COMMANDS: dict[str, str] = {
     "loop": "spatialalign.loop.cli:loop",
     "report": "spatialalign.report.cli:report",
     "toy": "spatialalign.toy.cli:toy",
-    "convert-lora": "spatialalign.lora_convert_cli:convert_lora_cmd",
+    "convert-lora": "spatialalign.lora.cli:convert_lora_cmd",
 }
 
 

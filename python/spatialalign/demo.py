@@ -21,10 +21,10 @@ from pathlib import Path
 
 import click
 
-from spatialalign.config import OFFICIAL
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path
-from spatialalign.rundir import RunDir
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
+from spatialalign.core.presets import OFFICIAL
+from spatialalign.rundir.layout import RunDir
 
 
 def _demo_files() -> tuple[str, ...]:
@@ -57,7 +57,7 @@ def copy_demo_run(out_dir: str | Path) -> Path:
 
 def aligned_adapter() -> Path:
     """The shipped aligned toy LoRA (diffusers format) inside the installed package."""
-    path = Path(str(resources.files("spatialalign") / "toy" / "weights" / "aligned"))
+    path = Path(str(resources.files("spatialalign") / "models" / "toy" / "weights" / "aligned"))
     weights = path / "pytorch_lora_weights.safetensors"
     if not weights.is_file():
         raise SpatialAlignError(

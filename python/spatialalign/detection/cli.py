@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spatialalign.config import PRESETS
+from spatialalign.core.presets import PRESETS
 from spatialalign.detection.registry import (
     DEFAULT_ONNX_DIR,
     DETECTORS,
@@ -63,8 +63,8 @@ def track(
     RANK/WORLD_SIZE under torchrun or accelerate launch; rank 0 merges the tables.
     """
     from spatialalign.detection.sharded import TrackSpec, track_on_workers, track_with
-    from spatialalign.rundir import RunDir
-    from spatialalign.workers import Workers, resolve_workers
+    from spatialalign.parallel.workers import Workers, resolve_workers
+    from spatialalign.rundir.layout import RunDir
 
     spec = TrackSpec(
         detector=detector,

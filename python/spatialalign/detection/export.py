@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_json, write_json
 from spatialalign.detection.gdino_common import (
     load_model,
     load_processor,
@@ -46,8 +48,6 @@ from spatialalign.detection.onnx_common import (
     SAM_SIDECAR,
 )
 from spatialalign.detection.sam import load_sam_model, load_sam_processor, sam_export_modules
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path, read_json, write_json
 
 GDINO_INPUTS = (
     "pixel_values",

@@ -40,7 +40,7 @@ def export_onnx(
 
     frame = None
     if verify_video is not None:
-        from spatialalign.video import read_video
+        from spatialalign.core.video import read_video
 
         frame = read_video(verify_video)[0]
         frame_size = tuple(frame.shape[:2]) if image_size is None else frame_size

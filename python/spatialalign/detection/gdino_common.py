@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.detection.base import FrameDetections
-from spatialalign.errors import SpatialAlignError
 
 # bert-base-uncased ids of [CLS], [SEP], '.', '?' (transformers' GroundingDINO SPECIAL_TOKENS)
 SPECIAL_TOKENS = (101, 102, 1012, 1029)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_json
 from spatialalign.detection.base import FrameDetections
 from spatialalign.detection.gdino_common import (
     check_frames,
@@ -25,8 +27,6 @@ from spatialalign.detection.gdino_common import (
 )
 from spatialalign.detection.onnx_common import GDINO_SIDECAR, make_session
 from spatialalign.detection.sam import SamRefiner, resolve_sam
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import read_json
 
 
 class GroundingDinoOnnxDetector:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 GDINO_FILE = "grounding_dino.onnx"
 GDINO_SIDECAR = "grounding_dino.json"

@@ -12,7 +12,7 @@ parts under ``RUN_DIR/track_parts/<settings>/`` (tracks first, then the detectio
 row, which marks the sample done), atomically. The ``<settings>`` key is a hash of
 the detector and thresholds, so results made with other settings are never reused.
 The detections part records the content fingerprint of the video it was made from
-(:class:`~spatialalign.provenance.StampedFingerprint`); a rerun skips a sample only
+(:class:`~spatialalign.core.provenance.StampedFingerprint`); a rerun skips a sample only
 when its part exists and the video still has that content (hashed again, whatever its
 size and mtime, when the manifest records other content than the part), and says how many
 it redid and why (new sample, settings changed, video changed). A video that was
@@ -45,7 +45,12 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from spatialalign.config import ScoringConfig
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_parquet, write_json, write_parquet
+from spatialalign.core.presets import ScoringConfig
+from spatialalign.core.provenance import StampedFingerprint, explain_change, record_of, with_record
+from spatialalign.core.schemas import DETECTIONS, TRACKS, validate_table
+from spatialalign.core.video import VideoReadError, read_video
 from spatialalign.detection.base import Detector
 from spatialalign.detection.tracker import TrackerConfig, track_video
 from spatialalign.detection.validity import (
@@ -54,13 +59,8 @@ from spatialalign.detection.validity import (
     judge_detections,
     rejected,
 )
-from spatialalign.distributed import env_rank_world
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import read_parquet, write_json, write_parquet
-from spatialalign.provenance import StampedFingerprint, explain_change, record_of, with_record
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import DETECTIONS, TRACKS, validate_table
-from spatialalign.video import VideoReadError, read_video
+from spatialalign.parallel.ranks import env_rank_world
+from spatialalign.rundir.layout import RunDir
 
 
 @dataclass

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.detection.base import Detector
-from spatialalign.errors import SpatialAlignError
 
 DETECTORS: tuple[str, ...] = ("gdino-onnx", "gdino-torch", "toy")
 
@@ -150,7 +150,7 @@ def detector_weights(
     """Where the detector's weights are and their content fingerprints: its identity in
     ``track``'s settings (every caller of ``track_run`` records the same, so a later
     ``spatialalign track`` on the run redoes nothing)."""
-    from spatialalign.provenance import fingerprint
+    from spatialalign.core.provenance import fingerprint
 
     if detector == "gdino-onnx" and onnx_dir is None:
         onnx_dir = DEFAULT_ONNX_DIR

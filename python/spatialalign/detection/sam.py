@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.detection.onnx_common import (
     SAM_DECODER_FILE,
     SAM_ENCODER_FILE,
@@ -21,7 +22,6 @@ from spatialalign.detection.onnx_common import (
     SAM_SIDECAR,
     make_session,
 )
-from spatialalign.errors import SpatialAlignError
 
 
 def mask_to_xyxy(masks: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from spatialalign.config import preset_for
+from spatialalign.core.presets import preset_for
 from spatialalign.detection.pipeline import TrackSummary, track_run
-from spatialalign.workers import Workers
+from spatialalign.parallel.workers import Workers
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TrackSpec:
         return self.preset or preset_for(self.detector)
 
     def scoring(self):
-        from spatialalign.config import scoring_config
+        from spatialalign.core.presets import scoring_config
 
         return scoring_config(
             self.preset_name, box_threshold=self.box_threshold, text_threshold=self.text_threshold

@@ -17,7 +17,7 @@ A video is then rejected, with a reason code, when
 The official script tests (2) and (3) together; when both hold we report ``redundant``.
 A video that cannot be decoded is ``unreadable_video`` (see :func:`rejected`). The first
 stable run is kept: its first frame is where the official pipeline anchors tracking.
-Thresholds come from :class:`spatialalign.config.ScoringConfig` (presets ``official``/``toy``).
+Thresholds come from :class:`spatialalign.core.presets.ScoringConfig` (presets ``official``/``toy``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spatialalign.config import ScoringConfig
+from spatialalign.core.presets import ScoringConfig
 from spatialalign.detection.base import FrameDetections
 
 VALID = "valid"

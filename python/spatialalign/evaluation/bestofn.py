@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.rundir import RunDir
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.manifest import PROVENANCE, Row, read_rows, write_rows
 from spatialalign.sampling.naming import sample_id
 

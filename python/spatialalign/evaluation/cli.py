@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spatialalign.options import click_options
+from spatialalign.core.options import click_options
 from spatialalign.sampling.model_options import model_options, pop_backend_config
 from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 

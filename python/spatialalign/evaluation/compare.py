@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
 from spatialalign.scoring.summary import HEADLINE_INDEX, HEADLINE_KEY, THRESHOLDS, correctness
 
 # scores.parquet columns that are not metrics to average

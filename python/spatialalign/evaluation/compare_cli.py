@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from spatialalign.core.options import click_options, from_options
 from spatialalign.evaluation.compare import CompareConfig, compare_runs
 from spatialalign.evaluation.run_tables import (
     read_prompt_texts,
@@ -14,7 +15,6 @@ from spatialalign.evaluation.run_tables import (
     run_names,
     write_comparison,
 )
-from spatialalign.options import click_options, from_options
 
 
 @click.command("compare")

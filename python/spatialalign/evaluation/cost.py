@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from spatialalign.io import read_json, write_json
-from spatialalign.rundir import RunDir
+from spatialalign.core.fileio import read_json, write_json
+from spatialalign.rundir.layout import RunDir
 
 
 def update_cost(

@@ -72,7 +72,7 @@ def box_crops(frames: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
 
 
 def check_frames(frames: np.ndarray) -> np.ndarray:
-    """Validates a video as uint8 ``[F, H, W, 3]`` (what ``spatialalign.video.read_video`` gives)."""
+    """Validates a video as uint8 ``[F, H, W, 3]`` (what ``spatialalign.core.video.read_video`` gives)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 
 TOY_TEST = "toy-test"
 """``--prompts toy-test[:N]``: the toy TEST split ``toy evaluate`` uses (N prompts, default 120)."""

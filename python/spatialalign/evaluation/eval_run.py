@@ -28,8 +28,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spatialalign.config import preset_for, scoring_config
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import write_json, write_parquet
+from spatialalign.core.presets import preset_for, scoring_config
+from spatialalign.core.provenance import fingerprint
 from spatialalign.evaluation.bestofn import (
     check_best_of,
     select_best,
@@ -44,13 +46,11 @@ from spatialalign.evaluation.eval_prompts import (
     toy_test_count,
 )
 from spatialalign.evaluation.metrics_file import MetricsResult, metric_means, write_metrics
-from spatialalign.io import write_json, write_parquet
-from spatialalign.provenance import fingerprint
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import MODELS, BackendConfig, check_config
+from spatialalign.models.backends import MODELS, BackendConfig, check_config
+from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.sampler import SPLITS
 from spatialalign.sampling.seeds import MAX_SEEDS, check_seeds
-from spatialalign.workers import Workers, preload_for, resolve_workers
 
 Echo = Callable[[str], None]
 
@@ -89,7 +89,7 @@ class EvalRunConfig:
     dino_image_size: int = 518
     """DINOv2 input side for the animal crops (the official 518)."""
     workers: int | None = None
-    """Processes that share sampling and tracking (:mod:`spatialalign.workers`); None: one
+    """Processes that share sampling and tracking (:mod:`spatialalign.parallel.workers`); None: one
     per core for the toy model on the CPU, else 1. The results do not depend on it."""
     progress: bool = True
 
@@ -127,7 +127,7 @@ class EvalResult:
 def check_inputs(cfg: EvalRunConfig) -> None:
     """Every user error that needs no model, refused before anything runs (one line each)."""
     from spatialalign.detection.registry import DETECTORS
-    from spatialalign.distributed import env_rank_world
+    from spatialalign.parallel.ranks import env_rank_world
 
     if env_rank_world()[1] > 1:
         raise SpatialAlignError(
@@ -314,7 +314,7 @@ class _NeuralModels:
         """(DINOv2 model, ClipIqa, MUSIQ model) on ``device`` (default: cuda when available)."""
         if self.dino is None and self.clip is None and self.musiq is None:
             return None, None, None
-        from spatialalign.sampling.backends import default_device
+        from spatialalign.models.backends import default_device
 
         device = device or default_device()
         dino = None if self.dino is None else self.dino.to(device)

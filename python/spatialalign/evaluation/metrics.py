@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from spatialalign.core.video import VideoReadError, read_video
 from spatialalign.evaluation.proxies import colourfulness, crop_histogram_consistency, sharpness
 from spatialalign.scoring.batch import Tracks
-from spatialalign.video import VideoReadError, read_video
 
 if TYPE_CHECKING:
     from torch import nn

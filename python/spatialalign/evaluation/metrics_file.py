@@ -27,14 +27,14 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_parquet, write_parquet
+from spatialalign.core.provenance import StampedFingerprint, explain_change, record_of, with_record
+from spatialalign.core.video import VideoReadError, read_video
 from spatialalign.evaluation.metrics import METRIC_COLUMNS, frame_boxes, video_metrics
 from spatialalign.evaluation.peer import PEER_COLUMNS, peer_scores
-from spatialalign.io import read_parquet, write_parquet
-from spatialalign.provenance import StampedFingerprint, explain_change, record_of, with_record
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 from spatialalign.scoring.batch import Tracks, read_tracks
-from spatialalign.video import VideoReadError, read_video
 
 if TYPE_CHECKING:
     from torch import nn

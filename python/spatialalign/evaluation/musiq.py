@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.evaluation.crops import check_frames
 
 SPAQ_CHECKPOINT = "musiq_spaq_ckpt-358bb6af.pth"

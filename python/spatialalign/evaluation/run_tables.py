@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_parquet, write_json
+from spatialalign.core.ids import refuse_duplicates
 from spatialalign.evaluation.compare import Comparison, curves_png
-from spatialalign.ids import refuse_duplicates
-from spatialalign.io import atomic_path, read_parquet, write_json
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 
 METRICS_FILE = "metrics.parquet"  # written by `eval` (evaluation.metrics.metrics_table)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from spatialalign.core.options import click_options
 from spatialalign.loop.config import LoopConfig, LoopTrainDefaults
-from spatialalign.options import click_options
 
 LOOP_OWN = ("mode", "train")
 """LoopConfig fields with hand-written options (--merge/--continue-adapter) or none."""
@@ -33,10 +33,10 @@ def loop(run_dir: Path, mode: str, quiet: bool, **options: Any) -> None:
     (--rounds may grow). One loop per RUN_DIR at a time: a second one fails at once, naming
     the first one's pid. Training stopped by Ctrl-C / SIGTERM exits 130 / 143.
     """
+    from spatialalign.core.options import from_options
     from spatialalign.loop.config import loop_train_config
     from spatialalign.loop.run import loop_run
     from spatialalign.loop.table import to_markdown
-    from spatialalign.options import from_options
 
     train_cfg = from_options(LoopTrainDefaults, options)
     cfg = from_options(

@@ -5,7 +5,7 @@ The loop's own settings live here; each round's training settings are a
 (:func:`loop_train_config`) are those of the issue's toy probe: 300 steps at a constant
 1e-4, no warm-up.
 The CLI options are derived from both dataclasses
-(:func:`spatialalign.options.click_options`).
+(:func:`spatialalign.core.options.click_options`).
 
 **Seeds.** The evaluation samples the TEST prompts with seeds ``S..S+E-1`` (``--first-seed
 S``, ``--eval-seeds E``; by default the paper's 0-4) every round. Round ``k``'s TRAIN videos
@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.options import check_finite, document_fields
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.options import check_finite, document_fields
 from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
 from spatialalign.training.config import TrainConfig
 
@@ -129,7 +129,7 @@ class LoopConfig:
     def validate(self) -> None:
         """Raises :class:`SpatialAlignError` naming the first bad setting (one line)."""
         from spatialalign.detection.registry import DETECTORS
-        from spatialalign.sampling.backends import MODELS
+        from spatialalign.models.backends import MODELS
 
         try:
             check_finite(self)

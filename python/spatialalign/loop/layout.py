@@ -14,10 +14,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from spatialalign.io import exclusive_lock
-from spatialalign.lora import LORA_WEIGHT_NAME
+from spatialalign.core.fileio import exclusive_lock
+from spatialalign.lora.adapter import LORA_WEIGHT_NAME
 from spatialalign.prompts.io import PROMPTS_FILE
-from spatialalign.rundir import LOCK_NAME, RunDir
+from spatialalign.rundir.layout import LOCK_NAME, RunDir
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class LoopDir:
         return self.root / LOCK_NAME
 
     def lock(self) -> AbstractContextManager[None]:
-        """Holds the loop directory's exclusive lock (:func:`spatialalign.io.exclusive_lock`)."""
+        """Holds the loop directory's exclusive lock (:func:`spatialalign.core.fileio.exclusive_lock`)."""
         return exclusive_lock(self.lock_path, "loop", self.root)
 
     def round_dir(self, k: int) -> Path:

@@ -1,11 +1,11 @@
 """Fusing a LoRA into a saved model: the ``--merge`` mode's round model.
 
-Loads the model, loads the adapter through :func:`spatialalign.lora.load_lora_into_transformer`
+Loads the model, loads the adapter through :func:`spatialalign.lora.adapter.load_lora_into_transformer`
 (so its ``lora_alpha`` is honoured), fuses it into the transformer weights with diffusers'
 ``fuse_lora`` and drops the LoRA layers (``unload_lora``), then saves a full model
 directory that ``sample --model-dir`` / ``train --model-path`` load like any other. The
 model's metadata records what it was merged from, so a rerun with the same inputs skips.
-(A generic helper for this belongs in :mod:`spatialalign.lora`.)
+(A generic helper for this belongs in :mod:`spatialalign.lora.adapter`.)
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import json
 import os
 from pathlib import Path
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.lora import fuse_adapter, resolve_adapter
-from spatialalign.provenance import fingerprint
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.provenance import fingerprint
+from spatialalign.lora.adapter import fuse_adapter, resolve_adapter
 
 MERGE_KEY = "merged_lora"
 """Key, in a merged toy model's metadata (``config.json``), of what it was merged from."""
@@ -24,7 +24,7 @@ MERGE_KEY = "merged_lora"
 
 def merge_record(base: str | os.PathLike[str] | None, adapter: str | os.PathLike[str]) -> dict:
     """What a merged model is made from: the base weights and the adapter (fingerprints)."""
-    from spatialalign.toy.pipeline import WEIGHTS_DIR
+    from spatialalign.models.toy.pipeline import WEIGHTS_DIR
 
     return {
         "base": fingerprint(base if base is not None else WEIGHTS_DIR),
@@ -49,7 +49,7 @@ def merge_toy(
     """Saves toy model ``base`` (None: the shipped one) with ``adapter`` fused in to
     ``out_dir``; returns (the directory, whether it was written: False when an equal merge
     is already there)."""
-    from spatialalign.toy.pipeline import ToyPipeline
+    from spatialalign.models.toy.pipeline import ToyPipeline
 
     record = merge_record(base, adapter)
     if merged_record(out_dir) == record:

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path, read_json, write_json
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_json, write_json
 from spatialalign.loop import stages
 from spatialalign.loop.config import LoopConfig
 from spatialalign.loop.layout import LoopDir
 from spatialalign.loop.merge import merge_model
 from spatialalign.loop.table import RoundRow, eval_row, to_markdown
-from spatialalign.workers import Workers, preload_for, resolve_workers
+from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
 
 Echo = Callable[[str], None]
 

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spatialalign.config import preset_for, scoring_config
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.presets import preset_for, scoring_config
 from spatialalign.loop.config import LoopConfig
+from spatialalign.models.backends import BackendConfig
+from spatialalign.parallel.workers import Workers
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import BackendConfig
+from spatialalign.rundir.layout import RunDir
 from spatialalign.training.config import TrainConfig
-from spatialalign.workers import Workers
 
 if TYPE_CHECKING:
     from spatialalign.detection.sharded import TrackSpec
@@ -167,7 +167,7 @@ def seed_adapter(
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from spatialalign.lora import resolve_adapter
+    from spatialalign.lora.adapter import resolve_adapter
     from spatialalign.training.run import load_model
     from spatialalign.training.trainer import (
         checkpoint_paths,

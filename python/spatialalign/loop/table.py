@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from spatialalign.io import read_json
-from spatialalign.rundir import RunDir
+from spatialalign.core.fileio import read_json
+from spatialalign.rundir.layout import RunDir
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spatialalign.config import OFFICIAL
+from spatialalign.core.presets import OFFICIAL
 from spatialalign.pairs.build import PairConfig
 
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import write_parquet
-from spatialalign.pairs.build import Pair, PairConfig, PairReport, ScoredSample, build_pairs
-from spatialalign.provenance import (
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import write_parquet
+from spatialalign.core.provenance import (
     MISSING,
     fingerprint,
     record_of,
@@ -26,8 +25,9 @@ from spatialalign.provenance import (
     tracks_inputs,
     with_record,
 )
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import PAIRS
+from spatialalign.core.schemas import PAIRS
+from spatialalign.pairs.build import Pair, PairConfig, PairReport, ScoredSample, build_pairs
+from spatialalign.rundir.layout import RunDir
 
 PAIRS_TABLE = pa.schema(
     [*PAIRS, pa.field("dsr_winner", pa.float64()), pa.field("dsr_loser", pa.float64())]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts.grammar import FORMS, format_prompt
 from spatialalign.prompts.model import DSRPrompt
 from spatialalign.prompts.vocab import (

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts.model import RELATIONS, DSRPrompt
 
 FORMS: tuple[str, ...] = ("then", "from-to")

@@ -19,9 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import id_problem, refuse_duplicates
-from spatialalign.io import atomic_path, read_parquet, write_parquet
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_parquet, write_parquet
+from spatialalign.core.ids import id_problem, refuse_duplicates
 from spatialalign.prompts.grammar import (
     final_phrase,
     format_prompt,
@@ -85,7 +85,7 @@ def prompts_from_records(
 
     Raises ONE :class:`SpatialAlignError` listing every unparseable prompt, every row whose
     columns disagree with its text, every prompt_id that is not a safe file name
-    (:mod:`spatialalign.ids`: these become video names) and every duplicated prompt id.
+    (:mod:`spatialalign.core.ids`: these become video names) and every duplicated prompt id.
     """
     if not records:
         raise SpatialAlignError(f"{where}: contains no prompts")

@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
+from spatialalign.core.video import VideoReadError
 from spatialalign.evaluation.compare import CompareConfig, Comparison, compare_runs
 from spatialalign.evaluation.run_tables import (
     read_prompt_texts,
@@ -28,14 +30,12 @@ from spatialalign.evaluation.run_tables import (
     run_names,
     write_comparison,
 )
-from spatialalign.io import atomic_path
 from spatialalign.report.figures import per_type_bars_png, training_curves_png
 from spatialalign.report.grid import Sample, shared_samples
 from spatialalign.report.media import VIDEO_SUFFIX, ssr_curve_pngs, write_browser_video
 from spatialalign.report.page import GENERATOR, Cell, Image, Page, Row, markdown_table, render
 from spatialalign.report.runs import ReportRun, load_report_run
 from spatialalign.scoring.plots import plot_name
-from spatialalign.video import VideoReadError
 
 INDEX = "index.html"
 MEDIA = "media"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.options import click_options, from_options
 from spatialalign.evaluation.compare import CompareConfig
-from spatialalign.options import click_options, from_options
 from spatialalign.report.build import build_report
 
 

@@ -24,11 +24,11 @@ import dsr_geom
 import numpy as np
 import pyarrow as pa
 
-from spatialalign.io import atomic_path
-from spatialalign.rundir import RunDir
+from spatialalign.core.fileio import atomic_path
+from spatialalign.core.video import read_video
+from spatialalign.rundir.layout import RunDir
 from spatialalign.scoring.batch import read_tracks
 from spatialalign.scoring.plots import plot_name, ssr_figure_png
-from spatialalign.video import read_video
 
 VIDEO_SUFFIX = ".webm"
 

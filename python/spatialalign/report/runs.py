@@ -10,10 +10,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_json
 from spatialalign.evaluation.run_tables import read_run_table
-from spatialalign.io import read_json
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 
 TRAIN_LOG_NAME = "train_log.jsonl"
 """``train``'s per-step log in ``RUN/run/`` (training.trainer.LOG_NAME): one JSON object a

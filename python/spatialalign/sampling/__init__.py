@@ -2,10 +2,10 @@
 
 Videos land in ``RUN_DIR/samples/`` with the official names
 ``{prompt_id}_F{frames}_seed{NN}.mp4`` and are listed in ``samples/manifest.parquet``
-(paths and reading: :class:`spatialalign.rundir.RunDir`).
+(paths and reading: :class:`spatialalign.rundir.layout.RunDir`).
 """
 
-from spatialalign.sampling.backends import BackendConfig, ToyBackend, WanBackend, load_backend
+from spatialalign.models.backends import BackendConfig, ToyBackend, WanBackend, load_backend
 from spatialalign.sampling.ingest import ingest_videos
 from spatialalign.sampling.naming import parse_video_name, sample_id, video_filename
 from spatialalign.sampling.sampler import (

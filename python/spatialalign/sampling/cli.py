@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spatialalign.options import click_options
+from spatialalign.core.options import click_options
 from spatialalign.sampling.model_options import model_options, pop_backend_config
 from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 
@@ -63,8 +63,8 @@ def sample(
     processes share the work the same way. --batch-size N samples N videos of
     the same shape in one pipeline call (wan: prompts and seeds batched together).
     """
+    from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
     from spatialalign.sampling.run import planned_videos, sample_on_workers
-    from spatialalign.workers import Workers, preload_for, resolve_workers
 
     seed_range = pop_seed_range(options)
     config = pop_backend_config(options)

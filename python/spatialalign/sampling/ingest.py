@@ -14,11 +14,11 @@ Decisions, so scores stay honest:
 * an unreadable video is *kept* in the manifest with null frame count/fps/size and
   reported: ``track`` then rejects it as ``unreadable_video`` and it counts as an invalid
   video in Correctness, as a broken generation should;
-* a file name whose sample id is not a safe id (:mod:`spatialalign.ids`) is refused,
+* a file name whose sample id is not a safe id (:mod:`spatialalign.core.ids`) is refused,
   naming the file: sample ids become file names in later stages.
 
 Each manifest row records the video's content fingerprint
-(:func:`spatialalign.provenance.fingerprint`); ``--copy`` recopies a file whose
+(:func:`spatialalign.core.provenance.fingerprint`); ``--copy`` recopies a file whose
 fingerprint differs from the copy's (not just its size), and ``track`` redoes videos
 whose content changed since it last saw them.
 """
@@ -35,12 +35,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id
-from spatialalign.io import atomic_path
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
+from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
+from spatialalign.core.provenance import fingerprint
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.provenance import fingerprint
-from spatialalign.rundir import VIDEO_SUFFIX, RunDir
+from spatialalign.rundir.layout import VIDEO_SUFFIX, RunDir
 from spatialalign.sampling.manifest import (
     PROVENANCE,
     Row,

@@ -3,7 +3,7 @@
 Columns (DESIGN.md): sample_id, prompt_id, seed, model, adapter, path, num_frames, fps,
 height, width. ``path`` is relative to the run directory for videos inside it (so a run
 directory can be moved) and absolute for videos referenced elsewhere (``ingest``);
-:meth:`~spatialalign.rundir.RunDir.read_manifest` resolves both. ``adapter`` is ``""``
+:meth:`~spatialalign.rundir.layout.RunDir.read_manifest` resolves both. ``adapter`` is ``""``
 for the base model. Rows are keyed by ``sample_id``: merging keeps one row per sample,
 the newest winning. Each row's provenance (what ``sample`` or ``ingest`` made it from:
 prompt text, seed, model, adapter and settings, the video's content fingerprint) is a
@@ -27,10 +27,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from spatialalign.io import read_parquet, write_parquet
-from spatialalign.provenance import record_of, with_record
-from spatialalign.rundir import SAMPLE_RECORDS, RunDir, check_manifest
-from spatialalign.schemas import MANIFEST
+from spatialalign.core.fileio import read_parquet, write_parquet
+from spatialalign.core.provenance import record_of, with_record
+from spatialalign.core.schemas import MANIFEST
+from spatialalign.rundir.layout import SAMPLE_RECORDS, RunDir, check_manifest
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(MANIFEST.names)
 PROVENANCE = "provenance"

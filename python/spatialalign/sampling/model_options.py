@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from spatialalign.sampling.backends import MODELS, BackendConfig
-from spatialalign.wan.runtime import ATTENTION, OFFLOAD
+from spatialalign.models.backends import MODELS, BackendConfig
+from spatialalign.models.wan.runtime import ATTENTION, OFFLOAD
 
 F = TypeVar("F", bound=Callable[..., Any])
 

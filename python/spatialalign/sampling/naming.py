@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spatialalign.rundir import VIDEO_SUFFIX
+from spatialalign.rundir.layout import VIDEO_SUFFIX
 
 _OFFICIAL = re.compile(r"^(?P<prompt_id>.+)_F(?P<frames>\d+)_seed(?P<seed>\d+)$")
 

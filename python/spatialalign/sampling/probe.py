@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from spatialalign.video import VideoReadError
+from spatialalign.core.video import VideoReadError
 
 
 @dataclass(frozen=True)

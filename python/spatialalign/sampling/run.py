@@ -1,7 +1,7 @@
 """The ``sample`` verb end to end: read prompts, find my rank, load the model, sample, merge.
 
 One process per rank under ``torchrun``, or :func:`sample_on_workers` for several ranks
-started from one process (:class:`~spatialalign.workers.Workers`).
+started from one process (:class:`~spatialalign.parallel.workers.Workers`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spatialalign.distributed import DistContext, dist_context
-from spatialalign.errors import SpatialAlignError
-from spatialalign.lora import resolve_adapter
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import BackendConfig, check_config, load_backend
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.lora.adapter import resolve_adapter
+from spatialalign.models.backends import BackendConfig, check_config, load_backend
+from spatialalign.parallel.ranks import DistContext, dist_context
+from spatialalign.parallel.workers import Workers
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.run_prompts import ensure_run_prompts
 from spatialalign.sampling.sampler import SampleRunResult, sample_videos, select_prompts
 from spatialalign.sampling.seeds import check_seeds
-from spatialalign.workers import Workers
 
 
 def run_sample(

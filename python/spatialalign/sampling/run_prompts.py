@@ -10,9 +10,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.rundir import RunDir
+from spatialalign.rundir.layout import RunDir
 
 
 def ensure_run_prompts(

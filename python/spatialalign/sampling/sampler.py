@@ -34,12 +34,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from spatialalign.distributed import DistContext
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.provenance import explain_change, fingerprint
+from spatialalign.core.video import write_video
+from spatialalign.models.backends import Backend
+from spatialalign.parallel.ranks import DistContext
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.provenance import explain_change, fingerprint
-from spatialalign.rundir import RunDir
-from spatialalign.sampling.backends import Backend
+from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.manifest import (
     PROVENANCE,
     Row,
@@ -51,7 +52,6 @@ from spatialalign.sampling.manifest import (
 from spatialalign.sampling.naming import sample_id
 from spatialalign.sampling.probe import VideoInfo, VideoReadError, probe_video
 from spatialalign.sampling.seeds import check_seeds
-from spatialalign.video import write_video
 
 SPLITS: tuple[str, ...] = ("all", "train", "test")
 

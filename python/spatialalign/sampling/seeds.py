@@ -1,7 +1,7 @@
 """Which seeds a run samples: ``--seeds N`` consecutive seeds from ``--first-seed S``.
 
 One definition for ``sample`` and ``eval`` (:class:`SeedRange`, whose fields become both
-verbs' ``--seeds``/``--first-seed`` through :func:`spatialalign.options.click_options`),
+verbs' ``--seeds``/``--first-seed`` through :func:`spatialalign.core.options.click_options`),
 and one check (:func:`check_seeds`) that the loop's settings use too. A video is named
 with its true seed (``{prompt_id}_F{frames}_seed{NN}``, ``seed1000`` for seed 1000), and
 the manifest's ``seed`` column and each video's provenance record hold it, so runs from
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.options import document_fields, from_options
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.options import document_fields, from_options
 
 MAX_SEEDS = 1000
 """Most seeds per prompt in one run (the work list is built up front: prompts x seeds)."""

@@ -24,7 +24,7 @@ with neither tracks nor a detections row were not tracked yet: scoring says how 
 Which thresholds: ``track`` records its preset in ``detections.parquet`` /
 ``tracks.parquet`` (:func:`recorded_preset`); ``score-batch`` uses that one by default
 and warns when told another. ``scores.parquet`` records the preset and the numbers used,
-and what it was made from (:func:`~spatialalign.provenance.tracks_inputs`: both tables'
+and what it was made from (:func:`~spatialalign.core.provenance.tracks_inputs`: both tables'
 fingerprints, the track settings and each video's fingerprint), which ``pairs`` checks.
 """
 
@@ -42,13 +42,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from spatialalign.config import OFFICIAL, ScoringConfig
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import refuse_duplicates
-from spatialalign.io import atomic_path, read_parquet, write_json, write_parquet
-from spatialalign.provenance import record_of, tracks_inputs, with_record
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import SCORES, validate_table
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_parquet, write_json, write_parquet
+from spatialalign.core.ids import refuse_duplicates
+from spatialalign.core.presets import OFFICIAL, ScoringConfig
+from spatialalign.core.provenance import record_of, tracks_inputs, with_record
+from spatialalign.core.schemas import SCORES, validate_table
+from spatialalign.rundir.layout import RunDir
 
 LABELS = ("animal", "object")
 ACCEPTED_STATUSES = frozenset({"valid", "ok", "accepted"})

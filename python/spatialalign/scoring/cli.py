@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from spatialalign.config import PRESETS, scoring_config
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.presets import PRESETS, scoring_config
 from spatialalign.scoring.batch import recorded_preset, score_run
 from spatialalign.scoring.summary import format_summary, one_line
 

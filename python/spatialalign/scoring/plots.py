@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from spatialalign.config import ScoringConfig
-from spatialalign.io import atomic_path, write_json
+from spatialalign.core.fileio import atomic_path, write_json
+from spatialalign.core.presets import ScoringConfig
 from spatialalign.prompts.model import RELATIONS
-from spatialalign.rundir import RunDir, plot_name  # noqa: F401 - re-exported (report.media)
+from spatialalign.rundir.layout import RunDir, plot_name  # noqa: F401 - re-exported (report.media)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

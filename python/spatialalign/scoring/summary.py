@@ -23,7 +23,7 @@ import dsr_geom
 import numpy as np
 import pyarrow as pa
 
-from spatialalign.config import ScoringConfig
+from spatialalign.core.presets import ScoringConfig
 
 THRESHOLDS: list[float] = list(dsr_geom.OFFICIAL_THRESHOLDS)
 HEADLINE_INDEX = 7  # the grid's "0.7" (0.7000000000000001)

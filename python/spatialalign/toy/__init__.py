@@ -20,7 +20,7 @@ __all__ = [
 def __getattr__(name: str):
     # the toy T2V model needs torch/diffusers: import it only when asked for
     if name == "ToyPipeline":
-        from spatialalign.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.pipeline import ToyPipeline
 
         return ToyPipeline
     raise AttributeError(f"module 'spatialalign.toy' has no attribute {name!r}")

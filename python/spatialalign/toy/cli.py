@@ -135,7 +135,7 @@ def evaluate_cmd(
         import torch
 
         torch.set_num_threads(threads)
-    from spatialalign.io import write_json
+    from spatialalign.core.fileio import write_json
     from spatialalign.toy.evaluate import (
         EvalConfig,
         eval_prompts,
@@ -156,7 +156,7 @@ def evaluate_cmd(
     if rendered:
         summary, _ = evaluate_rendered(prompts, cfg)
     else:
-        from spatialalign.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.pipeline import ToyPipeline
 
         pipe = ToyPipeline.from_pretrained(model_dir)
         if adapter is not None:

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from spatialalign.config import ScoringConfig, scoring_config
+from spatialalign.core.presets import ScoringConfig, scoring_config
 from spatialalign.prompts.model import DSRPrompt
 from spatialalign.scoring.summary import build_summary
 

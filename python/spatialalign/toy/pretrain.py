@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path, write_json
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, write_json
+from spatialalign.models.toy.codec import ToyCodec, ToyCodecConfig, frames_to_tensor
+from spatialalign.models.toy.model import ToyTransformerConfig, build_transformer
+from spatialalign.models.toy.pipeline import ToyPipeline, ToyVideoConfig
+from spatialalign.models.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.toy.codec import ToyCodec, ToyCodecConfig, frames_to_tensor
-from spatialalign.toy.model import ToyTransformerConfig, build_transformer
-from spatialalign.toy.pipeline import ToyPipeline, ToyVideoConfig
-from spatialalign.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
 from spatialalign.trainlib.checkpoint import (
     OPT_PREFIX,
     checkpoint_meta,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spatialalign.io import atomic_path
+from spatialalign.core.fileio import atomic_path
 
 _BOX_COLORS = ((255, 255, 255), (0, 0, 0))  # animal, object outlines
 

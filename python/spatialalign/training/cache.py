@@ -22,10 +22,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id
-from spatialalign.io import atomic_path, read_json, write_json
-from spatialalign.provenance import MISSING, StampedFingerprint
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_json, write_json
+from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
+from spatialalign.core.provenance import MISSING, StampedFingerprint
 
 FORMAT = "spatialalign-cache/1"
 INDEX_NAME = "index.json"
@@ -223,7 +223,7 @@ def build_cache(
     from tqdm import tqdm
 
     if read_video is None:
-        from spatialalign.video import read_video as _read
+        from spatialalign.core.video import read_video as _read
 
         read_video = _read
     root = Path(cache_dir)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from spatialalign.options import click_options
+from spatialalign.core.options import click_options
 from spatialalign.training.config import (
     RECIPE_FOR_MODEL,
     RECIPES,

@@ -1,7 +1,7 @@
 """``TrainConfig``: everything a training run can be told, documented once.
 
 The ``spatialalign train`` options are derived from these fields
-(:func:`spatialalign.options.click_options`); defaults are DESIGN.md's loss with the toy
+(:func:`spatialalign.core.options.click_options`); defaults are DESIGN.md's loss with the toy
 model's tuned run. A **recipe** (:data:`RECIPES`) is a named set of field values:
 ``official`` is the official release's Wan2.1 run (DESIGN.md, "The official run"), the
 default of ``train --model wan``; ``toy`` is the fields' defaults, the default of ``train
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from spatialalign.options import check_finite, document_fields
+from spatialalign.core.options import check_finite, document_fields
 
 LossVariant = Literal["dpo+zo", "dpo", "dpo+sft", "sft", "rwr"]
 TimestepSampling = Literal["uniform", "shift", "logit-normal", "official-grid"]

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 
 @dataclass(frozen=True)

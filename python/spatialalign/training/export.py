@@ -5,7 +5,7 @@ A checkpoint (``run/checkpoints/checkpoint-NNNNNNN.safetensors``) holds the LoRA
 ones: rank and alpha from ``train_config.json``). The diffusers file is written by the
 trainer's own writer (:func:`spatialalign.training.trainer.write_adapter`), so the LoRA of
 the final step is the run's ``pytorch_lora_weights.safetensors`` tensor for tensor; the other
-formats go through :func:`spatialalign.lora_convert.convert_lora`.
+formats go through :func:`spatialalign.lora.convert.convert_lora`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.lora import LORA_WEIGHT_NAME
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.lora.adapter import LORA_WEIGHT_NAME
 
 EXPORT_FORMATS = ("diffusers", "diffsynth", "comfyui", "kohya")
 """The formats ``export-adapter --to`` writes (those of ``convert-lora``)."""
@@ -100,8 +100,8 @@ def checkpoint_lora(train_dir: Path, step: int) -> tuple[dict[str, Any], dict[st
 def _config_from_run(train_dir: Path, checkpoint: Path) -> dict[str, Any]:
     """The peft config of a checkpoint written before checkpoints recorded it: the
     SpatialAlign LoRA with the run's rank and alpha."""
-    from spatialalign.io import read_json
-    from spatialalign.lora import lora_config
+    from spatialalign.core.fileio import read_json
+    from spatialalign.lora.adapter import lora_config
     from spatialalign.training.trainer import CONFIG_NAME
 
     path = train_dir / CONFIG_NAME
@@ -126,7 +126,7 @@ def export_adapter(
     ``train --save-adapter-steps`` writes), atomically. Refuses a step without a checkpoint
     (listing the steps there are) and an ``out`` that is the run's own adapter or a
     checkpoint."""
-    from spatialalign.lora_convert import convert_lora, lora_output_file
+    from spatialalign.lora.convert import convert_lora, lora_output_file
     from spatialalign.training.trainer import CHECKPOINT_DIR, adapter_dir, write_adapter
 
     if to not in EXPORT_FORMATS:

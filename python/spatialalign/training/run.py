@@ -2,7 +2,7 @@
 
 Reads ``pairs.parquet`` (which prompts and which winner/loser samples), for ``sft``/``rwr``
 the valid scored samples of those prompts from ``scores.parquet``, the manifest (sample ->
-video) and the prompts (prompt -> text) through :class:`spatialalign.rundir.RunDir`;
+video) and the prompts (prompt -> text) through :class:`spatialalign.rundir.layout.RunDir`;
 encodes what the cache lacks (main process only) and trains.
 
 ``--model wan`` is laid out for a 24 GB GPU: the pipeline loads on the CPU (in the dtype
@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from spatialalign.distributed import env_rank_world
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id
-from spatialalign.io import read_parquet
-from spatialalign.rundir import RunDir
-from spatialalign.schemas import validate_table
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import read_parquet
+from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
+from spatialalign.core.schemas import validate_table
+from spatialalign.parallel.ranks import env_rank_world
+from spatialalign.rundir.layout import RunDir
 from spatialalign.training.cache import CacheReport, build_cache, load_cache
 from spatialalign.training.config import TrainConfig
 from spatialalign.training.data import Pair, Sample, TrainData, top_k_samples
@@ -61,7 +61,7 @@ def stale_pairs(run: RunDir) -> str | None:
     when it does, or when there are no scores to compare with): its provenance record names
     the fingerprint of the scores it was built from; a file without a record (made by hand)
     is stale when it is older than the scores."""
-    from spatialalign.provenance import fingerprint, record_of
+    from spatialalign.core.provenance import fingerprint, record_of
 
     if not run.scores_path.is_file() or not run.pairs_path.is_file():
         return None
@@ -92,7 +92,7 @@ def stale_scores(run: RunDir) -> str | None:
 def record_inputs(run: RunDir, inputs: dict[str, str], resume: bool) -> None:
     """Writes ``inputs.json`` for a new run; a resumed run must train on the same inputs
     (else the data stream, and so the result, would silently change)."""
-    from spatialalign.io import read_json, write_json
+    from spatialalign.core.fileio import read_json, write_json
     from spatialalign.training.trainer import checkpoint_paths
 
     path = run.train_dir / INPUTS_NAME
@@ -115,8 +115,8 @@ def finished_same_run(run: RunDir, cfg: TrainConfig, inputs: dict[str, str]) -> 
     """True when ``run/`` holds a finished run of exactly ``cfg`` on ``inputs`` with its
     adapter, so that a plain rerun reuses it as every other stage reuses finished work
     (another configuration or changed inputs still refuse: a new directory, or --resume)."""
-    from spatialalign.io import read_json
-    from spatialalign.lora import LORA_WEIGHT_NAME
+    from spatialalign.core.fileio import read_json
+    from spatialalign.lora.adapter import LORA_WEIGHT_NAME
     from spatialalign.training.trainer import (
         CONFIG_NAME,
         GLOBAL_BATCH,
@@ -184,15 +184,15 @@ def load_model(
     """The pipeline to train (its transformer) and to encode the cache with; a wrong or
     missing model directory is a :class:`SpatialAlignError`. ``dtype``,
     ``text_encoder_dir`` (original Wan2.1 layout) and ``vae_tiling`` are Wan loader
-    options (:class:`spatialalign.wan.WanLoadOptions`); the toy model refuses them."""
+    options (:class:`spatialalign.models.wan.WanLoadOptions`); the toy model refuses them."""
     if model == "toy":
         if dtype is not None or text_encoder_dir is not None or vae_tiling:
             raise SpatialAlignError("--text-encoder-dir and --vae-tiling apply to --model wan only")
-        from spatialalign.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.pipeline import ToyPipeline
 
         return ToyPipeline.from_pretrained(model_path, device=str(device))
     if model == "wan":
-        from spatialalign.sampling.backends import load_wan_pipeline
+        from spatialalign.models.backends import load_wan_pipeline
 
         return load_wan_pipeline(
             model_path,
@@ -213,8 +213,8 @@ def wan_encoder_identity(
     ``text_encoder/``, ``tokenizer/`` (the identity existing caches were made with), or
     the original layout's ``Wan2.1_VAE.*`` file and its UMT5 encoder and tokenizer
     directories (``text_encoder_dir`` or beside the files)."""
-    from spatialalign.provenance import fingerprint
-    from spatialalign.wan import detect_layout
+    from spatialalign.core.provenance import fingerprint
+    from spatialalign.models.wan import detect_layout
 
     paths = detect_layout(model_path, text_encoder_dir).encoder_paths()
     return ",".join(fingerprint(p) for p in paths)
@@ -234,8 +234,8 @@ def cache_backend(
     from spatialalign.training.cache import ToyCacheBackend, WanCacheBackend
 
     if model == "toy":
-        from spatialalign.provenance import fingerprint
-        from spatialalign.toy.pipeline import WEIGHTS_DIR
+        from spatialalign.core.provenance import fingerprint
+        from spatialalign.models.toy.pipeline import WEIGHTS_DIR
 
         return ToyCacheBackend(pipe, fingerprint(model_path or WEIGHTS_DIR))
     identity = wan_encoder_identity(model_path, text_encoder_dir)
@@ -367,7 +367,7 @@ def _train_locked(
 
 
 def _inputs(run: RunDir, cfg: TrainConfig, model_identity: str) -> dict[str, str]:
-    from spatialalign.provenance import fingerprint
+    from spatialalign.core.provenance import fingerprint
 
     inputs = {"pairs": fingerprint(run.pairs_path), "model": model_identity}
     if not is_pair_variant(cfg.loss):

@@ -34,9 +34,10 @@ from typing import Any
 
 import torch
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path, write_json
-from spatialalign.lora import LORA_WEIGHT_NAME, adapter_disabled, lora_config
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, write_json
+from spatialalign.lora.adapter import LORA_WEIGHT_NAME, adapter_disabled, lora_config
+from spatialalign.parallel.sharding import full_state, gradient_sync, like, wrap_model
 from spatialalign.training.config import ADDED_FIELDS, TrainConfig, recipe_record
 from spatialalign.training.data import (
     ItemSampler,
@@ -54,7 +55,6 @@ from spatialalign.trainlib.checkpoint import (
     save_training_state,
     strip_prefix,
 )
-from spatialalign.trainlib.distributed import full_state, gradient_sync, like, wrap_model
 from spatialalign.trainlib.flow import (
     noisy_latents,
     predict_velocity,
@@ -130,7 +130,7 @@ def check_rank(transformer: torch.nn.Module, rank: int) -> None:
     """A LoRA of rank r adds r x (in + out) weights per layer: beyond min(in, out) of a
     layer it only costs memory (``--lora-rank 100000`` made a 1 GB toy adapter), so the rank
     may be at most that of the smallest layer the adapter targets."""
-    from spatialalign.lora import lora_target_names
+    from spatialalign.lora.adapter import lora_target_names
 
     modules = dict(transformer.named_modules())
     sizes = {

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path
-from spatialalign.trainlib.distributed import full, like
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
+from spatialalign.parallel.sharding import full, like
 
 OPT_PREFIX = "opt."
 RNG_PREFIX = "rng."

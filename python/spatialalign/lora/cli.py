@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.lora_convert import FORMATS, convert_lora
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.lora.convert import FORMATS, convert_lora
 
 
 @click.command("convert-lora")

@@ -1,6 +1,6 @@
 """Sampling back ends: turn (prompt, seed) batches into uint8 videos.
 
-``toy`` wraps :class:`spatialalign.toy.pipeline.ToyPipeline` (the shipped toy T2V model);
+``toy`` wraps :class:`spatialalign.models.toy.pipeline.ToyPipeline` (the shipped toy T2V model);
 ``wan`` wraps diffusers' ``WanPipeline`` loaded from a local directory. Both can carry a
 LoRA adapter in diffusers format (``pytorch_lora_weights.safetensors``, what ``train``
 writes). A back end is a small object with the video geometry and one method,
@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.lora import load_lora_into_pipeline, load_lora_into_transformer
-from spatialalign.provenance import fingerprint
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.provenance import fingerprint
+from spatialalign.lora.adapter import load_lora_into_pipeline, load_lora_into_transformer
 
 MODELS: tuple[str, ...] = ("toy", "wan")
 
@@ -213,7 +213,7 @@ class ToyBackend:
                     f"--{name.replace('_', '-')} applies to --model wan only "
                     "(the toy model has a fixed clip size and runs in float32)"
                 )
-        from spatialalign.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.pipeline import ToyPipeline
 
         if config.model_path is not None and not Path(config.model_path).exists():
             raise SpatialAlignError(f"toy model path not found: {config.model_path}")
@@ -308,7 +308,7 @@ class WanBackend:
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, device: str) -> WanBackend:
-        from spatialalign.wan.runtime import compile_transformer
+        from spatialalign.models.wan.runtime import compile_transformer
 
         pipe = load_wan_pipeline(
             config.model_path,
@@ -382,12 +382,12 @@ def load_wan_pipeline(
 ) -> Any:
     """Loads a diffusers ``WanPipeline`` from a local directory (diffusers format or the
     original Wan2.1 files), never downloading; ``options`` are the other fields of
-    :class:`spatialalign.wan.loading.WanLoadOptions` (VAE tiling, offload, attention, ...).
+    :class:`spatialalign.models.wan.loading.WanLoadOptions` (VAE tiling, offload, attention, ...).
 
     Any missing directory, config or weight file becomes one :class:`SpatialAlignError`.
     """
-    from spatialalign.wan.loading import WanLoadOptions
-    from spatialalign.wan.loading import load_wan_pipeline as load
+    from spatialalign.models.wan.loading import WanLoadOptions
+    from spatialalign.models.wan.loading import load_wan_pipeline as load
 
     return load(model_path, WanLoadOptions(device=device, dtype=dtype, **options))
 

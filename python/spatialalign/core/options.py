@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 MAX_ID_LENGTH = 128
 """Longest prompt_id (file names built from it stay well below 255 bytes)."""

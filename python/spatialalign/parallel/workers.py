@@ -1,7 +1,7 @@
 """Worker processes on one machine, without a launcher, for the stages that shard by rank.
 
 ``sample`` and ``track`` split their work by (rank, world size) (see
-:mod:`spatialalign.distributed`); under ``torchrun`` each process is one rank. ``eval``
+:mod:`spatialalign.parallel.ranks`); under ``torchrun`` each process is one rank. ``eval``
 and ``loop`` run in one process, so they use :class:`Workers` instead: rank 0 runs in the
 caller, ranks ``1..N-1`` in spawned processes that live as long as the ``Workers``
 object (a loop pays the start-up of torch once, not every stage). Every video is a
@@ -17,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 T = TypeVar("T")
 MAX_AUTO_WORKERS = 8
@@ -58,7 +58,7 @@ def default_workers(model: str, device: str | None = None, videos: int | None = 
     :data:`VIDEOS_PER_WORKER` of the ``videos`` to make. Anything else, one: a GPU is
     shared badly by several processes, and several GPUs are ``torchrun``'s job.
     """
-    from spatialalign.distributed import env_rank_world
+    from spatialalign.parallel.ranks import env_rank_world
 
     if env_rank_world()[1] > 1:  # already one rank of a launcher
         return 1
@@ -124,7 +124,7 @@ def _import_all(modules: tuple[str, ...]) -> None:
 def preload_for(model: str) -> tuple[str, ...]:
     """Modules a worker sampling ``model`` needs (to import while the caller starts up)."""
     mods = ("spatialalign.sampling.run", "spatialalign.detection.sharded")
-    return (*mods, "spatialalign.toy.pipeline") if model == "toy" else mods
+    return (*mods, "spatialalign.models.toy.pipeline") if model == "toy" else mods
 
 
 class Workers:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 """The file name diffusers' ``save_lora_weights`` writes and ``train`` will write."""

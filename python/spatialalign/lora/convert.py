@@ -49,9 +49,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path
-from spatialalign.lora import LORA_WEIGHT_NAME
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
+from spatialalign.lora.adapter import LORA_WEIGHT_NAME
 
 if TYPE_CHECKING:
     import torch

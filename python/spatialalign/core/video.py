@@ -16,8 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
 
 
 class VideoReadError(SpatialAlignError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 HEAD_DIM = 128
 """Wan2.1's attention head width (1.3B: 1536 = 12 x 128, 14B: 5120 = 40 x 128); used for

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
-from spatialalign.io import exclusive_lock, read_parquet
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import exclusive_lock, read_parquet
+from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
+from spatialalign.core.provenance import record_of
+from spatialalign.core.schemas import validate_table
 from spatialalign.prompts.io import PROMPTS_FILE, read_prompts
 from spatialalign.prompts.model import DSRPrompt
-from spatialalign.provenance import record_of
-from spatialalign.schemas import validate_table
 
 VIDEO_SUFFIX = ".mp4"
 LOCK_NAME = ".spatialalign.lock"
@@ -187,7 +187,7 @@ class RunDir:
     def lock(self, stage: str) -> AbstractContextManager[None]:
         """Holds the run's exclusive lock while ``stage`` works on it; a second process
         fails at once with "another STAGE is running on RUN (pid N)"
-        (:func:`spatialalign.io.exclusive_lock`)."""
+        (:func:`spatialalign.core.fileio.exclusive_lock`)."""
         return exclusive_lock(self.lock_path, stage, self.root)
 
     def video_path(self, sample_id: str) -> Path:

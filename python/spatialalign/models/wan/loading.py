@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.wan.layout import DIFFUSERS, WanLayout, detect_layout
-from spatialalign.wan.runtime import check_runtime, place, set_attention, set_vae_switches
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.models.wan.layout import DIFFUSERS, WanLayout, detect_layout
+from spatialalign.models.wan.runtime import check_runtime, place, set_attention, set_vae_switches
 
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 UNIPC_FLOW_SHIFT = 3.0
@@ -35,9 +35,9 @@ class WanLoadOptions:
     vae_tiling: bool = False
     vae_slicing: bool = False
     offload: str = "none"
-    """none, model or sequential (CUDA only): see :data:`spatialalign.wan.runtime.OFFLOAD`."""
+    """none, model or sequential (CUDA only): see :data:`spatialalign.models.wan.runtime.OFFLOAD`."""
     attention: str | None = None
-    """An attention backend of :data:`spatialalign.wan.runtime.ATTENTION` (None: default)."""
+    """An attention backend of :data:`spatialalign.models.wan.runtime.ATTENTION` (None: default)."""
 
     def torch_dtype(self) -> Any:
         import torch
@@ -117,7 +117,7 @@ def _load_original(layout: WanLayout, dtype: Any) -> Any:
     from diffusers import WanPipeline
     from transformers import AutoTokenizer, UMT5EncoderModel
 
-    from spatialalign.wan.original import load_original_transformer, load_original_vae
+    from spatialalign.models.wan.original import load_original_transformer, load_original_vae
 
     files = layout.files
     config = files["config"][0] if files["config"] else None

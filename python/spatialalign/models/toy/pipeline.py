@@ -20,12 +20,16 @@ import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from spatialalign.errors import SpatialAlignError
-from spatialalign.io import atomic_path
-from spatialalign.lora import load_lora_into_transformer
-from spatialalign.toy.codec import ToyCodec, ToyCodecConfig
-from spatialalign.toy.model import ToyTransformerConfig, ToyWanTransformer3DModel, build_transformer
-from spatialalign.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path
+from spatialalign.lora.adapter import load_lora_into_transformer
+from spatialalign.models.toy.codec import ToyCodec, ToyCodecConfig
+from spatialalign.models.toy.model import (
+    ToyTransformerConfig,
+    ToyWanTransformer3DModel,
+    build_transformer,
+)
+from spatialalign.models.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 """The pretrained toy model shipped inside the package."""

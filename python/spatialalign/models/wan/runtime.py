@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 OFFLOAD: tuple[str, ...] = ("none", "model", "sequential")
 """``model``: diffusers' ``enable_model_cpu_offload`` (one whole component on the GPU at a

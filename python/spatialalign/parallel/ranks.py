@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Every stage that reads one of these tables passes it through :func:`validate_table`,
 so a file from another stage (or another tool) either matches the contract — with
 compatible types cast, e.g. int32 -> int64, float32 -> float64 — or fails with one
-clear :class:`~spatialalign.errors.SpatialAlignError` naming the file and the column.
+clear :class:`~spatialalign.core.errors.SpatialAlignError` naming the file and the column.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spatialalign.errors import SpatialAlignError
+from spatialalign.core.errors import SpatialAlignError
 
 # ``nullable=False`` marks key columns that must never hold nulls.
 PROMPTS = pa.schema(
