@@ -79,12 +79,21 @@ def demo_commands(out_dir: Path, *, n_prompts: int, seeds: int) -> list[list[str
 
 
 def run_toy_demo(out_dir: Path, *, n_prompts: int, seeds: int) -> None:
-    """Base vs aligned toy model through the real verbs, each command printed first."""
-    from spatialalign.cli import cli
+    """Base vs aligned toy model through the real verbs, each command printed first.
 
+    The verbs are the stages' own click commands (the top-level ``cli`` registers this
+    demo, so the demo does not import it back).
+    """
+    from spatialalign.evaluation.cli import eval_cmd
+    from spatialalign.evaluation.compare_cli import compare
+    from spatialalign.report.cli import report
+
+    verbs = {"eval": eval_cmd, "compare": compare, "report": report}
     for args in demo_commands(out_dir, n_prompts=n_prompts, seeds=seeds):
         click.secho(f"$ spatialalign {' '.join(args)}", bold=True)
-        cli.main(args=args, prog_name="spatialalign", standalone_mode=False)
+        verbs[args[0]].main(
+            args=args[1:], prog_name=f"spatialalign {args[0]}", standalone_mode=False
+        )
 
 
 @click.command("demo")
