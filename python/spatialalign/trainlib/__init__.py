@@ -4,5 +4,5 @@ DPO stage (``training``) both import them, and they import neither.
 * :mod:`~spatialalign.trainlib.flow` — Wan's flow matching (noise levels, target, loss, the
   official training grid)
 * :mod:`~spatialalign.trainlib.checkpoint` — safetensors training checkpoints (no pickle)
-* :mod:`~spatialalign.parallel.sharding` — whole tensors from DDP/FSDP-sharded ones
+(DDP/FSDP wrapping and gathering is :mod:`spatialalign.parallel.sharding`.)
 """
