@@ -1,7 +1,7 @@
 """API and semantics of the DSR-Score engine, through Python.
 
 Every test runs against both the Rust core (`dsr_geom`) and the numpy reference
-(`spatialalign.scoring.reference`): they must expose the same API and semantics
+(`tests/reference_scorer.py`): they must expose the same API and semantics
 (DESIGN.md, "Python API of dsr_geom"). Expected values are computed by hand from
 the DESIGN.md definition.
 """
@@ -13,7 +13,7 @@ import threading
 import dsr_geom
 import numpy as np
 import pytest
-from spatialalign.scoring import reference
+import reference_scorer as reference
 
 IMPLS = {"rust": dsr_geom, "reference": reference}
 NAN4 = [np.nan] * 4

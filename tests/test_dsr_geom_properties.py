@@ -11,9 +11,9 @@ from __future__ import annotations
 import dsr_geom
 import numpy as np
 import official_scorer as official
+import reference_scorer as reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spatialalign.scoring import reference
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = ("dsr", "r_init", "r_final", "g_init", "g_final")

@@ -9,7 +9,7 @@ import pytest
 from spatialalign.evaluation.metrics import (
     METRIC_COLUMNS,
     both_detected,
-    metrics_table,
+    tracked_boxes_by_frame,
     video_metrics,
 )
 from spatialalign.evaluation.proxies import (
@@ -44,7 +44,9 @@ def test_both_detected():
         both_detected(a, o[:2])
 
 
-def test_metrics_table_over_tracks(tmp_path):
+def test_tracked_boxes_by_frame(tmp_path):
+    """Sparse track rows -> dense ``[F, 4]`` boxes (NaN where untracked), as metrics_file
+    measures a video with them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from spatialalign.core.schemas import TRACKS
@@ -55,20 +57,21 @@ def test_metrics_table_over_tracks(tmp_path):
     frames = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
     write_video(tmp_path / "a.mp4", frames, fps=8)
     rows = []
-    for f in (0, 1, 3):  # frames 2 and 4 untracked
+    for f in (0, 1, 3, 7):  # frames 2 and 4 untracked; 7 is past the video's end
         rows.append(dict(sample_id="a", frame=f, label="animal", x0=1.0, y0=1.0, x1=7.0, y1=7.0))
         rows.append(dict(sample_id="a", frame=f, label="object", x0=8.0, y0=2.0, x1=15.0, y1=9.0))
     for r in rows:
         r["score"] = 0.9
     pq.write_table(pa.Table.from_pylist(rows, schema=TRACKS), tmp_path / "tracks.parquet")
-    ids = ["a", "b"]
-    tracks = read_tracks(tmp_path / "tracks.parquet", pa.array(ids), progress=False)
-    table = metrics_table(tracks, ids, [tmp_path / "a.mp4", tmp_path / "missing.mp4"])
-    assert table.column_names == ["sample_id", *METRIC_COLUMNS]
-    got = table.to_pylist()
+    tracks = read_tracks(tmp_path / "tracks.parquet", pa.array(["a", "b"]), progress=False)
     decoded = read_video(tmp_path / "a.mp4")
-    animal = np.full((5, 4), np.nan)
-    animal[[0, 1, 3]] = [1, 1, 7, 7]
-    assert got[0]["sharpness"] == sharpness(decoded)
-    assert got[0]["hist_consistency"] == crop_histogram_consistency(decoded, animal).mean
-    assert math.isnan(got[1]["sharpness"])  # unreadable video: a NaN row
+    animal, obj = tracked_boxes_by_frame(tracks, 0, len(decoded))
+    want = np.full((5, 4), np.nan)
+    want[[0, 1, 3]] = [1, 1, 7, 7]
+    np.testing.assert_array_equal(animal, want)
+    assert obj.shape == (5, 4) and np.isnan(obj[[2, 4]]).all() and (obj[3] == [8, 2, 15, 9]).all()
+    row = video_metrics(decoded, animal, obj)
+    assert row["sharpness"] == sharpness(decoded)
+    assert row["hist_consistency"] == crop_histogram_consistency(decoded, want).mean
+    none_a, none_o = tracked_boxes_by_frame(tracks, 1, 3)  # "b" has no tracks
+    assert np.isnan(none_a).all() and np.isnan(none_o).all() and none_a.shape == (3, 4)

@@ -11,12 +11,13 @@ import pytest
 from spatialalign.core.schemas import TRACKS
 from spatialalign.evaluation.peer import (
     PEER_COLUMNS,
-    peer_scores_file,
+    peer_scores,
     t2v_compbench_frame_scores,
     t2v_compbench_score,
     vbench_frame_scores,
     vbench_score,
 )
+from spatialalign.scoring.batch import read_tracks
 
 NAN4 = [np.nan] * 4
 
@@ -116,6 +117,12 @@ def _tracks_table(rows: list[tuple[str, int, str, list[float]]]) -> pa.Table:
     )
 
 
+def _peer_scores_file(path, sample_ids, initial, final, *, num_frames=None) -> pa.Table:
+    """:func:`peer_scores` over a ``tracks.parquet`` read as metrics_file reads it."""
+    tracks = read_tracks(path, pa.array(list(sample_ids), pa.string()), progress=False)
+    return peer_scores(tracks, sample_ids, initial, final, num_frames=num_frames)
+
+
 def test_batch_from_tracks_file(tmp_path):
     rows = []
     for f in range(5):
@@ -130,7 +137,7 @@ def test_batch_from_tracks_file(tmp_path):
     path = tmp_path / "tracks.parquet"
     pq.write_table(_tracks_table(rows), path)
 
-    table = peer_scores_file(
+    table = _peer_scores_file(
         path, ["s1", "s2", "s3"], initial=["R", "T", "L"], final=["L", "B", "R"]
     )
     assert table.column_names == ["sample_id", *PEER_COLUMNS, "n_frames"]
@@ -148,5 +155,5 @@ def test_batch_from_tracks_file(tmp_path):
     assert math.isnan(got[2]["vbench_final"]) and got[2]["n_frames"] == 0
 
     # with the manifest's frame counts, untracked frames count as both missing
-    table = peer_scores_file(path, ["s1"], ["R"], ["L"], num_frames=[5])
+    table = _peer_scores_file(path, ["s1"], ["R"], ["L"], num_frames=[5])
     assert table.column("t2v_compbench_final")[0].as_py() == pytest.approx(0.48)

@@ -20,7 +20,11 @@ PACKAGE_DIR = REPO / "python" / "spatialalign"
 TESTS_DIR = REPO / "tests"
 
 # the test-only modules that used to live in the package, by their old names
-MOVED_TO_TESTS = ("spatialalign.detection.tiny", "spatialalign.scoring.official")
+MOVED_TO_TESTS = (
+    "spatialalign.detection.tiny",
+    "spatialalign.scoring.official",
+    "spatialalign.scoring.reference",
+)
 
 
 @dataclass(frozen=True)

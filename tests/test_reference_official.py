@@ -15,8 +15,8 @@ import dsr_geom
 import numpy as np
 import official_scorer as official
 import pytest
+import reference_scorer as reference
 from shared_data import OFFICIAL_CSV as EVAL120
-from spatialalign.scoring import reference
 
 WIDTH, HEIGHT = 832, 480
 

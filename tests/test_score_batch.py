@@ -21,13 +21,13 @@ from official_scorer import (
     official_correctness,
     official_video_reward,
 )
+from reference_scorer import dsr_score as reference_dsr_score
 from shared_data import OFFICIAL_CSV
 from spatialalign.cli import main
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.presets import scoring_config
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.scoring.batch import score_run
-from spatialalign.scoring.reference import dsr_score as reference_dsr_score
 from spatialalign.scoring.summary import format_summary
 
 OUTPUTS = ("scores.parquet", "summary.json", "correctness.png")

@@ -3,7 +3,7 @@
 Compares in one run (``make bench``; figures in docs/BENCHMARKS.md):
 
 * ``dsr_geom.dsr_batch`` (Rust, rayon, GIL released),
-* the fully vectorised numpy reference (``spatialalign.scoring.reference``),
+* the fully vectorised numpy reference (``tests/reference_scorer.py``),
 * the per-frame loop in the style of the official scorer
   (``tests/official_scorer.py``), timed on the first ``LOOP_VIDEOS`` videos and
   scaled per frame to 1,000,000 frames (its cost is linear in frames),
@@ -24,7 +24,7 @@ import dsr_geom
 import numpy as np
 import official_scorer as official
 import pytest
-from spatialalign.scoring import reference
+import reference_scorer as reference
 
 FRAMES = 1_000_000
 VIDEOS = 12_000

@@ -10,14 +10,10 @@ imaging quality and the image proxies use every frame.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
-from spatialalign.core.video import VideoReadError, read_video
 from spatialalign.evaluation.proxies import colourfulness, crop_histogram_consistency, sharpness
 from spatialalign.scoring.batch import Tracks
 
@@ -80,7 +76,7 @@ def video_metrics(
     return row
 
 
-def frame_boxes(tracks: Tracks, i: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def tracked_boxes_by_frame(tracks: Tracks, i: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``i``'s animal and object boxes as ``[n_frames, 4]`` (NaN where untracked)."""
     idx, a, o = tracks.sample(i)
     animal = np.full((n_frames, 4), np.nan)
@@ -89,44 +85,3 @@ def frame_boxes(tracks: Tracks, i: int, n_frames: int) -> tuple[np.ndarray, np.n
     animal[idx[inside]] = a[inside]
     obj[idx[inside]] = o[inside]
     return animal, obj
-
-
-def metrics_table(
-    tracks: Tracks,
-    sample_ids: Sequence[str],
-    videos: Sequence[str | os.PathLike[str]],
-    *,
-    dino: nn.Module | None = None,
-    clip_iqa: ClipIqa | None = None,
-    musiq: nn.Module | None = None,
-    dino_image_size: int = 518,
-) -> pa.Table:
-    """sample_id + :data:`METRIC_COLUMNS` for every sample (NaN row for an unreadable video).
-
-    ``tracks`` is :func:`spatialalign.scoring.batch.read_tracks` for ``sample_ids``;
-    ``videos`` the matching video paths.
-    """
-    if len(videos) != len(sample_ids) or len(tracks.offsets) != len(sample_ids) + 1:
-        raise ValueError("sample_ids, videos and tracks must describe the same samples")
-    rows = []
-    for i, path in enumerate(videos):
-        try:
-            frames = read_video(path)
-        except VideoReadError:
-            rows.append({c: math.nan for c in METRIC_COLUMNS})
-            continue
-        animal, obj = frame_boxes(tracks, i, len(frames))
-        rows.append(
-            video_metrics(
-                frames,
-                animal,
-                obj,
-                dino=dino,
-                clip_iqa=clip_iqa,
-                musiq=musiq,
-                dino_image_size=dino_image_size,
-            )
-        )
-    cols = {"sample_id": pa.array(list(sample_ids), pa.string())}
-    cols.update({c: pa.array([r[c] for r in rows], pa.float64()) for c in METRIC_COLUMNS})
-    return pa.table(cols)

@@ -31,7 +31,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import read_parquet, write_parquet
 from spatialalign.core.provenance import StampedFingerprint, explain_change, record_of, with_record
 from spatialalign.core.video import VideoReadError, read_video
-from spatialalign.evaluation.metrics import METRIC_COLUMNS, frame_boxes, video_metrics
+from spatialalign.evaluation.metrics import METRIC_COLUMNS, tracked_boxes_by_frame, video_metrics
 from spatialalign.evaluation.peer import PEER_COLUMNS, peer_scores
 from spatialalign.rundir.layout import RunDir
 from spatialalign.scoring.batch import Tracks, read_tracks
@@ -112,7 +112,7 @@ def _measure(
         frames = read_video(path)
     except VideoReadError:
         return {c: math.nan for c in METRIC_COLUMNS}
-    animal, obj = frame_boxes(tracks, i, len(frames))
+    animal, obj = tracked_boxes_by_frame(tracks, i, len(frames))
     return video_metrics(
         frames,
         animal,

@@ -54,14 +54,13 @@ used (pass evenly spaced frames to mimic them). Frames absent from the tracks co
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from spatialalign.scoring.batch import Tracks, read_tracks
+from spatialalign.scoring.batch import Tracks
 
 RELATIONS = {"L": "L", "R": "R", "T": "T", "B": "B"}
 RELATIONS.update({"left": "L", "right": "R", "top": "T", "bottom": "B"})
@@ -237,16 +236,3 @@ def peer_scores(
     arrays.update({c: pa.array(v, pa.float64()) for c, v in cols.items()})
     arrays["n_frames"] = pa.array(n_frames, pa.int64())
     return pa.table(arrays)
-
-
-def peer_scores_file(
-    tracks_path: str | os.PathLike[str],
-    sample_ids: Sequence[str],
-    initial: Sequence[str],
-    final: Sequence[str],
-    *,
-    num_frames: Sequence[int | None] | None = None,
-) -> pa.Table:
-    """:func:`peer_scores` for a ``tracks.parquet`` file (read and validated by scoring)."""
-    tracks = read_tracks(tracks_path, pa.array(list(sample_ids), pa.string()), progress=False)
-    return peer_scores(tracks, sample_ids, initial, final, num_frames=num_frames)

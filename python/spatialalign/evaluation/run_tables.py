@@ -21,7 +21,7 @@ from spatialalign.core.ids import refuse_duplicates
 from spatialalign.evaluation.compare import Comparison, curves_png
 from spatialalign.rundir.layout import RunDir
 
-METRICS_FILE = "metrics.parquet"  # written by `eval` (evaluation.metrics.metrics_table)
+METRICS_FILE = "metrics.parquet"  # written by `eval` (evaluation.metrics_file.write_metrics)
 
 
 def metrics_path(run: RunDir) -> Path:

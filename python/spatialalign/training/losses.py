@@ -96,33 +96,6 @@ def pair_loss(
     return {"loss": loss, **{k: v.detach() for k, v in logged.items()}}
 
 
-def dpo_zo_loss(
-    pred_w: torch.Tensor,
-    pred_l: torch.Tensor,
-    ref_w: torch.Tensor,
-    ref_l: torch.Tensor,
-    target_w: torch.Tensor,
-    target_l: torch.Tensor,
-    *,
-    beta: float = 1.0,
-    lambda_zo: float = 0.25,
-    clip: float = 5.0,
-) -> dict[str, torch.Tensor]:
-    """SpatialAlign's loss ``L_DPO + λ_ZO·L_ZO`` (:func:`pair_loss` with ``dpo+zo``)."""
-    return pair_loss(
-        "dpo+zo",
-        pred_w,
-        pred_l,
-        ref_w,
-        ref_l,
-        target_w,
-        target_l,
-        beta=beta,
-        lambda_zo=lambda_zo,
-        clip=clip,
-    )
-
-
 def rwr_weights(rewards: torch.Tensor, temperature: float) -> torch.Tensor:
     """Reward-weighted regression weights ``softmax(r / T)`` scaled to mean 1 over the batch."""
     return torch.softmax(rewards.float() / temperature, dim=0) * rewards.numel()

@@ -1,9 +1,11 @@
-"""A readable, fully vectorised numpy reference of the DSR-Score.
+"""A readable, fully vectorised numpy reference of the DSR-Score (a test oracle).
 
 This module is the executable form of DESIGN.md, section "Scoring", with exactly the
 API and semantics of the Rust core :mod:`dsr_geom` (DESIGN.md, "Python API of
-``dsr_geom``"). Tests cross-check the two; production code calls :mod:`dsr_geom`,
-which is an order of magnitude faster (see docs/BENCHMARKS.md).
+``dsr_geom``"). Tests cross-check the two, and the
+scoring benchmark times it; production code calls :mod:`dsr_geom`, which is an order of
+magnitude faster (see docs/BENCHMARKS.md). It lives in ``tests/`` (it was
+``spatialalign.scoring.reference``) because nothing in the package uses it.
 
 Every step works on whole arrays (no Python loop over frames or videos):
 
