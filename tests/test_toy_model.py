@@ -268,7 +268,7 @@ def test_shipped_model_loads_and_follows_prompts():
     colour detector (a real behaviour check, on held-out TEST prompts)."""
     from spatialalign.core.presets import scoring_config
     from spatialalign.detection.color import ColorDetector
-    from spatialalign.toy.evaluate import EvalConfig, eval_prompts, judge_clip
+    from spatialalign.toy.evaluate import ToyEvalConfig, eval_prompts, judge_clip
 
     pipe = ToyPipeline.from_pretrained()
     assert (pipe.num_frames, pipe.height, pipe.width) == (9, 16, 16)
@@ -280,7 +280,7 @@ def test_shipped_model_loads_and_follows_prompts():
     for name in ("mismatch_frac", "mismatch_kind", "mismatch_keys_frac", "minutes", "seed"):
         assert meta["pretrain"][name] == getattr(defaults, name), name
     assert meta["train_minutes"] <= 60
-    prompts = eval_prompts(EvalConfig())
+    prompts = eval_prompts(ToyEvalConfig())
     chosen = {}
     for p in prompts:
         chosen.setdefault(p.dsr_type, p)

@@ -17,7 +17,7 @@ from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
 from spatialalign.prompts import parse_prompt  # noqa: E402
 from spatialalign.toy.evaluate import (  # noqa: E402
     ClipJudgement,
-    EvalConfig,
+    ToyEvalConfig,
     eval_prompts,
     evaluate_pipeline,
     evaluate_rendered,
@@ -159,7 +159,7 @@ def test_summary_is_score_batchs_plus_the_right_rates():
 
 
 def test_rendered_clips_are_judged_right():
-    cfg = EvalConfig(n_test=12, seeds=(0,))
+    cfg = ToyEvalConfig(n_test=12, seeds=(0,))
     prompts = eval_prompts(cfg)
     assert len(prompts) == 12 and all(p.split == "test" for p in prompts)
     summary, results = evaluate_rendered(prompts, cfg)
@@ -179,7 +179,7 @@ def test_noise_video_is_rejected():
 
 
 def test_evaluate_pipeline_runs_on_a_random_model():
-    cfg = EvalConfig(n_test=6, seeds=(0, 1), num_inference_steps=2, batch_size=5)
+    cfg = ToyEvalConfig(n_test=6, seeds=(0, 1), num_inference_steps=2, batch_size=5)
     summary, results = evaluate_pipeline(
         ToyPipeline.random(0), eval_prompts(cfg), cfg, progress=False
     )

@@ -32,9 +32,9 @@ def is_toy_test(spec: str | None) -> bool:
 def toy_test_prompts(spec: str) -> list[DSRPrompt]:
     """``toy-test`` (120 prompts) or ``toy-test:N``: the generated toy TEST split, as
     ``toy evaluate`` draws it (prompt seed 0, beside 500 TRAIN prompts)."""
-    from spatialalign.toy.evaluate import EvalConfig, eval_prompts
+    from spatialalign.toy.evaluate import ToyEvalConfig, eval_prompts
 
-    return eval_prompts(EvalConfig(n_test=toy_test_count(spec)))
+    return eval_prompts(ToyEvalConfig(n_test=toy_test_count(spec)))
 
 
 def prepare_prompts(run: RunDir, spec: str | None, split: str) -> tuple[Path, str, list[str]]:

@@ -32,7 +32,7 @@ from spatialalign.evaluation.run_tables import (
 )
 from spatialalign.report.figures import per_type_bars_png, training_curves_png
 from spatialalign.report.grid import Sample, shared_samples
-from spatialalign.report.media import VIDEO_SUFFIX, ssr_curve_pngs, write_browser_video
+from spatialalign.report.media import WEB_VIDEO_SUFFIX, ssr_curve_pngs, write_browser_video
 from spatialalign.report.page import GENERATOR, Cell, Image, Page, Row, markdown_table, render
 from spatialalign.report.runs import ReportRun, load_report_run
 from spatialalign.scoring.plots import plot_name
@@ -166,7 +166,7 @@ def _column(
         stem = f"{MEDIA}/r{i}_{plot_name(s.sample_id)}"
         if png is not None:
             written.add(_write(png, out / f"{stem}_ssr.png"))
-        video, missing = _video(info.videos.get(s.sample_id), out / f"{stem}{VIDEO_SUFFIX}")
+        video, missing = _video(info.videos.get(s.sample_id), out / f"{stem}{WEB_VIDEO_SUFFIX}")
         if video is not None:
             written.add(video)
         elif missing != "no video":
@@ -175,7 +175,7 @@ def _column(
         column.append(
             Cell(
                 label,
-                video=f"{stem}{VIDEO_SUFFIX}" if video is not None else None,
+                video=f"{stem}{WEB_VIDEO_SUFFIX}" if video is not None else None,
                 ssr=f"{stem}_ssr.png" if png is not None else None,
                 missing=missing,
             )
@@ -219,7 +219,7 @@ def _remove_stale(media: Path, keep: set[Path]) -> None:
     if not media.is_dir():
         return
     for path in media.iterdir():
-        if path.is_file() and path.suffix in (VIDEO_SUFFIX, ".png") and path not in keep:
+        if path.is_file() and path.suffix in (WEB_VIDEO_SUFFIX, ".png") and path not in keep:
             path.unlink()
 
 
@@ -287,5 +287,5 @@ def build_report(
     index = out / INDEX
     with atomic_path(index) as tmp:
         tmp.write_text(render(page), encoding="utf-8")
-    n_videos = sum(1 for p in written if p.suffix == VIDEO_SUFFIX)
+    n_videos = sum(1 for p in written if p.suffix == WEB_VIDEO_SUFFIX)
     return ReportResult(index, comparison, len(grid), n_videos, warnings)

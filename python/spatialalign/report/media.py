@@ -30,7 +30,7 @@ from spatialalign.rundir.layout import RunDir
 from spatialalign.scoring.batch import read_tracks
 from spatialalign.scoring.plots import plot_name, ssr_figure_png
 
-VIDEO_SUFFIX = ".webm"
+WEB_VIDEO_SUFFIX = ".webm"
 
 
 def display_frames(frames: np.ndarray, min_side: int = 128, max_side: int = 480) -> np.ndarray:

@@ -137,14 +137,14 @@ def evaluate_cmd(
         torch.set_num_threads(threads)
     from spatialalign.core.fileio import write_json
     from spatialalign.toy.evaluate import (
-        EvalConfig,
+        ToyEvalConfig,
         eval_prompts,
         evaluate_pipeline,
         evaluate_rendered,
         summary_line,
     )
 
-    cfg = EvalConfig(
+    cfg = ToyEvalConfig(
         n_test=n_test,
         seeds=tuple(range(seeds)),
         num_inference_steps=steps,

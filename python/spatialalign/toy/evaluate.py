@@ -31,8 +31,9 @@ ENDS = 3
 
 
 @dataclass
-class EvalConfig:
-    """What to sample and how."""
+class ToyEvalConfig:
+    """What `spatialalign toy evaluate` samples and how (the toy model's own evaluation, not
+    `spatialalign eval`'s :class:`~spatialalign.evaluation.eval_run.EvalRunConfig`)."""
 
     n_test: int = 120
     n_train: int = 500
@@ -82,7 +83,7 @@ def shown_relations(animal: np.ndarray, obj: np.ndarray) -> tuple[str, str, int]
     return first, last, int(kept.sum())
 
 
-def frame_boxes(dets, frame_status: Sequence[str], names: Sequence[str]):
+def valid_frame_boxes(dets, frame_status: Sequence[str], names: Sequence[str]):
     """(animal, object) float64 [F, 4] boxes from the *valid* frames (exactly one of each);
     NaN rows elsewhere, which the scorer does not keep."""
     animal = np.full((len(dets), 4), np.nan)
@@ -124,7 +125,7 @@ def judge_clip(
             shown_final="",
             n_kept=0,
         )
-    animal, obj = frame_boxes(dets, verdict.frame_status, names)
+    animal, obj = valid_frame_boxes(dets, verdict.frame_status, names)
     dsr = dsr_geom.dsr_score(
         animal, obj, prompt.initial, prompt.final, m=scoring.m, min_frames=scoring.min_frames
     )
@@ -196,7 +197,7 @@ def summary_line(summary: dict[str, Any]) -> str:
     )
 
 
-def eval_prompts(cfg: EvalConfig) -> list[DSRPrompt]:
+def eval_prompts(cfg: ToyEvalConfig) -> list[DSRPrompt]:
     """The generated TEST split (disjoint from pretraining's TRAIN split)."""
     from spatialalign.prompts.generate import generate_dataset
 
@@ -205,7 +206,7 @@ def eval_prompts(cfg: EvalConfig) -> list[DSRPrompt]:
 
 
 def evaluate_pipeline(
-    pipe, prompts: Sequence[DSRPrompt], cfg: EvalConfig, progress: bool = True
+    pipe, prompts: Sequence[DSRPrompt], cfg: ToyEvalConfig, progress: bool = True
 ) -> tuple[dict[str, Any], list[ClipJudgement]]:
     """Samples every prompt x seed with ``pipe`` and judges each clip; (summary, verdicts)."""
     from spatialalign.detection.color import ColorDetector
@@ -231,7 +232,7 @@ def evaluate_pipeline(
 
 
 def evaluate_rendered(
-    prompts: Sequence[DSRPrompt], cfg: EvalConfig, world=None
+    prompts: Sequence[DSRPrompt], cfg: ToyEvalConfig, world=None
 ) -> tuple[dict[str, Any], list[ClipJudgement]]:
     """The same judgement on rendered clips (the toy world itself: the ceiling)."""
     from spatialalign.detection.color import ColorDetector
@@ -248,7 +249,7 @@ def evaluate_rendered(
     return summarize(results, scoring), results
 
 
-def comparison_figure(pipe, prompts: Sequence[DSRPrompt], path, cfg: EvalConfig, seed: int = 0):
+def comparison_figure(pipe, prompts: Sequence[DSRPrompt], path, cfg: ToyEvalConfig, seed: int = 0):
     """PNG: for the first prompt of each DSR type, a generated clip (upper row of each
     pair) above the rendered clip of the same prompt and seed."""
     from spatialalign.toy.viz import save_clip_grid
