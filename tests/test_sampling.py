@@ -22,10 +22,25 @@ from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.parallel.ranks import DistContext
 from spatialalign.prompts import DSRPrompt, read_prompts, write_prompts
 from spatialalign.rundir.layout import RunDir
-from spatialalign.sampling.manifest import MANIFEST_COLUMNS, PROVENANCE, part_files, read_rows
+from spatialalign.sampling.manifest import (
+    MANIFEST_COLUMNS,
+    PROVENANCE,
+    existing_rows,
+    part_files,
+    read_rows,
+)
 from spatialalign.sampling.naming import parse_video_name, sample_id, video_filename
 from spatialalign.sampling.probe import probe_video
-from spatialalign.sampling.sampler import plan_samples, sample_videos, select_prompts
+from spatialalign.sampling.sampler import (
+    plan_reuse,
+    plan_samples,
+    recovered_rows,
+    sample_records,
+    sample_videos,
+    select_prompts,
+    worker_share,
+    write_batch,
+)
 from tolerance import assert_videos_close
 
 STEPS = 2
@@ -279,6 +294,73 @@ def test_two_ranks_without_a_process_group_split_the_work(prompts, toy, tmp_path
     done0 = sorted(zip(b0.texts, (s for c in b0.calls for s in c), strict=True))
     assert done0 == sorted((s.prompt, s.seed) for s in specs[0::2])  # every 2nd sample
     assert RunDir(tmp_path).read_manifest().num_rows == 6 and not part_files(RunDir(tmp_path))
+
+
+# --- the steps of sample_videos, one at a time ----------------------------------------------
+
+
+def test_plan_reuse_on_a_half_finished_run(prompts, toy, tmp_path):
+    """Seed 0 finished, seed 1 never started, one video corrupt: reuse the readable
+    seed-0 videos, generate the rest, each with its reason."""
+    sample_videos(tmp_path, CountingBackend(toy), prompts, seeds=1, progress=False)
+    run = RunDir(tmp_path)
+    specs = plan_samples(prompts, 2, 9, run)
+    corrupt = specs[2]  # prompts[1], seed 0
+    corrupt.path.write_bytes(b"not an mp4")
+    plan = plan_reuse(specs, sample_records(specs, CountingBackend(toy), ""))
+    seed0 = {s.sample_id for s in specs if s.seed == 0}
+    assert set(plan.reused) == seed0 - {corrupt.sample_id}
+    assert plan.why == {
+        **{s.sample_id: "new" for s in specs if s.seed == 1},
+        corrupt.sample_id: "unreadable video",
+    }
+    assert set(plan.reused[specs[0].sample_id]) == {"num_frames", "fps", "height", "width"}
+
+    other = ToyBackend(toy, steps=STEPS, guidance=4.5)
+    changed = plan_reuse(specs[:1], sample_records(specs[:1], other, ""))
+    assert not changed.reused
+    assert changed.why[specs[0].sample_id].startswith("settings changed: ")
+
+
+def test_recovered_rows_are_reused_videos_the_manifest_lacks(prompts, toy, tmp_path):
+    sample_videos(tmp_path, CountingBackend(toy), prompts, seeds=1, progress=False)
+    run = RunDir(tmp_path)
+    specs = plan_samples(prompts, 1, 9, run)
+    plan = plan_reuse(specs, sample_records(specs, CountingBackend(toy), ""))
+    existing = existing_rows(run)
+    assert recovered_rows(run, specs, plan, existing) == []
+    del existing[specs[1].sample_id]  # killed between the video and its manifest row
+    (row,) = recovered_rows(run, specs, plan, existing)
+    assert row["sample_id"] == specs[1].sample_id and PROVENANCE in row
+    assert row["num_frames"] == 9
+
+
+def _ids(share) -> list[str]:
+    return [s.sample_id for s in share]
+
+
+def test_worker_share_with_and_without_a_process_group(prompts, tmp_path):
+    specs = plan_samples(prompts, 2, 9, tmp_path)  # 6 samples
+    reused = {specs[0].sample_id, specs[2].sample_id}
+    # no group: every 2nd sample of the full list (stable), minus the reused ones
+    assert _ids(worker_share(specs, reused, DistContext(0, 2))) == _ids([specs[4]])
+    assert _ids(worker_share(specs, reused, DistContext(1, 2))) == _ids(specs[1::2])
+    # a group: every 2nd of the pending samples
+    group = DistContext(1, 2, has_group=True)
+    assert _ids(worker_share(specs, reused, group)) == _ids([specs[3], specs[5]])
+
+
+def test_write_batch_refuses_a_short_batch(prompts, toy, tmp_path):
+    specs = plan_samples(prompts, 1, 9, tmp_path)
+    backend = CountingBackend(toy)
+    records = sample_records(specs, backend, "")
+    videos = backend.generate([specs[0].prompt], [0])
+    with pytest.raises(RuntimeError, match="returned 1 videos for a batch of 2"):
+        write_batch(RunDir(tmp_path), backend, specs[:2], videos, records)
+    (specs[0].path.parent).mkdir(parents=True)
+    (row,) = write_batch(RunDir(tmp_path), backend, specs[:1], videos, records)
+    assert row["sample_id"] == specs[0].sample_id and specs[0].path.is_file()
+    assert json.loads(probe_video(specs[0].path).comment) == records[specs[0].sample_id]
 
 
 # --- LoRA and CLI -------------------------------------------------------------------------

@@ -228,6 +228,171 @@ def _remove_stale_tmp(out_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@dataclass
+class ReusePlan:
+    """Which planned videos a (re)run reuses, and why it makes the others."""
+
+    records: dict[str, dict[str, Any]]
+    """Sample id -> its :func:`sample_record` now (what its video is made from)."""
+    reused: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Sample id -> the finished video's ``num_frames``, ``fps``, ``height``, ``width``."""
+    why: dict[str, str] = field(default_factory=dict)
+    """Sample id -> why it is generated: ``new``, ``unreadable video`` or a
+    :func:`redo_reason`."""
+
+
+def sample_records(
+    specs: Sequence[SampleSpec], backend: Backend, adapter: str
+) -> dict[str, dict[str, Any]]:
+    """Each sample's :func:`sample_record` (the model and adapter fingerprinted once)."""
+    model_id, adapter_id = backend.identity(), fingerprint(adapter) if adapter else ""
+    return {s.sample_id: sample_record(s, backend, adapter, adapter_id, model_id) for s in specs}
+
+
+def plan_reuse(specs: Sequence[SampleSpec], records: dict[str, dict[str, Any]]) -> ReusePlan:
+    """Probes each planned video: reused when readable and its recorded inputs equal
+    ``records``, else generated (with the reason)."""
+    plan = ReusePlan(records)
+    for spec in specs:
+        try:
+            info = probe_video(spec.path)
+        except VideoReadError:
+            plan.why[spec.sample_id] = "new" if not spec.path.exists() else "unreadable video"
+            continue
+        reason = redo_reason(_record_in(info), records[spec.sample_id])
+        if reason is not None:
+            plan.why[spec.sample_id] = reason
+            continue
+        plan.reused[spec.sample_id] = {
+            "num_frames": info.num_frames,
+            "fps": info.fps,
+            "height": info.height,
+            "width": info.width,
+        }
+    return plan
+
+
+def recovered_rows(
+    run: RunDir, specs: Sequence[SampleSpec], plan: ReusePlan, existing: Mapping[str, Row]
+) -> list[Row]:
+    """Manifest rows for reused videos the manifest lacks (or records elsewhere, or
+    without provenance): e.g. a kill between writing a video and its row."""
+    recovered = []
+    for s in specs:
+        row = existing.get(s.sample_id, {})
+        if s.sample_id in plan.reused and (
+            row.get("path") != run.stored_video_path(s.path) or PROVENANCE not in row
+        ):
+            recovered.append(_row(run, s, plan.records[s.sample_id], plan.reused[s.sample_id]))
+    return recovered
+
+
+def worker_share(
+    specs: Sequence[SampleSpec], reused: Collection[str], ctx: DistContext
+) -> list[SampleSpec]:
+    """This rank's videos to generate: every ``world_size``-th pending one with a process
+    group, else the pending ones of every ``world_size``-th sample of the work list."""
+    if ctx.has_group:
+        pending = [s for s in specs if s.sample_id not in reused]
+        return pending[ctx.rank :: ctx.world_size]
+    return [s for s in specs[ctx.rank :: ctx.world_size] if s.sample_id not in reused]
+
+
+def write_batch(
+    run: RunDir,
+    backend: Backend,
+    batch: Sequence[SampleSpec],
+    videos: Any,
+    records: Mapping[str, dict[str, Any]],
+) -> list[Row]:
+    """Writes one generated batch's videos (their record in the ``comment`` tag) and
+    returns their manifest rows."""
+    if videos.shape[0] != len(batch):
+        raise RuntimeError(
+            f"back end returned {videos.shape[0]} videos for a batch of {len(batch)}"
+        )
+    rows = []
+    for spec, frames in zip(batch, videos, strict=True):
+        record = records[spec.sample_id]
+        comment = json.dumps(record, sort_keys=True)
+        write_video(spec.path, frames, fps=backend.fps, lossless=backend.lossless, comment=comment)
+        f, h, w = frames.shape[:3]
+        info = {"num_frames": f, "fps": float(backend.fps), "height": h, "width": w}
+        rows.append(_row(run, spec, record, info))
+    return rows
+
+
+def generate_share(
+    run: RunDir,
+    backend: Backend,
+    mine: Sequence[SampleSpec],
+    records: Mapping[str, dict[str, Any]],
+    ctx: DistContext,
+    *,
+    batch_size: int,
+    progress: bool,
+) -> int:
+    """Generates ``mine`` batch by batch, rewriting this rank's manifest part after each;
+    returns how many videos it made."""
+    my_part = run.manifest_part_path(ctx.rank)
+    my_rows: list[Row] = read_rows(my_part)
+    bar = tqdm(
+        total=len(mine),
+        unit="video",
+        desc=f"sample rank {ctx.rank}" if ctx.world_size > 1 else "sample",
+        disable=not progress,
+        position=ctx.rank if ctx.world_size > 1 else None,
+    )
+    generated = 0
+    with bar:
+        for i in range(0, len(mine), batch_size):
+            batch = mine[i : i + batch_size]
+            videos = backend.generate([s.prompt for s in batch], [s.seed for s in batch])
+            my_rows += write_batch(run, backend, batch, videos, records)
+            write_rows(my_rows, my_part)
+            generated += len(batch)
+            bar.update(len(batch))
+    return generated
+
+
+def merge_samples(
+    run: RunDir,
+    ctx: DistContext,
+    recovered: list[Row],
+    run_prompt_ids: Collection[str] | None,
+) -> int:
+    """Merges the manifest parts (rank 0 between barriers with a process group, else every
+    worker); the manifest's row count, -1 on a rank that does not merge."""
+    if ctx.has_group:
+        rows_after = -1
+        ctx.barrier()
+        if ctx.is_main:
+            rows_after = len(
+                merge_manifest_parts(run, extra_rows=recovered, prompt_ids=run_prompt_ids)
+            )
+        ctx.barrier()
+        return rows_after
+    delete = None if ctx.world_size == 1 else [run.manifest_part_path(ctx.rank)]
+    return len(
+        merge_manifest_parts(run, extra_rows=recovered, delete=delete, prompt_ids=run_prompt_ids)
+    )
+
+
+def prepare_samples_dir(
+    run: RunDir, specs: Sequence[SampleSpec], model: str, adapter: str, ctx: DistContext
+) -> dict[str, Row]:
+    """Creates ``samples/``, refuses another model's videos, clears a killed run's
+    temporary files, and returns the manifest's rows (after a barrier: with a group,
+    nobody writes before everyone has seen the same finished set)."""
+    run.samples_dir.mkdir(parents=True, exist_ok=True)
+    existing = existing_rows(run)
+    _check_same_model(run, specs, existing, model, adapter)
+    if ctx.is_main and (ctx.has_group or ctx.world_size == 1):
+        _remove_stale_tmp(run.samples_dir)
+    ctx.barrier()
+    return existing
+
+
 def sample_videos(
     run_dir: str | os.PathLike[str],
     backend: Backend,
@@ -255,116 +420,36 @@ def sample_videos(
     ctx = dist or DistContext()
     start = time.perf_counter()
     run = RunDir(Path(run_dir).absolute())
-    out_dir = run.samples_dir
     specs = plan_samples(prompts, seeds, backend.num_frames, run, first_seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    existing = existing_rows(run)
-    _check_same_model(run, specs, existing, backend.model, adapter)
-    if ctx.is_main and (ctx.has_group or ctx.world_size == 1):
-        _remove_stale_tmp(out_dir)
-    # with a group, nobody writes before everyone has seen the same finished set
+    existing = prepare_samples_dir(run, specs, backend.model, adapter, ctx)
+    plan = plan_reuse(specs, sample_records(specs, backend, adapter))
+    recovered = recovered_rows(run, specs, plan, existing)
     ctx.barrier()
 
-    model_id, adapter_id = backend.identity(), fingerprint(adapter) if adapter else ""
-    records = {s.sample_id: sample_record(s, backend, adapter, adapter_id, model_id) for s in specs}
-    done: dict[str, dict] = {}
-    why: dict[str, str] = {}
-    for spec in specs:
-        try:
-            info = probe_video(spec.path)
-        except VideoReadError:
-            why[spec.sample_id] = "new" if not spec.path.exists() else "unreadable video"
-            continue
-        reason = redo_reason(_record_in(info), records[spec.sample_id])
-        if reason is not None:
-            why[spec.sample_id] = reason
-            continue
-        done[spec.sample_id] = {
-            "num_frames": info.num_frames,
-            "fps": info.fps,
-            "height": info.height,
-            "width": info.width,
-        }
-    # finished videos the manifest lacks (or records elsewhere / without provenance)
-    recovered = []
-    for s in specs:
-        row = existing.get(s.sample_id, {})
-        if s.sample_id in done and (
-            row.get("path") != run.stored_video_path(s.path) or PROVENANCE not in row
-        ):
-            recovered.append(_row(run, s, records[s.sample_id], done[s.sample_id]))
-    ctx.barrier()
-
-    if ctx.has_group:
-        pending = [s for s in specs if s.sample_id not in done]
-        mine = pending[ctx.rank :: ctx.world_size]
-    else:
-        mine = [s for s in specs[ctx.rank :: ctx.world_size] if s.sample_id not in done]
-
-    my_part = run.manifest_part_path(ctx.rank)
-    my_rows: list[Row] = read_rows(my_part)
-    bar = tqdm(
-        total=len(mine),
-        unit="video",
-        desc=f"sample rank {ctx.rank}" if ctx.world_size > 1 else "sample",
-        disable=not progress,
-        position=ctx.rank if ctx.world_size > 1 else None,
-    )
-    generated = 0
+    mine = worker_share(specs, plan.reused, ctx)
     try:
-        for i in range(0, len(mine), batch_size):
-            batch = mine[i : i + batch_size]
-            videos = backend.generate([s.prompt for s in batch], [s.seed for s in batch])
-            if videos.shape[0] != len(batch):
-                raise RuntimeError(
-                    f"back end returned {videos.shape[0]} videos for a batch of {len(batch)}"
-                )
-            for spec, frames in zip(batch, videos, strict=True):
-                record = records[spec.sample_id]
-                comment = json.dumps(record, sort_keys=True)
-                write_video(
-                    spec.path, frames, fps=backend.fps, lossless=backend.lossless, comment=comment
-                )
-                f, h, w = frames.shape[:3]
-                info = {"num_frames": f, "fps": float(backend.fps), "height": h, "width": w}
-                my_rows.append(_row(run, spec, record, info))
-            write_rows(my_rows, my_part)
-            generated += len(batch)
-            bar.update(len(batch))
+        generated = generate_share(
+            run, backend, mine, plan.records, ctx, batch_size=batch_size, progress=progress
+        )
     except BaseException:
         # interrupted (Ctrl-C) or failed: leave a consistent manifest when no peer needs us
         if not ctx.has_group:
             merge_manifest_parts(
-                run, extra_rows=recovered, delete=[my_part], prompt_ids=run_prompt_ids
+                run,
+                extra_rows=recovered,
+                delete=[run.manifest_part_path(ctx.rank)],
+                prompt_ids=run_prompt_ids,
             )
         raise
-    finally:
-        bar.close()
-
-    rows_after = -1
-    if ctx.has_group:
-        ctx.barrier()
-        if ctx.is_main:
-            rows_after = len(
-                merge_manifest_parts(run, extra_rows=recovered, prompt_ids=run_prompt_ids)
-            )
-        ctx.barrier()
-    else:
-        delete = None if ctx.world_size == 1 else [my_part]
-        rows_after = len(
-            merge_manifest_parts(
-                run, extra_rows=recovered, delete=delete, prompt_ids=run_prompt_ids
-            )
-        )
+    rows_after = merge_samples(run, ctx, recovered, run_prompt_ids)
     return SampleRunResult(
         total=len(specs),
         generated=generated,
-        skipped=len(done),
+        skipped=len(plan.reused),
         rank=ctx.rank,
         world_size=ctx.world_size,
         seconds=time.perf_counter() - start,
         manifest=run.manifest_path,
         manifest_rows=rows_after,
-        reasons=Counter(why[s.sample_id] for s in mine),
+        reasons=Counter(plan.why[s.sample_id] for s in mine),
     )
