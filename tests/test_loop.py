@@ -14,7 +14,7 @@ from spatialalign.core.fileio import read_json, write_json
 from spatialalign.core.presets import PRESETS, preset_for
 from spatialalign.core.provenance import fingerprint
 from spatialalign.detection.registry import DETECTORS
-from spatialalign.detection.sharded import TrackSpec
+from spatialalign.detection.spec import DetectorSpec, TrackSpec
 from spatialalign.loop import stages
 from spatialalign.loop.config import TRAIN_SEED_RULE, LoopConfig, loop_train_config
 from spatialalign.loop.layout import LoopDir
@@ -347,11 +347,11 @@ def test_loop_tracks_and_scores_with_the_preset_eval_and_track_use(detector, mon
         "spatialalign.scoring.batch.score_run",
         lambda root, config, preset, progress: seen.append(preset),
     )
-    stages.score(LoopDir("unused").train_run(1), LoopConfig(detector=detector))
+    stages.score(LoopDir("unused").train_run(1), LoopConfig(detection=DetectorSpec(detector)))
     assert seen == [preset_for(detector)]
-    spec = stages.track_spec(LoopConfig(detector=detector))
+    spec = stages.track_spec(LoopConfig(detection=DetectorSpec(detector)))
     assert spec.preset_name == preset_for(detector)
-    assert TrackSpec(detector=detector).preset_name == preset_for(detector)
+    assert TrackSpec(DetectorSpec(detector)).preset_name == preset_for(detector)
     assert preset_for(detector) in PRESETS
     assert (preset_for(detector) == "toy") == (detector == "toy")
 

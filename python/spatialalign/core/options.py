@@ -49,6 +49,22 @@ class FiniteFloat(click.FloatRange):
         return "" if self.min is None and self.max is None else super()._describe_range()
 
 
+class NamedChoice(click.Choice):
+    """A choice whose wrong value is the project's one-line error (``error: unknown detector
+    'yolo' (choose from gdino-onnx, gdino-torch, toy)``, exit 1), as a config's own check
+    says it, rather than click's usage error; ``--help`` still lists the choices."""
+
+    def __init__(self, choices: tuple[str, ...], what: str) -> None:
+        super().__init__(list(choices))
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value not in self.choices:
+            names = ", ".join(map(str, self.choices))
+            raise SpatialAlignError(f"unknown {self.what} {value!r} (choose from {names})")
+        return value
+
+
 def finite_floats(command: click.Command) -> click.Command:
     """``command`` (and a group's subcommands) with every float option made a
     :class:`FiniteFloat` of the same range; returns ``command``."""
@@ -91,6 +107,12 @@ def _field_type(cls: type, f: dataclasses.Field) -> tuple[Any, bool]:
     raise TypeError(f"{cls.__name__}.{f.name}: no command-line type for {hint!r}")
 
 
+def _nested(cls: type, f: dataclasses.Field) -> type | None:
+    """The dataclass a field embeds (a spec inside a config), or None."""
+    hint = typing.get_type_hints(cls)[f.name]
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -100,47 +122,69 @@ def _default(f: dataclasses.Field) -> Any:
 
 
 def document_fields(cls: type[T]) -> type[T]:
-    """Class decorator: appends every field's help text and default to the docstring."""
+    """Class decorator: appends every field's help text (and its ``doc`` metadata, what the
+    reader of the code needs beyond the command line's help) and default to the docstring."""
     lines = []
     for f in dataclasses.fields(cls):
-        help_ = f.metadata.get("help", "")
+        help_ = " ".join(t for t in (f.metadata.get("help", ""), f.metadata.get("doc", "")) if t)
         lines.append(f"    {f.name} (default ``{_default(f)!r}``): {help_}")
     cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n\n    Fields:\n\n" + "\n".join(lines) + "\n"
     return cls
 
 
-def click_options(cls: type, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+def click_options(
+    cls: type, exclude: tuple[str, ...] = (), flags: dict[str, tuple[str, ...]] | None = None
+) -> Callable[[F], F]:
     """Decorator adding one click option per field of dataclass ``cls`` (``--field-name``;
-    booleans as ``--flag/--no-flag``), the field's help text and default shown."""
+    booleans as ``--flag/--no-flag``), the field's help text and default shown.
+
+    A field's ``metadata`` may refine its option: ``flags`` (the option's names, e.g.
+    ``("--model-path", "--model-dir")``; a boolean given one name is a plain ``is_flag``),
+    ``type`` (a click type, e.g. ``click.IntRange(min=1)`` or ``click.Path()``) and
+    ``show_default``. ``flags`` here renames a field's option for one command (``track``
+    spells ``--gdino-dir`` as ``--model-dir``)."""
+    flags = flags or {}
 
     def decorate(fn: F) -> F:
         for f in reversed(dataclasses.fields(cls)):
             if f.name in exclude or not f.init:
                 continue
+            nested = _nested(cls, f)
+            if nested is not None:  # an embedded spec: its options, in its place
+                fn = click_options(nested, flags=flags)(fn)
+                continue
             kind, _ = _field_type(cls, f)
-            name = f.name.replace("_", "-")
-            help_ = f.metadata.get("help", "")
-            if kind is bool:
+            meta = f.metadata
+            decls = flags.get(f.name) or meta.get("flags") or (f"--{f.name.replace('_', '-')}",)
+            common: dict[str, Any] = {
+                "default": _default(f),
+                "help": meta.get("help", ""),
+                "show_default": meta.get("show_default", True),
+            }
+            if kind is bool and len(decls) == 1 and "/" not in decls[0] and "flags" in meta:
+                fn = click.option(*decls, f.name, is_flag=True, **common)(fn)
+            elif kind is bool:
+                name = decls[0].removeprefix("--")
                 decl = f"--{name}/--no-{name}"
-                fn = click.option(decl, f.name, default=_default(f), help=help_, show_default=True)(
-                    fn
-                )
+                fn = click.option(decl, f.name, **common)(fn)
             else:
-                fn = click.option(
-                    f"--{name}",
-                    f.name,
-                    type=kind,
-                    default=_default(f),
-                    help=help_,
-                    show_default=True,
-                )(fn)
+                fn = click.option(*decls, f.name, type=meta.get("type", kind), **common)(fn)
         return fn
 
     return decorate
 
 
 def from_options(cls: type[T], options: dict[str, Any], **overrides: Any) -> T:
-    """An instance of ``cls`` from parsed options (extra keys ignored) and ``overrides``."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kw = {k: v for k, v in options.items() if k in names}
+    """An instance of ``cls`` from parsed options (extra keys ignored) and ``overrides``;
+    an embedded spec the options were derived from (:func:`click_options`) is built from
+    them too, unless ``overrides`` gives it."""
+    kw: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        nested = _nested(cls, f)
+        if f.name in options:
+            kw[f.name] = options[f.name]
+        elif nested is not None and f.name not in overrides:
+            names = {g.name for g in dataclasses.fields(nested)}
+            if names & options.keys():
+                kw[f.name] = from_options(nested, options)
     return cls(**{**kw, **overrides})

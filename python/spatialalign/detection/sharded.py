@@ -1,61 +1,23 @@
-"""``track`` as plain data (:class:`TrackSpec`), so several processes can each build the
-detector and track their share of a run (:func:`track_on_workers`).
+"""``track`` from plain data (a :class:`~spatialalign.detection.spec.TrackSpec`), so several
+processes can each build the detector and track their share of a run
+(:func:`track_on_workers`).
 
-``track``, ``eval`` and ``loop`` all describe tracking with a ``TrackSpec``; every one
-of them records the same settings, so a run tracked by one is reused by the others.
+``track``, ``eval`` and ``loop`` all describe tracking with a ``TrackSpec`` around the same
+``DetectorSpec``; every one of them records the same settings, so a run tracked by one is
+reused by the others.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from spatialalign.core.presets import preset_for
 from spatialalign.detection.pipeline import TrackSummary, track_run
+from spatialalign.detection.spec import TrackSpec
 from spatialalign.parallel.workers import Workers
-
-
-@dataclass(frozen=True)
-class TrackSpec:
-    """What ``track`` is told: the detector, its local weights, the validity preset."""
-
-    detector: str = "toy"
-    """``toy``, ``gdino-onnx`` or ``gdino-torch``."""
-    gdino_dir: str | None = None
-    """gdino-torch: local GroundingDINO checkpoint."""
-    onnx_dir: str | None = None
-    """gdino-onnx: the exported graphs (default ``models/onnx``)."""
-    sam: str | None = None
-    """Refine boxes with SAM from this local checkpoint / ONNX directory."""
-    device: str | None = None
-    """Torch device of gdino-torch (default: cuda when available)."""
-    preset: str | None = None
-    """Validity thresholds; default ``toy`` for the toy detector, else ``official``."""
-    box_threshold: float | None = None
-    text_threshold: float | None = None
-    batch_size: int = 8
-    """Frames per ONNX Runtime batch (gdino-onnx)."""
-
-    @property
-    def preset_name(self) -> str:
-        return self.preset or preset_for(self.detector)
-
-    def scoring(self):
-        from spatialalign.core.presets import scoring_config
-
-        return scoring_config(
-            self.preset_name, box_threshold=self.box_threshold, text_threshold=self.text_threshold
-        )
-
-    def weights(self) -> dict[str, str | None]:
-        """The detector's identity recorded in the track settings."""
-        from spatialalign.detection.registry import detector_weights
-
-        return detector_weights(self.detector, self.gdino_dir, self.onnx_dir, self.sam)
 
 
 @lru_cache(maxsize=2)
@@ -63,16 +25,16 @@ def detector_of(spec: TrackSpec) -> Any:
     """The detector ``spec`` names, built once per process (a loop tracks many runs)."""
     from spatialalign.detection.registry import make_detector
 
-    scoring = spec.scoring()
+    scoring, detection = spec.scoring(), spec.detection
     return make_detector(
-        spec.detector,
-        model_dir=spec.gdino_dir,
-        onnx_dir=spec.onnx_dir,
+        detection.detector,
+        model_dir=detection.gdino_dir,
+        onnx_dir=detection.onnx_dir,
         box_threshold=scoring.box_threshold,
         text_threshold=scoring.text_threshold,
         device=spec.device,
         batch_size=spec.batch_size,
-        sam=spec.sam,
+        sam=detection.sam,
     )
 
 

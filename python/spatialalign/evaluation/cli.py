@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from spatialalign.core.options import click_options
+from spatialalign.core.options import click_options, from_options
+from spatialalign.detection.spec import DetectorSpec
 from spatialalign.sampling.model_options import model_options, pop_backend_config
 from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 
@@ -27,14 +28,7 @@ def _str(path: Path | None) -> str | None:
 @click_options(SeedRange)
 @click.option("--best-of", type=int, default=1, show_default=True,
               help="Sample N candidates per slot and keep the highest DSR-Score.")  # fmt: skip
-@click.option("--detector", default="toy", show_default=True,
-              help="toy, gdino-onnx or gdino-torch.")  # fmt: skip
-@click.option("--onnx-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="gdino-onnx: exported graphs [models/onnx].")  # fmt: skip
-@click.option("--gdino-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="gdino-torch: local GroundingDINO checkpoint.")  # fmt: skip
-@click.option("--sam", type=click.Path(path_type=Path), default=None,
-              help="Refine boxes with SAM from this local checkpoint / ONNX directory.")  # fmt: skip
+@click_options(DetectorSpec)
 @click.option("--dinov2", type=click.Path(path_type=Path), default=None,
               help="Local DINOv2 directory: adds ID consistency.")  # fmt: skip
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
@@ -55,10 +49,6 @@ def eval_cmd(
     prompts: str | None,
     split: str,
     best_of: int,
-    detector: str,
-    onnx_dir: Path | None,
-    gdino_dir: Path | None,
-    sam: Path | None,
     dinov2: Path | None,
     clip: Path | None,
     musiq: Path | None,
@@ -79,18 +69,16 @@ def eval_cmd(
     from spatialalign.evaluation.eval_run import EvalRunConfig, eval_run
 
     seed_range = pop_seed_range(options)
+    backend = pop_backend_config(options)
     cfg = EvalRunConfig(
-        backend=pop_backend_config(options),
+        backend=backend,
         prompts=prompts,
         split=split,
         seeds=seed_range.seeds,
         first_seed=seed_range.first_seed,
         best_of=best_of,
         batch_size=batch_size,
-        detector=detector,
-        onnx_dir=_str(onnx_dir),
-        gdino_dir=_str(gdino_dir),
-        sam=_str(sam),
+        detection=from_options(DetectorSpec, options),
         dinov2=_str(dinov2),
         clip=_str(clip),
         musiq=_str(musiq),

@@ -32,6 +32,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import write_json, write_parquet
 from spatialalign.core.presets import preset_for, scoring_config
 from spatialalign.core.provenance import fingerprint
+from spatialalign.detection.spec import DetectorSpec
 from spatialalign.evaluation.bestofn import (
     check_best_of,
     select_best,
@@ -46,7 +47,8 @@ from spatialalign.evaluation.eval_prompts import (
     toy_test_count,
 )
 from spatialalign.evaluation.metrics_file import MetricsResult, metric_means, write_metrics
-from spatialalign.models.backends import MODELS, BackendConfig, check_config
+from spatialalign.models.backends import BackendConfig, check_config
+from spatialalign.models.registry import check_model
 from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
 from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.sampler import SPLITS
@@ -74,11 +76,8 @@ class EvalRunConfig:
     """Candidates per slot; 1 is a plain evaluation."""
     batch_size: int | None = None
     """Videos generated together (``sample``'s default when None)."""
-    detector: str = "toy"
-    """``toy``, ``gdino-onnx`` or ``gdino-torch``."""
-    onnx_dir: str | None = None
-    gdino_dir: str | None = None
-    sam: str | None = None
+    detection: DetectorSpec = field(default_factory=DetectorSpec)
+    """The detector and its local weights (as ``track``'s)."""
     dinov2: str | None = None
     """Local DINOv2 directory: adds ID consistency."""
     clip: str | None = None
@@ -126,7 +125,6 @@ class EvalResult:
 
 def check_inputs(cfg: EvalRunConfig) -> None:
     """Every user error that needs no model, refused before anything runs (one line each)."""
-    from spatialalign.detection.registry import DETECTORS
     from spatialalign.parallel.ranks import env_rank_world
 
     if env_rank_world()[1] > 1:
@@ -134,15 +132,9 @@ def check_inputs(cfg: EvalRunConfig) -> None:
             "eval runs in one process; under torchrun run `sample` and `track` (they shard), "
             "then `eval` reuses their work"
         )
-    if cfg.backend.model not in MODELS:
-        raise SpatialAlignError(
-            f"unknown model {cfg.backend.model!r} (choose from {', '.join(MODELS)})"
-        )
+    check_model(cfg.backend.model)
     check_config(cfg.backend)
-    if cfg.detector not in DETECTORS:
-        raise SpatialAlignError(
-            f"unknown detector {cfg.detector!r} (choose from {', '.join(DETECTORS)})"
-        )
+    cfg.detection.validate()
     check_seeds(cfg.seeds, cfg.first_seed)
     check_best_of(cfg.best_of, cfg.seeds, MAX_SEEDS)
     check_seeds(cfg.seeds, cfg.first_seed, per_slot=cfg.best_of)
@@ -197,17 +189,11 @@ class _Stages:
         return result
 
     def track(self, run: RunDir) -> None:
-        from spatialalign.detection.sharded import TrackSpec, track_on_workers
+        from spatialalign.detection.sharded import track_on_workers
+        from spatialalign.detection.spec import TrackSpec
 
         cfg = self.cfg
-        spec = TrackSpec(
-            detector=cfg.detector,
-            gdino_dir=cfg.gdino_dir,
-            onnx_dir=cfg.onnx_dir,
-            sam=cfg.sam,
-            device=cfg.backend.device,
-            preset=self.preset,
-        )
+        spec = TrackSpec(cfg.detection, device=cfg.backend.device, preset=self.preset)
         summary = track_on_workers(run.root, spec, self.workers, progress=cfg.progress)
         if not summary.merged:
             raise SpatialAlignError(f"{run.root}: track did not merge its tables")
@@ -363,7 +349,7 @@ def _evaluate(
     echo: Echo,
     workers: Workers,
 ) -> EvalResult:
-    preset = preset_for(cfg.detector)
+    preset = preset_for(cfg.detection.detector)
     stages = _Stages(cfg, prompts_file, split, preset, echo, workers)
     models = _NeuralModels.load(cfg)  # a bad model directory fails before sampling
 
@@ -399,7 +385,7 @@ def _evaluate(
         "n_prompts": len(prompt_ids),
         "seeds": cfg.seeds,
         "first_seed": cfg.first_seed,
-        "detector": cfg.detector,
+        "detector": cfg.detection.detector,
         "preset": preset,
         "dinov2": _abs(cfg.dinov2),
         "clip": _abs(cfg.clip),

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.options import check_finite, document_fields
+from spatialalign.detection.spec import DetectorSpec
+from spatialalign.models.registry import DEFAULT_MODEL, check_model
 from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
 from spatialalign.training.config import TrainConfig
 
@@ -72,7 +74,7 @@ class LoopConfig:
     """Settings of a self-improvement loop (every round uses the same ones)."""
 
     rounds: int = _f(3, "Rounds of sample -> track -> score -> pairs -> train -> eval.")
-    model: str = _f("toy", "T2V back end: toy (the shipped toy model) or wan.")
+    model: str = _f(DEFAULT_MODEL, "T2V back end: toy (the shipped toy model) or wan.")
     model_dir: str | None = _f(
         None, "The starting model: toy weights directory [shipped]; wan: a WanPipeline dir."
     )
@@ -115,10 +117,9 @@ class LoopConfig:
         "Pairs (not the paper's): invalid samples also lose to the prompt's winners "
         "(`pairs --invalid-losers`).",
     )
-    detector: str = _f("toy", "toy, gdino-onnx or gdino-torch.")
-    onnx_dir: str | None = _f(None, "gdino-onnx: exported graphs [models/onnx].")
-    gdino_dir: str | None = _f(None, "gdino-torch: local GroundingDINO checkpoint.")
-    sam: str | None = _f(None, "Refine boxes with SAM from this local checkpoint / ONNX dir.")
+    detection: DetectorSpec = field(
+        default_factory=DetectorSpec, metadata={"help": "The detector (as track's and eval's)."}
+    )
     workers: int | None = _f(
         None,
         "Processes that share sampling and tracking [toy on the CPU: one per core, up to 8; "
@@ -128,19 +129,13 @@ class LoopConfig:
 
     def validate(self) -> None:
         """Raises :class:`SpatialAlignError` naming the first bad setting (one line)."""
-        from spatialalign.detection.registry import DETECTORS
-        from spatialalign.models.backends import MODELS
-
         try:
             check_finite(self)
         except ValueError as e:
             raise SpatialAlignError(f"--{str(e).replace('_', '-')}") from e
         if self.rounds < 1:
             raise SpatialAlignError(f"--rounds must be >= 1, got {self.rounds}")
-        if self.model not in MODELS:
-            raise SpatialAlignError(
-                f"unknown model {self.model!r} (choose from {', '.join(MODELS)})"
-            )
+        check_model(self.model)
         if self.mode not in MODES:
             raise SpatialAlignError(f"unknown mode {self.mode!r} (merge or continue)")
         if self.model != "toy" and self.mode == "merge":
@@ -165,10 +160,7 @@ class LoopConfig:
             )
         if not 0.0 <= self.tau <= 1.0:
             raise SpatialAlignError(f"--tau must be in [0, 1], got {self.tau}")
-        if self.detector not in DETECTORS:
-            raise SpatialAlignError(
-                f"unknown detector {self.detector!r} (choose from {', '.join(DETECTORS)})"
-            )
+        self.detection.validate()
         if self.train.resume:
             raise SpatialAlignError("the loop resumes by itself: do not set resume")
         try:
@@ -205,8 +197,11 @@ class LoopConfig:
     def settings(self) -> dict[str, Any]:
         """Everything but ``rounds`` and ``workers``, as JSON (a rerun must match it; rounds
         may grow, and the worker count does not change results), and the TRAIN seed rule."""
-        out = asdict(self)
-        out.pop("rounds")
-        out.pop("workers")
+        out: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if name == "detection":  # flat, as before the spec: old loop.json files match
+                out.update(value)
+            elif name not in ("rounds", "workers"):
+                out[name] = value
         out["train_seed_rule"] = TRAIN_SEED_RULE
         return out

@@ -25,7 +25,7 @@ from spatialalign.rundir.layout import RunDir
 from spatialalign.training.config import TrainConfig
 
 if TYPE_CHECKING:
-    from spatialalign.detection.sharded import TrackSpec
+    from spatialalign.detection.spec import TrackSpec
 
 Echo = Callable[[str], None]
 SHIPPED_TEST = 120
@@ -100,15 +100,9 @@ def sample(
 
 def track_spec(cfg: LoopConfig) -> TrackSpec:
     """How the loop tracks (as ``eval`` does with the same detector settings)."""
-    from spatialalign.detection.sharded import TrackSpec
+    from spatialalign.detection.spec import TrackSpec
 
-    return TrackSpec(
-        detector=cfg.detector,
-        gdino_dir=cfg.gdino_dir,
-        onnx_dir=cfg.onnx_dir,
-        sam=cfg.sam,
-        device=cfg.device,
-    )
+    return TrackSpec(cfg.detection, device=cfg.device)
 
 
 def track(run: RunDir, cfg: LoopConfig, workers: Workers, progress: bool):
@@ -125,7 +119,7 @@ def score(run: RunDir, cfg: LoopConfig):
     """``score-batch``: DSR-Score per video, summary.json."""
     from spatialalign.scoring.batch import score_run
 
-    preset = preset_for(cfg.detector)  # as eval and track choose it
+    preset = preset_for(cfg.detection.detector)  # as eval and track choose it
     return score_run(run.root, config=scoring_config(preset), preset=preset, progress=False)
 
 
@@ -259,10 +253,7 @@ def evaluate(
         seeds=cfg.eval_seeds,
         first_seed=cfg.first_seed,
         batch_size=cfg.batch_size,
-        detector=cfg.detector,
-        onnx_dir=cfg.onnx_dir,
-        gdino_dir=cfg.gdino_dir,
-        sam=cfg.sam,
+        detection=cfg.detection,
         progress=progress,
     )
     return eval_run(run.root, eval_cfg, echo=echo, workers=workers)

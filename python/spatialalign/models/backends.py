@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import click
 import numpy as np
 
 from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.options import document_fields
 from spatialalign.core.provenance import fingerprint
 from spatialalign.lora.adapter import load_lora_into_pipeline, load_lora_into_transformer
-
-MODELS: tuple[str, ...] = ("toy", "wan")
+from spatialalign.models.registry import DEFAULT_MODEL, MODELS, backend_class
+from spatialalign.models.wan.runtime import ATTENTION, OFFLOAD
 
 # The negative prompt of the official SpatialAlign inference script (Wan's English one).
 WAN_NEGATIVE_PROMPT = (
@@ -58,50 +60,124 @@ class Backend(Protocol):
         ...
 
 
+def _f(default: Any, help_: str, doc: str = "", **meta: Any) -> Any:
+    """A field whose ``help`` is its command-line help; ``doc`` says more for the reader."""
+    return field(default=default, metadata={"help": help_, "doc": doc, **meta})
+
+
+_DIR = click.Path(file_okay=False)
+
+
+@document_fields
 @dataclass
 class BackendConfig:
-    """How to build a back end (the CLI's model options). ``None`` means the model's default."""
+    """How to build a back end: the model, its adapter and the sampler settings (``None``
+    means the model's default). ``sample`` and ``eval`` derive their model options from
+    these fields (:func:`spatialalign.sampling.model_options.model_options`)."""
 
-    model: str = "toy"
-    model_path: str | None = None
-    """toy: a directory of toy weights (default: the shipped ones); wan: the diffusers
-    WanPipeline directory (required)."""
-    adapter: str | None = None
-    """A LoRA: a ``.safetensors`` file or a directory holding ``pytorch_lora_weights.safetensors``."""
-    steps: int | None = None
-    """Denoising steps (toy 20, wan 50)."""
-    guidance: float | None = None
-    """Classifier-free guidance scale (toy 3.0, wan diffusers' default 5.0)."""
-    num_frames: int | None = None
-    """wan only (default 81; must be 4k+1)."""
-    height: int | None = None
-    """wan only (default 480; a multiple of 16)."""
-    width: int | None = None
-    """wan only (default 832; a multiple of 16)."""
-    fps: float | None = None
-    """wan only (default 16); the toy model has its own."""
-    negative_prompt: str | None = None
-    """wan only (default: the official SpatialAlign negative prompt)."""
-    max_sequence_length: int = 512
-    """wan only: text tokens (Wan's default 512)."""
-    device: str | None = None
-    """Default: ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
-    dtype: str | None = None
-    """wan transformer/text encoder dtype: float32, bfloat16, float16 (default bf16 on CUDA,
-    fp32 on CPU); the VAE always runs in float32."""
-    text_encoder_dir: str | None = None
-    """wan, original Wan2.1 layout only: a transformers UMT5 encoder directory (diffusers
-    cannot convert Wan's own ``models_t5_umt5-xxl-enc-bf16.pth``)."""
-    vae_tiling: bool = False
-    """wan only: tiled VAE decoding (bounded memory; recorded in each video's settings)."""
-    vae_slicing: bool = False
-    """wan only: decode the videos of a batch one at a time."""
-    offload: str = "none"
-    """wan only: none, model or sequential CPU offload (CUDA only; for 24 GB GPUs)."""
-    attention: str | None = None
-    """wan only: attention backend (sdpa, flash, sage, ...; default diffusers' native SDPA)."""
-    compile: bool = False
-    """wan only: ``torch.compile`` the transformer blocks (GPU-oriented; off by default)."""
+    model: str = _f(
+        DEFAULT_MODEL,
+        "Back end: the shipped toy model or a diffusers WanPipeline.",
+        type=click.Choice(MODELS),
+    )
+    model_path: str | None = _f(
+        None,
+        "toy: weights directory (default: shipped); wan: a local Wan directory, "
+        "diffusers format (model_index.json) or the original Wan2.1 files.",
+        "toy: a directory of toy weights (default: the shipped ones); wan: the diffusers "
+        "WanPipeline directory (required).",
+        flags=("--model-path", "--model-dir"),
+        type=click.Path(),
+    )
+    adapter: str | None = _f(
+        None,
+        "LoRA: a .safetensors file or a directory with pytorch_lora_weights.safetensors.",
+        type=click.Path(),
+    )
+    steps: int | None = _f(
+        None,
+        "Denoising steps [toy 20, wan 50].",
+        type=click.IntRange(min=1),
+    )
+    guidance: float | None = _f(
+        None,
+        "Guidance scale, finite and >= 0 [toy 3.0, wan diffusers' default 5.0].",
+        "Classifier-free guidance scale.",
+    )
+    num_frames: int | None = _f(
+        None,
+        "wan only [81].",
+        "Must be 4k+1.",
+        type=click.IntRange(min=1),
+    )
+    height: int | None = _f(
+        None,
+        "wan only [480].",
+        "A multiple of 16.",
+        type=click.IntRange(min=16),
+    )
+    width: int | None = _f(
+        None,
+        "wan only [832].",
+        "A multiple of 16.",
+        type=click.IntRange(min=16),
+    )
+    fps: float | None = _f(
+        None,
+        "wan only [16].",
+        "The toy model has its own.",
+        type=click.FloatRange(min=0, min_open=True),
+    )
+    negative_prompt: str | None = _f(
+        None,
+        "wan only [the official SpatialAlign negative prompt].",
+    )
+    max_sequence_length: int = _f(512, "wan only: text tokens (Wan's default 512).")
+    device: str | None = _f(
+        None,
+        "torch device [cuda:LOCAL_RANK if available, else cpu].",
+    )
+    dtype: str | None = _f(
+        None,
+        "wan only [bfloat16 on CUDA, float32 on CPU].",
+        "The transformer's and text encoder's; the VAE always runs in float32.",
+        type=click.Choice(["float32", "bfloat16", "float16"]),
+    )
+    text_encoder_dir: str | None = _f(
+        None,
+        "wan, original Wan2.1 layout: a transformers UMT5 encoder directory (diffusers "
+        "cannot convert models_t5_umt5-xxl-enc-bf16.pth).",
+        type=_DIR,
+    )
+    vae_tiling: bool = _f(
+        False,
+        "wan only: tiled VAE decoding (less memory).",
+        "Bounded memory; recorded in each video's settings.",
+        flags=("--vae-tiling",),
+    )
+    vae_slicing: bool = _f(
+        False,
+        "wan only: decode a batch one video at a time.",
+        flags=("--vae-slicing",),
+    )
+    offload: str = _f(
+        "none",
+        "wan only, CUDA only: CPU offload for small GPUs (model: one component on the "
+        "GPU at a time; sequential: layer by layer, least memory, slowest).",
+        type=click.Choice(OFFLOAD),
+    )
+    attention: str | None = _f(
+        None,
+        "wan only: attention backend via diffusers' dispatcher [diffusers' default: "
+        "sdpa]; flash/flash3/sage/xformers need their package.",
+        type=click.Choice(list(ATTENTION)),
+    )
+    compile: bool = _f(
+        False,
+        "wan only: torch.compile the transformer blocks (GPU-oriented; the first batch "
+        "pays the compile time).",
+        flags=("--compile",),
+    )
 
 
 MAX_STEPS = 10_000
@@ -394,10 +470,7 @@ def load_wan_pipeline(
 
 def load_backend(config: BackendConfig, *, local_rank: int = 0) -> Backend:
     """Builds the back end ``config.model`` names."""
-    if config.model not in MODELS:
-        raise SpatialAlignError(f"unknown model {config.model!r} (choose from {', '.join(MODELS)})")
+    cls = backend_class(config.model)
     check_config(config)
     device = check_device(config.device) if config.device else default_device(local_rank)
-    if config.model == "toy":
-        return ToyBackend.from_config(config, device=device)
-    return WanBackend.from_config(config, device=device)
+    return cls.from_config(config, device=device)
