@@ -239,6 +239,63 @@ def test_two_ranks_shard_and_rank0_merges(toy_run, tmp_path):
         assert read_parquet(run / name).equals(read_parquet(single / name))
 
 
+# --- the steps of track_run, one at a time ------------------------------------------------
+
+
+def _track_setup(run: Path):
+    from spatialalign.detection import pipeline
+
+    det = make_detector("toy")
+    rd = RunDir(run)
+    samples = pipeline._read_samples(rd, None)
+    key, described = pipeline.settings_key(det, TOY, tracker_config("toy"), {})
+    pipeline.prepare_parts_dir(rd, key, described, overwrite=False)
+    return det, rd, samples, key, described
+
+
+def test_plan_tracking_on_a_half_finished_run(toy_run, tmp_path):
+    """Half the samples tracked: the plan redoes only the rest (``new``) and a sample whose
+    video changed; merging waits for every part and gives up without them."""
+    from spatialalign.detection import pipeline
+
+    src, _, order = toy_run
+    det, rd, samples, key, described = _track_setup(_copy(src, tmp_path))
+    done, rest = samples[:5], samples[5:]
+    summary = pipeline.TrackSummary(rd.root, len(samples))
+    pipeline.track_samples(rd, key, done, det, TOY, tracker_config("toy"), summary, progress=False)
+    assert summary.n_tracked == 5 and sum(summary.counts.values()) == 5
+
+    todo, why = pipeline.plan_tracking(rd, key, samples, earlier=None)
+    assert [s.sample_id for s in todo] == [s.sample_id for s in rest]
+    assert why == {"new": len(rest)}
+    shutil.copy(samples[1].path, samples[0].path)  # new content under a finished name
+    todo, why = pipeline.plan_tracking(rd, key, samples, earlier=None)
+    assert todo[0].sample_id == order[0] and why == {"new": len(rest), "video changed": 1}
+
+    record = {"preset": "toy", "settings": described}
+    pipeline.merge_when_complete(rd, key, samples, record, summary, timeout=0.0)
+    assert not summary.merged and summary.waiting_for == len(rest) + 1
+    assert not rd.tracks_path.exists()
+    pipeline.track_samples(rd, key, todo, det, TOY, tracker_config("toy"), summary, progress=False)
+    pipeline.merge_when_complete(rd, key, samples, record, summary, timeout=0.0)
+    assert summary.merged and summary.waiting_for == 0
+    assert sum(summary.run_counts.values()) == len(order)
+
+
+def test_resolve_shard(tmp_path, monkeypatch):
+    from spatialalign.detection.pipeline import resolve_shard
+
+    rd = RunDir(tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert resolve_shard(rd, None, None, overwrite=False) == (1, 3)
+    assert resolve_shard(rd, 0, 1, overwrite=True) == (0, 1)
+    with pytest.raises(SpatialAlignError, match="invalid rank 3 / world size 3"):
+        resolve_shard(rd, 3, None, overwrite=False)
+    with pytest.raises(SpatialAlignError, match="--overwrite works in a single process"):
+        resolve_shard(rd, None, None, overwrite=True)
+
+
 def test_background_decoding_is_bounded_and_in_order(toy_run, monkeypatch):
     import threading
     import time

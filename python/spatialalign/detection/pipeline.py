@@ -359,6 +359,112 @@ def merge_track_parts(
     )
 
 
+def resolve_shard(
+    run: RunDir, rank: int | None, world_size: int | None, overwrite: bool
+) -> tuple[int, int]:
+    """This process's (rank, world size): the arguments, else ``RANK`` / ``WORLD_SIZE``;
+    ``overwrite`` only in a single process."""
+    env_rank, env_world = env_rank_world()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise SpatialAlignError(f"invalid rank {rank} / world size {world_size}")
+    if overwrite and world_size > 1:
+        raise SpatialAlignError(
+            f"--overwrite works in a single process; delete {run.track_parts_dir} instead"
+        )
+    return rank, world_size
+
+
+def prepare_parts_dir(run: RunDir, key: str, described: dict[str, Any], overwrite: bool) -> None:
+    """Creates the parts directory of settings ``key`` (emptied first on ``overwrite``) and
+    writes what the key hashes beside it."""
+    parts = run.track_parts_dir / key
+    if overwrite and parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    write_json(described, run.track_settings_path(key))
+
+
+def plan_tracking(
+    run: RunDir, key: str, mine: Sequence[_Sample], earlier: dict[str, Any] | None
+) -> tuple[list[_Sample], Counter]:
+    """The samples of ``mine`` to track now (the others' parts are current), and how many
+    for each reason (``new``, ``video changed``, ``settings changed: ...``)."""
+    todo, why = [], Counter()
+    for s in mine:
+        reason = _redo_reason(run, key, s, earlier)
+        if reason is not None:
+            todo.append(s)
+            why[reason] += 1
+    return todo, why
+
+
+def track_samples(
+    run: RunDir,
+    key: str,
+    todo: Sequence[_Sample],
+    detector: Detector,
+    scoring: ScoringConfig,
+    tracker: TrackerConfig,
+    summary: TrackSummary,
+    *,
+    prefetch: int = 2,
+    progress: bool = True,
+) -> None:
+    """Decodes (ahead, on a thread), detects, judges and tracks ``todo``, writing each
+    sample's part; counts and times into ``summary``."""
+    bar = tqdm(
+        total=len(todo),
+        desc="track" if summary.world_size == 1 else f"track[{summary.rank}]",
+        unit="video",
+        disable=not progress or not todo,
+        position=summary.rank if summary.world_size > 1 else None,
+    )
+    stop = threading.Event()
+    t_wait = time.perf_counter()
+    with bar:
+        for sample, frames, error, stamp in _decoded(todo, prefetch, stop):
+            t0 = time.perf_counter()
+            summary.decode_wait_s += t0 - t_wait
+            if error is not None:
+                verdict, rows, instances = rejected(REASON_UNREADABLE), None, {}
+                bar.write(f"track: {sample.sample_id}: {error}", file=sys.stderr)
+            else:
+                verdict, rows, instances = process_video(
+                    frames, sample.class_names, detector, scoring, tracker
+                )
+            _write_part(run, key, sample, verdict, rows or [], stamp)
+            summary.n_tracked += 1
+            summary.counts["valid" if verdict.valid else verdict.reason] += 1
+            summary.n_multi_instance += int(any(n > 1 for n in instances.values()))
+            bar.update(1)
+            bar.set_postfix(valid=summary.counts.get("valid", 0), refresh=False)
+            t_wait = time.perf_counter()
+            summary.detect_s += t_wait - t0
+
+
+def merge_when_complete(
+    run: RunDir,
+    key: str,
+    samples: Sequence[_Sample],
+    record: dict[str, Any],
+    summary: TrackSummary,
+    timeout: float,
+) -> None:
+    """Waits up to ``timeout`` seconds for every sample's part to be current (other ranks
+    may be redoing stale ones), then merges the final tables into ``summary``'s run."""
+    deadline = time.monotonic() + timeout
+    waiting = [s for s in samples if _redo_reason(run, key, s, None) is not None]
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.2)
+        waiting = [s for s in waiting if _redo_reason(run, key, s, None) is not None]
+    summary.waiting_for = len(waiting)
+    if not waiting:
+        summary.run_counts = merge_track_parts(run, key, samples, record)
+        summary.merged = True
+
+
 def track_run(
     run_dir: str | os.PathLike[str],
     detector: Detector,
@@ -384,35 +490,16 @@ def track_run(
     ``WORLD_SIZE``.
     """
     run = RunDir(run_dir).require()
-    run_dir = run.root
     tracker = tracker or TrackerConfig()
-    env_rank, env_world = env_rank_world()
-    rank = env_rank if rank is None else rank
-    world_size = env_world if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise SpatialAlignError(f"invalid rank {rank} / world size {world_size}")
-    if overwrite and world_size > 1:
-        raise SpatialAlignError(
-            f"--overwrite works in a single process; delete {run.track_parts_dir} instead"
-        )
+    rank, world_size = resolve_shard(run, rank, world_size, overwrite)
     samples = _read_samples(run, Path(prompts) if prompts else None)
     key, described = settings_key(detector, scoring, tracker, settings or {})
-    parts = run.track_parts_dir / key
-    if overwrite and parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    write_json(described, run.track_settings_path(key))
+    prepare_parts_dir(run, key, described, overwrite)
 
     mine = samples[rank::world_size]
-    earlier = _earlier_settings(run, key, described)
-    todo, why = [], Counter()
-    for s in mine:
-        reason = _redo_reason(run, key, s, earlier)
-        if reason is not None:
-            todo.append(s)
-            why[reason] += 1
+    todo, why = plan_tracking(run, key, mine, _earlier_settings(run, key, described))
     summary = TrackSummary(
-        run_dir,
+        run.root,
         len(samples),
         rank,
         world_size,
@@ -420,46 +507,11 @@ def track_run(
         n_done_before=len(mine) - len(todo),
         reasons=why,
     )
-    bar = tqdm(
-        total=len(todo),
-        desc="track" if world_size == 1 else f"track[{rank}]",
-        unit="video",
-        disable=not progress or not todo,
-        position=rank if world_size > 1 else None,
+    track_samples(
+        run, key, todo, detector, scoring, tracker, summary, prefetch=prefetch, progress=progress
     )
-    stop = threading.Event()
-    t_wait = time.perf_counter()
-    with bar:
-        for sample, frames, error, stamp in _decoded(todo, prefetch, stop):
-            t0 = time.perf_counter()
-            summary.decode_wait_s += t0 - t_wait
-            if error is not None:
-                verdict, rows, instances = rejected(REASON_UNREADABLE), None, {}
-                bar.write(f"track: {sample.sample_id}: {error}", file=sys.stderr)
-            else:
-                verdict, rows, instances = process_video(
-                    frames, sample.class_names, detector, scoring, tracker
-                )
-            _write_part(run, key, sample, verdict, rows or [], stamp)
-            summary.n_tracked += 1
-            summary.counts["valid" if verdict.valid else verdict.reason] += 1
-            summary.n_multi_instance += int(any(n > 1 for n in instances.values()))
-            bar.update(1)
-            bar.set_postfix(valid=summary.counts.get("valid", 0), refresh=False)
-            t_wait = time.perf_counter()
-            summary.detect_s += t_wait - t0
-
-    if rank != 0:
-        return summary
-    deadline = time.monotonic() + (merge_timeout if world_size > 1 else 0.0)
-    # a part is merged only once it is current (other ranks may be redoing stale ones)
-    waiting = [s for s in samples if _redo_reason(run, key, s, None) is not None]
-    while waiting and time.monotonic() < deadline:
-        time.sleep(0.2)
-        waiting = [s for s in waiting if _redo_reason(run, key, s, None) is not None]
-    summary.waiting_for = len(waiting)
-    if not waiting:
+    if rank == 0:
         record = {"preset": preset, "settings": described}
-        summary.run_counts = merge_track_parts(run, key, samples, record)
-        summary.merged = True
+        timeout = merge_timeout if world_size > 1 else 0.0
+        merge_when_complete(run, key, samples, record, summary, timeout)
     return summary
