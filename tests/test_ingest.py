@@ -12,7 +12,14 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.video import write_video
 from spatialalign.prompts import DSRPrompt, read_prompts
 from spatialalign.rundir.layout import RunDir
-from spatialalign.sampling.ingest import ingest_videos, match_videos
+from spatialalign.sampling.ingest import (
+    IngestResult,
+    ingest_rows,
+    ingest_videos,
+    match_prompt_videos,
+    match_videos,
+    video_row,
+)
 from spatialalign.sampling.manifest import MANIFEST_COLUMNS
 
 
@@ -127,3 +134,39 @@ def test_cli_ingest(videos, tmp_path, capsys):
         main(["ingest", str(tmp_path / "nothing"), "--prompts", str(OFFICIAL_CSV)])
     assert exc.value.code == 1
     assert "videos directory not found" in capsys.readouterr().err
+
+
+# --- the steps of ingest_videos, one at a time ---------------------------------------------
+
+
+def test_ingest_rows_count_copies_and_changed_content(videos, prompts, tmp_path):
+    """A rerun over a half-ingested run: rows for every match, copies only of files the run
+    lacks, and a sample whose content changed since its manifest row."""
+    run = RunDir(tmp_path / "run")
+    matched, unknown = match_prompt_videos(videos.resolve(), prompts, ignore_unknown=False)
+    assert len(matched) == 5 and unknown == []
+    ingest_videos(videos, prompts, run.root, copy=True, progress=False)
+    run.video_path(matched[0].sample_id).unlink()  # lost from the run dir
+    write_video(matched[1].path, _clip(7, 16, 24, 99), fps=12)  # new content at the source
+    result = IngestResult(videos=5, prompts=2)
+    rows = ingest_rows(run, matched, result, copy=True, model="m", progress=False)
+    assert [r["sample_id"] for r in rows] == [m.sample_id for m in matched]
+    assert (result.copied, result.changed, result.unreadable) == (2, 1, [])
+    for r in rows:  # each row points at the run's copy
+        assert (r["model"], r["path"]) == (
+            "m",
+            run.stored_video_path(run.video_path(r["sample_id"])),
+        )
+
+
+def test_video_row_of_an_unreadable_video(videos, prompts, tmp_path):
+    bad = videos / f"{prompts[2].prompt_id}_F81_seed00.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    (m,) = match_videos([bad], [prompts[2].prompt_id])[0]
+    row, readable = video_row(RunDir(tmp_path), m, bad, "fp", "external")
+    assert not readable and row["num_frames"] is None and row["seed"] == 0
+    assert row["provenance"] == {"source": str(bad), "fingerprint": "fp"}
+    good = sorted(videos.glob("*_seed01.mp4"))[0]
+    (m,) = match_videos([good], [p.prompt_id for p in prompts])[0]
+    row, readable = video_row(RunDir(tmp_path), m, good, "fp", "external")
+    assert readable and (row["num_frames"], row["height"], row["width"]) == (7, 16, 24)

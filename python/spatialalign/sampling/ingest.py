@@ -173,6 +173,82 @@ def _copy(src: Path, dst: Path, src_fingerprint: str) -> bool:
     return True
 
 
+def match_prompt_videos(
+    videos_dir: Path, prompts: Sequence[DSRPrompt], ignore_unknown: bool
+) -> tuple[list[MatchedVideo], list[str]]:
+    """The ``.mp4`` files of ``videos_dir`` matched to ``prompts`` (and the unmatched
+    names, an error unless ``ignore_unknown``)."""
+    files = find_videos(videos_dir)
+    if not files:
+        raise SpatialAlignError(f"no .mp4 videos in {videos_dir}")
+    ids = [p.prompt_id for p in prompts]
+    if not ids or any(not i for i in ids):
+        raise SpatialAlignError("every prompt needs a prompt_id to match videos against")
+    matched, unknown = match_videos(files, ids)
+    if unknown and not ignore_unknown:
+        raise SpatialAlignError(
+            f"{len(unknown)} video(s) in {videos_dir} match no prompt id: {_list(unknown)} "
+            "(--ignore-unknown leaves them out)"
+        )
+    if not matched:
+        raise SpatialAlignError(f"no video in {videos_dir} matches a prompt id")
+    return matched, unknown
+
+
+def video_row(
+    run: RunDir, m: MatchedVideo, path: Path, content: str, model: str
+) -> tuple[Row, bool]:
+    """``m``'s manifest row for its video at ``path`` (content fingerprint ``content``) and
+    whether the video could be read (else its video fields stay None)."""
+    row: Row = {
+        "sample_id": m.sample_id,
+        "prompt_id": m.prompt_id,
+        "seed": m.seed,
+        "model": model,
+        "adapter": "",
+        "path": run.stored_video_path(path),
+        "num_frames": None,
+        "fps": None,
+        "height": None,
+        "width": None,
+        PROVENANCE: {"source": str(m.path), "fingerprint": content},
+    }
+    try:
+        info = probe_video(path)
+    except VideoReadError:
+        return row, False
+    row.update(num_frames=info.num_frames, fps=info.fps, height=info.height, width=info.width)
+    return row, True
+
+
+def ingest_rows(
+    run: RunDir,
+    matched: Sequence[MatchedVideo],
+    result: IngestResult,
+    *,
+    copy: bool,
+    model: str,
+    progress: bool,
+) -> list[Row]:
+    """The manifest rows of ``matched`` (copied into the run first with ``copy``), counting
+    copies, changed contents and unreadable videos into ``result``."""
+    before = {r["sample_id"]: r for r in read_rows(run.manifest_path)}
+    rows: list[Row] = []
+    for m in tqdm(matched, unit="video", desc="ingest", disable=not progress):
+        content = fingerprint(m.path)
+        path = m.path
+        if copy:
+            path = run.video_path(m.sample_id)
+            result.copied += _copy(m.path, path, content)
+        old = (before.get(m.sample_id) or {}).get(PROVENANCE) or {}
+        result.changed += bool(old) and old.get("fingerprint") != content
+        row, readable = video_row(run, m, path, content, model)
+        if not readable:
+            result.unreadable.append(m.path.name)
+        rows.append(row)
+    return rows
+
+
 def ingest_videos(
     videos_dir: str | os.PathLike[str],
     prompts: Sequence[DSRPrompt],
@@ -191,67 +267,17 @@ def ingest_videos(
     start = time.perf_counter()
     videos_dir = Path(videos_dir).resolve()
     run = RunDir(Path(run_dir).resolve() if run_dir is not None else videos_dir)
-    files = find_videos(videos_dir)
-    if not files:
-        raise SpatialAlignError(f"no .mp4 videos in {videos_dir}")
-    ids = [p.prompt_id for p in prompts]
-    if not ids or any(not i for i in ids):
-        raise SpatialAlignError("every prompt needs a prompt_id to match videos against")
-    matched, unknown = match_videos(files, ids)
-    if unknown and not ignore_unknown:
-        raise SpatialAlignError(
-            f"{len(unknown)} video(s) in {videos_dir} match no prompt id: {_list(unknown)} "
-            "(--ignore-unknown leaves them out)"
-        )
-    if not matched:
-        raise SpatialAlignError(f"no video in {videos_dir} matches a prompt id")
+    matched, unknown = match_prompt_videos(videos_dir, prompts, ignore_unknown)
     ensure_run_prompts(run.root, prompts, {m.prompt_id for m in matched})
 
-    before = {r["sample_id"]: r for r in read_rows(run.manifest_path)}
-    rows: list[Row] = []
-    unreadable: list[str] = []
-    copied = changed = 0
-    for m in tqdm(matched, unit="video", desc="ingest", disable=not progress):
-        content = fingerprint(m.path)
-        path = m.path
-        if copy:
-            path = run.video_path(m.sample_id)
-            copied += _copy(m.path, path, content)
-        old = (before.get(m.sample_id) or {}).get(PROVENANCE) or {}
-        changed += bool(old) and old.get("fingerprint") != content
-        row: Row = {
-            "sample_id": m.sample_id,
-            "prompt_id": m.prompt_id,
-            "seed": m.seed,
-            "model": model,
-            "adapter": "",
-            "path": run.stored_video_path(path),
-            "num_frames": None,
-            "fps": None,
-            "height": None,
-            "width": None,
-            PROVENANCE: {"source": str(m.path), "fingerprint": content},
-        }
-        try:
-            info = probe_video(path)
-        except VideoReadError:
-            unreadable.append(m.path.name)
-        else:
-            row.update(
-                num_frames=info.num_frames, fps=info.fps, height=info.height, width=info.width
-            )
-        rows.append(row)
-
-    target = run.manifest_path
-    with manifest_lock(run):
-        write_rows(merge_rows(read_rows(target), rows), target)
-    return IngestResult(
-        videos=len(rows),
+    result = IngestResult(
+        videos=len(matched),
         prompts=len({m.prompt_id for m in matched}),
-        unreadable=unreadable,
         unknown=unknown,
-        manifest=target,
-        seconds=time.perf_counter() - start,
-        copied=copied,
-        changed=changed,
+        manifest=run.manifest_path,
     )
+    rows = ingest_rows(run, matched, result, copy=copy, model=model, progress=progress)
+    with manifest_lock(run):
+        write_rows(merge_rows(read_rows(run.manifest_path), rows), run.manifest_path)
+    result.seconds = time.perf_counter() - start
+    return result
