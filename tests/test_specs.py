@@ -154,3 +154,17 @@ def test_one_model_registry():
     assert [backend_class(m).model for m in MODELS] == list(MODELS)
     with pytest.raises(SpatialAlignError, match="unknown model 'sd'"):
         backend_class("sd")
+
+
+def test_the_toy_split_is_one_constant():
+    from spatialalign.evaluation.eval_prompts import toy_test_count, toy_test_prompts
+    from spatialalign.prompts.generate import generate_dataset
+    from spatialalign.prompts.splits import TOY_SPLIT
+    from spatialalign.toy.evaluate import ToyEvalConfig, eval_prompts
+
+    assert (TOY_SPLIT.n_train, TOY_SPLIT.n_test, TOY_SPLIT.seed) == (500, 120, 0)
+    assert toy_test_count("toy-test") == TOY_SPLIT.n_test
+    drawn = generate_dataset(500, 120, seed=0)
+    assert TOY_SPLIT.prompts() == drawn
+    assert toy_test_prompts("toy-test") == eval_prompts(ToyEvalConfig()) == drawn[500:]
+    assert toy_test_prompts("toy-test:3") == generate_dataset(500, 3, seed=0)[500:]

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.prompts.splits import TOY_SPLIT
 from spatialalign.rundir.layout import RunDir
 
 TOY_TEST = "toy-test"
-"""``--prompts toy-test[:N]``: the toy TEST split ``toy evaluate`` uses (N prompts, default 120)."""
+"""``--prompts toy-test[:N]``: the toy TEST split (:data:`~spatialalign.prompts.splits.TOY_SPLIT`;
+N prompts, default its 120), which ``toy evaluate`` uses too."""
 AUTO_SPLIT = "auto"
 """Evaluate the file's ``test`` split when it has one, else every prompt."""
 
 
 def toy_test_count(spec: str) -> int:
-    """The prompt count of ``toy-test`` (120) or ``toy-test:N``; else one clear error."""
+    """The prompt count of ``toy-test`` (the split's 120) or ``toy-test:N``; else one clear
+    error."""
     if spec == TOY_TEST:
-        return 120
+        return TOY_SPLIT.n_test
     head, _, count = spec.partition(":")
     if head != TOY_TEST or not count.isdigit() or int(count) < 1:
         raise SpatialAlignError(f"--prompts {spec!r}: expected a file, toy-test or toy-test:N")
@@ -30,11 +34,9 @@ def is_toy_test(spec: str | None) -> bool:
 
 
 def toy_test_prompts(spec: str) -> list[DSRPrompt]:
-    """``toy-test`` (120 prompts) or ``toy-test:N``: the generated toy TEST split, as
-    ``toy evaluate`` draws it (prompt seed 0, beside 500 TRAIN prompts)."""
-    from spatialalign.toy.evaluate import ToyEvalConfig, eval_prompts
-
-    return eval_prompts(ToyEvalConfig(n_test=toy_test_count(spec)))
+    """``toy-test`` (120 prompts) or ``toy-test:N``: the toy split's TEST prompts (drawn with
+    ``n_test`` N), as ``toy evaluate`` draws them."""
+    return replace(TOY_SPLIT, n_test=toy_test_count(spec)).prompts("test")
 
 
 def prepare_prompts(run: RunDir, spec: str | None, split: str) -> tuple[Path, str, list[str]]:

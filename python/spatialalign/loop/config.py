@@ -25,6 +25,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.options import check_finite, document_fields
 from spatialalign.detection.spec import DetectorSpec
 from spatialalign.models.registry import DEFAULT_MODEL, check_model
+from spatialalign.prompts.splits import TOY_SPLIT
 from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
 from spatialalign.training.config import TrainConfig
 
@@ -84,8 +85,10 @@ class LoopConfig:
         "reference) and fuses it into round_k/model; continue: one adapter on the starting "
         "model trained on across rounds (reference: the starting model).",
     )
-    train_prompts: int = _f(500, "Generated TRAIN prompts, sampled every round.")
-    prompt_seed: int = _f(0, "Seed of the TRAIN prompt generator (0: toy evaluate's split).")
+    train_prompts: int = _f(TOY_SPLIT.n_train, "Generated TRAIN prompts, sampled every round.")
+    prompt_seed: int = _f(
+        TOY_SPLIT.seed, "Seed of the TRAIN prompt generator (0: toy evaluate's split)."
+    )
     seeds: int = _f(
         8,
         "Samples per TRAIN prompt per round (at most 1000), from fresh seeds each round: round "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from spatialalign.loop.config import LoopConfig
 from spatialalign.models.backends import BackendConfig
 from spatialalign.parallel.workers import Workers
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.prompts.splits import TOY_SPLIT
 from spatialalign.rundir.layout import RunDir
 from spatialalign.training.config import TrainConfig
 
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
     from spatialalign.detection.spec import TrackSpec
 
 Echo = Callable[[str], None]
-SHIPPED_TEST = 120
-"""TEST prompts generated beside the TRAIN ones (``toy-test``'s draw: 500 + 120, seed 0)."""
 
 
 def backend_config(
@@ -48,13 +48,12 @@ def backend_config(
 
 # ------------------------------------------------------------------ prompts
 def train_prompts(cfg: LoopConfig) -> list[DSRPrompt]:
-    """The first ``train_prompts`` TRAIN prompts of the generated dataset (at least 500
-    drawn, with 120 TEST prompts beside them, so seed 0 gives ``toy evaluate``'s TRAIN
+    """The first ``train_prompts`` TRAIN prompts of the toy split's draw (at least its 500
+    TRAIN prompts drawn, beside its 120 TEST ones, so seed 0 gives ``toy evaluate``'s TRAIN
     split, disjoint from ``toy-test``)."""
-    from spatialalign.prompts.generate import generate_dataset
-
-    drawn = generate_dataset(max(cfg.train_prompts, 500), SHIPPED_TEST, seed=cfg.prompt_seed)
-    return [p for p in drawn if p.split == "train"][: cfg.train_prompts]
+    n_train = max(cfg.train_prompts, TOY_SPLIT.n_train)
+    split = replace(TOY_SPLIT, n_train=n_train, seed=cfg.prompt_seed)
+    return split.prompts("train")[: cfg.train_prompts]
 
 
 def ensure_prompts(path: Path, prompts: list[DSRPrompt]) -> Path:

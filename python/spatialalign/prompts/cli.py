@@ -15,15 +15,16 @@ from spatialalign.prompts.io import (
     read_prompts,
     write_run_prompts,
 )
+from spatialalign.prompts.splits import TOY_SPLIT
 
 
 @click.command("prompts")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--train", "n_train", type=click.IntRange(min=0), default=None,
-              help="Training prompts to generate.  [default: 500]")  # fmt: skip
+              help=f"Training prompts to generate.  [default: {TOY_SPLIT.n_train}]")  # fmt: skip
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=None,
-              help="Test prompts to generate.  [default: 120]")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True, help="Generator seed.")
+              help=f"Test prompts to generate.  [default: {TOY_SPLIT.n_test}]")  # fmt: skip
+@click.option("--seed", type=int, default=TOY_SPLIT.seed, show_default=True, help="Generator seed.")
 @click.option("--form", type=click.Choice(FORMS), default=None,
               help="Phrasing: 'then' (the paper's) or 'from-to'.  [default: then]")  # fmt: skip
 @click.option("--bottom", is_flag=True, help="Also generate the six DSR types with BOTTOM.")
@@ -52,8 +53,8 @@ def prompts(
         origin = f"from {source}"
     else:
         items = generate_dataset(
-            n_train=500 if n_train is None else n_train,
-            n_test=120 if n_test is None else n_test,
+            n_train=TOY_SPLIT.n_train if n_train is None else n_train,
+            n_test=TOY_SPLIT.n_test if n_test is None else n_test,
             seed=seed,
             form=form or "then",
             include_bottom=bottom,

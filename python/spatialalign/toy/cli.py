@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from spatialalign.prompts.splits import TOY_SPLIT
+
 
 @click.group("toy")
 def toy() -> None:
@@ -101,7 +103,7 @@ def pretrain_cmd(
     help="A LoRA (diffusers format: file or directory) to load into the model first.",
 )
 @click.option("--seeds", type=int, default=5, show_default=True, help="Seeds 0..N-1 per prompt.")
-@click.option("--test-prompts", "n_test", type=int, default=120, show_default=True)
+@click.option("--test-prompts", "n_test", type=int, default=TOY_SPLIT.n_test, show_default=True)
 @click.option("--steps", type=int, default=20, show_default=True)
 @click.option("--guidance", type=float, default=3.0, show_default=True)
 @click.option(

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from spatialalign.core.presets import ScoringConfig, scoring_config
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.prompts.splits import TOY_SPLIT, ToySplit
 from spatialalign.scoring.summary import build_summary
 
 SHOWN_RELATIONS: tuple[str, ...] = ("L", "R", "T")
@@ -35,9 +36,9 @@ class ToyEvalConfig:
     """What `spatialalign toy evaluate` samples and how (the toy model's own evaluation, not
     `spatialalign eval`'s :class:`~spatialalign.evaluation.eval_run.EvalRunConfig`)."""
 
-    n_test: int = 120
-    n_train: int = 500
-    prompt_seed: int = 0
+    n_test: int = TOY_SPLIT.n_test
+    n_train: int = TOY_SPLIT.n_train
+    prompt_seed: int = TOY_SPLIT.seed
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     num_inference_steps: int = 20
     guidance_scale: float = 3.0
@@ -199,10 +200,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 def eval_prompts(cfg: ToyEvalConfig) -> list[DSRPrompt]:
     """The generated TEST split (disjoint from pretraining's TRAIN split)."""
-    from spatialalign.prompts.generate import generate_dataset
-
-    ps = generate_dataset(cfg.n_train, cfg.n_test, seed=cfg.prompt_seed)
-    return [p for p in ps if p.split == "test"]
+    return ToySplit(cfg.n_train, cfg.n_test, cfg.prompt_seed).prompts("test")
 
 
 def evaluate_pipeline(

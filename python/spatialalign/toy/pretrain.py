@@ -41,6 +41,7 @@ from spatialalign.models.toy.model import ToyTransformerConfig, build_transforme
 from spatialalign.models.toy.pipeline import ToyPipeline, ToyVideoConfig
 from spatialalign.models.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.prompts.splits import TOY_SPLIT, ToySplit
 from spatialalign.trainlib.checkpoint import (
     OPT_PREFIX,
     checkpoint_meta,
@@ -79,9 +80,9 @@ class PretrainConfig:
     """Fraction of (animal, final relation) combinations whose captions are unreliable; the
     mismatched clips all come from those (at about ``mismatch_frac / mismatch_keys_frac``),
     a systematic bias like web data's, which guidance cannot average away. 1.0: uniform."""
-    n_train_prompts: int = 500
-    n_test_prompts: int = 120
-    prompt_seed: int = 0
+    n_train_prompts: int = TOY_SPLIT.n_train
+    n_test_prompts: int = TOY_SPLIT.n_test
+    prompt_seed: int = TOY_SPLIT.seed
     """Seed of :func:`spatialalign.prompts.generate_dataset` (TRAIN split is used)."""
     clips_per_prompt: int = 24
     batch_size: int = 32
@@ -128,10 +129,7 @@ def mismatched(prompt: DSRPrompt, rng: random.Random, kind: str = "third") -> DS
 
 
 def train_prompts(cfg: PretrainConfig) -> list[DSRPrompt]:
-    from spatialalign.prompts.generate import generate_dataset
-
-    ps = generate_dataset(cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.prompt_seed)
-    return [p for p in ps if p.split == "train"]
+    return ToySplit(cfg.n_train_prompts, cfg.n_test_prompts, cfg.prompt_seed).prompts("train")
 
 
 def render_dataset(

@@ -28,6 +28,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import read_parquet
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
 from spatialalign.core.schemas import validate_table
+from spatialalign.models.registry import MODELS
 from spatialalign.parallel.ranks import env_rank_world
 from spatialalign.rundir.layout import RunDir
 from spatialalign.training.cache import CacheReport, build_cache, load_cache
@@ -35,9 +36,6 @@ from spatialalign.training.config import TrainConfig
 from spatialalign.training.data import Pair, Sample, TrainData, top_k_samples
 from spatialalign.training.losses import is_pair_variant
 from spatialalign.training.trainer import TrainResult, check_rank, make_accelerator, train
-
-MODELS = ("toy", "wan")
-
 
 INPUTS_NAME = "inputs.json"
 """``RUN/run/inputs.json``: fingerprints of what the run trains on (pairs, scores, model)."""
