@@ -24,7 +24,7 @@ from spatialalign.lora.adapter import load_lora_into_transformer
 from spatialalign.models.backends import ToyBackend
 from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.training.config import TrainConfig
-from spatialalign.training.trainer import CHECKPOINT_DIR, prepare_transformer, save_adapter
+from spatialalign.training.trainer import prepare_transformer, save_adapter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # the tests that run whole rounds (the ``merged`` loop, a continued adapter) are marked slow
@@ -187,7 +187,7 @@ def test_continue_adapter_trains_the_previous_adapter_on(tmp_path):
     assert {r["adapter"] for r in records} == {str(layout.adapter_path(1).resolve())}
     assert {r["adapter_id"] for r in records} == {fingerprint(layout.adapter_path(1))}
     # ... and its training started from that adapter: the step-0 checkpoint holds it
-    ckpt = layout.train_run(2).train_dir / CHECKPOINT_DIR / "checkpoint-0000000.safetensors"
+    ckpt = layout.train_run(2).train.checkpoint_path(0)
     start = {k.removeprefix("lora."): v for k, v in load_file(str(ckpt)).items()}
     start = {k: v for k, v in start.items() if "lora_" in k}
     adapter = {

@@ -22,7 +22,7 @@ from spatialalign.report.figures import per_type_bars_png, training_curves_png
 from spatialalign.report.grid import shared_samples
 from spatialalign.report.media import display_frames, write_browser_video
 from spatialalign.report.page import markdown_table
-from spatialalign.report.runs import TRAIN_LOG_NAME, load_report_run, read_train_log
+from spatialalign.report.runs import load_report_run, read_train_log
 from spatialalign.rundir.layout import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def runs(tmp_path_factory):
     for run in (base, other):
         for k, sid in enumerate(ids):
             write_video(RunDir(run).video_path(sid), toy_frames(k), fps=8)
-    log = RunDir(other).train_dir / TRAIN_LOG_NAME
+    log = RunDir(other).train.log_path
     log.parent.mkdir(parents=True)
     records = [{"step": s, "loss": 1 / s, "loss_dpo": 0.5, "margin": 0.1 * s} for s in (1, 2, 3)]
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -197,15 +197,6 @@ def test_train_log_reading_and_figures(tmp_path) -> None:
     assert per_type_bars_png([("a", {"per_type": {}})]) is None
 
 
-def test_train_log_name_is_the_trainers() -> None:
-    """The report reads the file the trainer writes (read from its source: no torch)."""
-    source = REPO / "python" / "spatialalign" / "training" / "trainer.py"
-    if not source.is_file():
-        pytest.skip("the trainer is not there yet")
-    found = re.search(r'^LOG_NAME = "([^"]+)"', source.read_text(), re.M)
-    assert found and found.group(1) == TRAIN_LOG_NAME
-
-
 def test_rerun_drops_stale_media_and_reports_unreadable_videos(runs, tmp_path) -> None:
     base, other, ids = runs
     out = tmp_path / "report"
@@ -251,16 +242,16 @@ def test_train_log_found_beside_the_adapter(runs, tmp_path) -> None:
     base, _, _ = runs
     run = tmp_path / "eval"
     shutil.copytree(base, run)
-    trained = tmp_path / "trained" / "run"
-    trained.mkdir(parents=True)
-    (trained / TRAIN_LOG_NAME).write_text('{"step": 1, "margin": 0.5}\n')
+    trained = RunDir(tmp_path / "trained").train
+    trained.root.mkdir(parents=True)
+    trained.log_path.write_text('{"step": 1, "margin": 0.5}\n')
     path = RunDir(run).manifest_path
     manifest = pq.read_table(path)
-    adapter = pa.array([str(trained / "pytorch_lora_weights.safetensors")] * manifest.num_rows)
+    adapter = pa.array([str(trained.adapter_path)] * manifest.num_rows)
     index = manifest.column_names.index("adapter")
     pq.write_table(manifest.set_column(index, manifest.schema.field(index), adapter), path)
     loaded = load_report_run(run, "eval")
-    assert loaded.train_log_path == trained / TRAIN_LOG_NAME
+    assert loaded.train_log_path == trained.log_path
     assert loaded.train_log == [{"step": 1, "margin": 0.5}]
     assert load_report_run(base, "base").train_log_path is None  # no adapter, no log
 

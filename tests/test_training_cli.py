@@ -345,7 +345,7 @@ def test_a_signal_saves_and_exits_with_128_plus_its_number(
         main(["train", str(root), *FAST])
     assert e.value.code == code
     assert "interrupted at step 1/2" in capsys.readouterr().err
-    assert trainer.checkpoint_paths(RunDir(root).train_dir)
+    assert RunDir(root).train.checkpoint_paths()
 
 
 def test_train_refuses_scores_older_than_the_tracks(run_dir, tmp_path, capsys):

@@ -17,16 +17,19 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from spatialalign.cli import main  # noqa: E402
 from spatialalign.core.errors import SpatialAlignError  # noqa: E402
+from spatialalign.rundir import TrainDir  # noqa: E402
 from spatialalign.training.export import export_adapter  # noqa: E402
-from spatialalign.training.trainer import (  # noqa: E402
-    LORA_CONFIG_KEY,
-    checkpoint_paths,
-    checkpoint_step,
-)
+from spatialalign.training.trainer import LORA_CONFIG_KEY  # noqa: E402
 from spatialalign.trainlib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from test_training_trainer import run, tiny_cfg  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def kept_steps(out) -> list[int]:
+    """The steps of the checkpoints a training directory keeps."""
+    return [TrainDir.checkpoint_step(p) for p in TrainDir(out).checkpoint_paths()]
+
 
 ADAPTER = "pytorch_lora_weights.safetensors"
 
@@ -64,7 +67,7 @@ def trained(tmp_path_factory) -> Path:
 
 def test_the_keep_policy_and_the_adapters_written_during_training(trained):
     out = trained / "run"
-    assert [checkpoint_step(p) for p in checkpoint_paths(out)] == [2, 4, 5]
+    assert kept_steps(out) == [2, 4, 5]
     adapters = sorted(p.name for p in (out / "adapters").iterdir())
     assert adapters == ["step-0000002", "step-0000005"]
     # one process, one code path (the trainer's writer on the same weights): bit for bit
@@ -168,14 +171,14 @@ def test_an_interrupted_run_resumes_to_the_same_checkpoints_and_adapters(trained
 
     out = tmp_path / "part"
     part = run(out, kept_cfg(), on_step=kill_at_3)
-    assert part.interrupted and [checkpoint_step(p) for p in checkpoint_paths(out)] == [2, 3]
+    assert part.interrupted and kept_steps(out) == [2, 3]
     assert sorted(p.name for p in (out / "adapters").iterdir()) == ["step-0000002"]
     # a hard kill after step 3 would leave step 2: the resumed run writes step 5's adapter
-    checkpoint_paths(out)[-1].unlink()
+    TrainDir(out).checkpoint_paths()[-1].unlink()
     done = run(out, kept_cfg(resume=True))
     assert done.steps == 5
     full = trained / "run"
-    assert [checkpoint_step(p) for p in checkpoint_paths(out)] == [2, 4, 5]
+    assert kept_steps(out) == [2, 4, 5]
     # bit equality is right here: one process, one code path, the same inputs
     for step in ("step-0000002", "step-0000005"):
         assert_same_adapter(out / "adapters" / step / ADAPTER, full / "adapters" / step / ADAPTER)

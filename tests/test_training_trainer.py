@@ -20,9 +20,10 @@ pytest.importorskip("accelerate")
 from safetensors.torch import load_file  # noqa: E402
 from spatialalign.core.errors import SpatialAlignError  # noqa: E402
 from spatialalign.models.toy.pipeline import ToyPipeline  # noqa: E402
+from spatialalign.rundir import TrainDir  # noqa: E402
 from spatialalign.training.config import TrainConfig  # noqa: E402
 from spatialalign.training.data import Pair, Sample, TrainData  # noqa: E402
-from spatialalign.training.trainer import checkpoint_paths, train  # noqa: E402
+from spatialalign.training.trainer import train  # noqa: E402
 from tolerance import FLOAT32_NET  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -77,13 +78,13 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
 
     part = run(tmp_path / "part", tiny_cfg(), on_step=kill_at_3)
     assert part.interrupted and part.steps == 3 and part.adapter is None
-    assert [p.name for p in checkpoint_paths(tmp_path / "part")] == [
+    assert [p.name for p in TrainDir(tmp_path / "part").checkpoint_paths()] == [
         "checkpoint-0000002.safetensors",
         "checkpoint-0000003.safetensors",
     ]
     # a hard kill after step 3 would leave only the periodic checkpoint of step 2
     shutil.copytree(tmp_path / "part", tmp_path / "hard")
-    checkpoint_paths(tmp_path / "hard")[-1].unlink()
+    TrainDir(tmp_path / "hard").checkpoint_paths()[-1].unlink()
     for name in ("part", "hard"):
         with pytest.raises(SpatialAlignError, match="already holds a training run"):
             run(tmp_path / name, tiny_cfg())
@@ -199,7 +200,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     msg = str(e.value)
     assert msg.startswith("training stopped at step 3: the loss is not finite (loss nan")
     assert "checkpoint-0000002.safetensors is intact" in msg and "\n" not in msg
-    assert [p.name for p in checkpoint_paths(out)] == ["checkpoint-0000002.safetensors"]
+    assert [p.name for p in TrainDir(out).checkpoint_paths()] == ["checkpoint-0000002.safetensors"]
     assert not (out / "pytorch_lora_weights.safetensors").exists()  # no NaN adapter
     assert [
         _strict_json(ln)["step"] for ln in (out / "train_log.jsonl").read_text().splitlines()
@@ -220,7 +221,7 @@ def test_weights_that_overflow_stop_the_run_before_they_are_saved(tmp_path, lr):
     with pytest.raises(SpatialAlignError, match="not finite"):
         run(out, cfg)
     assert not (out / "pytorch_lora_weights.safetensors").exists()
-    for path in checkpoint_paths(out):  # whatever was saved is finite
+    for path in TrainDir(out).checkpoint_paths():  # whatever was saved is finite
         assert all(torch.isfinite(v).all() for v in load_file(str(path)).values()), path
 
 

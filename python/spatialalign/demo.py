@@ -24,6 +24,7 @@ import click
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path
 from spatialalign.core.presets import OFFICIAL
+from spatialalign.models.toy.shipped import aligned_adapter
 from spatialalign.rundir.layout import RunDir
 
 
@@ -53,17 +54,6 @@ def copy_demo_run(out_dir: str | Path) -> Path:
         with atomic_path(out_dir / name) as tmp:
             tmp.write_bytes(item.read_bytes())
     return out_dir
-
-
-def aligned_adapter() -> Path:
-    """The shipped aligned toy LoRA (diffusers format) inside the installed package."""
-    path = Path(str(resources.files("spatialalign") / "models" / "toy" / "weights" / "aligned"))
-    weights = path / "pytorch_lora_weights.safetensors"
-    if not weights.is_file():
-        raise SpatialAlignError(
-            f"the aligned toy adapter is missing from the installation: {weights}"
-        )
-    return weights
 
 
 def demo_commands(out_dir: Path, *, n_prompts: int, seeds: int) -> list[list[str]]:

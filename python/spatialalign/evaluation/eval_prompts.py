@@ -45,7 +45,6 @@ def prepare_prompts(run: RunDir, spec: str | None, split: str) -> tuple[Path, st
     Writes ``RUN/prompts.parquet`` when absent, as ``sample`` does; for ``toy-test`` that
     file is what is sampled, so an existing one must hold exactly those prompts.
     """
-    from spatialalign.prompts import write_prompts
     from spatialalign.sampling.run_prompts import ensure_run_prompts
     from spatialalign.sampling.sampler import select_prompts
 
@@ -58,7 +57,7 @@ def prepare_prompts(run: RunDir, spec: str | None, split: str) -> tuple[Path, st
                     f"{run.prompts_path} holds other prompts than {spec}; use another run directory"
                 )
         else:
-            write_prompts(prompts, run.prompts_path)
+            run.write_prompts(prompts)
         source = run.prompts_path
     else:
         source = Path(spec) if spec is not None else run.prompts_path

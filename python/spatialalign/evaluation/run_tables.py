@@ -21,14 +21,6 @@ from spatialalign.core.ids import refuse_duplicates
 from spatialalign.evaluation.compare import Comparison, curves_png
 from spatialalign.rundir.layout import RunDir
 
-METRICS_FILE = "metrics.parquet"  # written by `eval` (evaluation.metrics_file.write_metrics)
-
-
-def metrics_path(run: RunDir) -> Path:
-    """The run's ``metrics.parquet`` (RunDir's own name for it once it has one)."""
-    own = getattr(run, "metrics_path", None)
-    return Path(own) if own is not None else run.root / METRICS_FILE
-
 
 def read_run_table(run_dir: str | os.PathLike[str]) -> pa.Table:
     """``scores.parquet`` left-joined with ``metrics.parquet``'s numeric columns on sample_id.
@@ -42,7 +34,7 @@ def read_run_table(run_dir: str | os.PathLike[str]) -> pa.Table:
             f"{run.root}: no scores.parquet (run `spatialalign score-batch {run.root}` first)"
         )
     scores = run.read_scores()
-    path = metrics_path(run)
+    path = run.metrics_path  # written by `eval` (evaluation.metrics_file.write_metrics)
     if not path.is_file():
         return scores
     metrics = read_parquet(path, "metrics")

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spatialalign.core.fileio import exclusive_lock
-from spatialalign.lora.adapter import LORA_WEIGHT_NAME
-from spatialalign.prompts.io import PROMPTS_FILE
 from spatialalign.rundir.layout import LOCK_NAME, RunDir
 
 
@@ -30,9 +28,15 @@ class LoopDir:
         object.__setattr__(self, "root", Path(root))
 
     @property
+    def prompts_run(self) -> RunDir:
+        """The loop directory as a run directory holding only the TRAIN prompts every round
+        samples (written once, by :meth:`RunDir.write_prompts`)."""
+        return RunDir(self.root)
+
+    @property
     def prompts_path(self) -> Path:
-        """The TRAIN prompts every round samples (written once)."""
-        return self.root / PROMPTS_FILE
+        """The TRAIN prompts every round samples (``RUN/prompts.parquet``)."""
+        return self.prompts_run.prompts_path
 
     @property
     def state_path(self) -> Path:
@@ -66,7 +70,7 @@ class LoopDir:
 
     def adapter_path(self, k: int) -> Path:
         """The LoRA round k trained (``round_k/train/run/pytorch_lora_weights.safetensors``)."""
-        return self.train_run(k).train_dir / LORA_WEIGHT_NAME
+        return self.train_run(k).train.adapter_path
 
     def model_dir(self, k: int) -> Path:
         """``--merge``: the model of round k (round k-1's model with round k's LoRA fused in)."""

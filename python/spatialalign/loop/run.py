@@ -221,7 +221,7 @@ def loop_run(
 
 def _loop_locked(layout: LoopDir, cfg: LoopConfig, echo: Echo, progress: bool) -> LoopResult:
     check_state(layout, cfg)  # again, under the lock
-    stages.ensure_prompts(layout.prompts_path, stages.train_prompts(cfg))
+    stages.ensure_prompts(layout.prompts_run, stages.train_prompts(cfg))
 
     n = resolve_workers(cfg.workers, cfg.model, cfg.device, cfg.train_prompts * cfg.seeds)
     with Workers(n, preload_for(cfg.model)) as workers:

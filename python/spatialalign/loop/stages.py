@@ -56,16 +56,17 @@ def train_prompts(cfg: LoopConfig) -> list[DSRPrompt]:
     return split.prompts("train")[: cfg.train_prompts]
 
 
-def ensure_prompts(path: Path, prompts: list[DSRPrompt]) -> Path:
-    """Writes the TRAIN prompts once; an existing file must hold exactly them."""
-    from spatialalign.prompts import read_prompts, write_prompts
-
+def ensure_prompts(holder: RunDir, prompts: list[DSRPrompt]) -> Path:
+    """Writes the TRAIN prompts once (:meth:`RunDir.write_prompts` of the loop directory's
+    :attr:`~spatialalign.loop.layout.LoopDir.prompts_run`); an existing file must hold
+    exactly them."""
+    path = holder.prompts_path
     if path.is_file():
-        have = [(p.prompt_id, p.text) for p in read_prompts(path)]
+        have = [(p.prompt_id, p.text) for p in holder.read_prompts()]
         if have != [(p.prompt_id, p.text) for p in prompts]:
             raise SpatialAlignError(f"{path} holds other prompts than this loop's settings")
         return path
-    return write_prompts(prompts, path)
+    return holder.write_prompts(prompts)
 
 
 # ------------------------------------------------------------------ sample, track, score
@@ -162,15 +163,10 @@ def seed_adapter(
 
     from spatialalign.lora.adapter import resolve_adapter
     from spatialalign.training.run import load_model
-    from spatialalign.training.trainer import (
-        checkpoint_paths,
-        make_optimizer,
-        prepare_transformer,
-        save_checkpoint,
-    )
+    from spatialalign.training.trainer import make_optimizer, prepare_transformer, save_checkpoint
 
     out = run.train_dir
-    if checkpoint_paths(out):
+    if run.train.checkpoint_paths():
         return None
     transformer = load_model(cfg.model, cfg.model_dir, "cpu").transformer
     with torch.random.fork_rng(devices=[]):
@@ -196,9 +192,8 @@ def train(
     from dataclasses import replace
 
     from spatialalign.training.run import train_run
-    from spatialalign.training.trainer import checkpoint_paths
 
-    resume = bool(checkpoint_paths(run.train_dir))
+    resume = bool(run.train.checkpoint_paths())
     return train_run(
         run.root,
         replace(train_cfg, resume=resume),

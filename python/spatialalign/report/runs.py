@@ -14,12 +14,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import read_json
 from spatialalign.evaluation.run_tables import read_run_table
 from spatialalign.rundir.layout import RunDir
-
-TRAIN_LOG_NAME = "train_log.jsonl"
-"""``train``'s per-step log in ``RUN/run/`` (training.trainer.LOG_NAME): one JSON object a
-line with ``step`` and the logged terms — ``loss``, ``loss_dpo``, ``loss_zo`` (or
-``loss_sft`` / ``loss_rwr``), ``score_w``, ``score_l``, ``margin``, ``accuracy`` (implicit
-accuracy), ``lr``. Any subset is drawn; other keys are ignored."""
+from spatialalign.rundir.train import TrainDir
 
 
 @dataclass
@@ -35,7 +30,13 @@ class ReportRun:
 
 
 def read_train_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a JSONL train log; a bad line raises naming its number."""
+    """The records of a JSONL train log; a bad line raises naming its number.
+
+    ``train``'s per-step log (:attr:`TrainDir.log_path`, in ``RUN/run/``) holds one JSON
+    object a line with ``step`` and the logged terms — ``loss``, ``loss_dpo``, ``loss_zo``
+    (or ``loss_sft`` / ``loss_rwr``), ``score_w``, ``score_l``, ``margin``, ``accuracy``
+    (implicit accuracy), ``lr``. Any subset is drawn; other keys are ignored.
+    """
     path = Path(path)
     if not path.is_file():
         raise SpatialAlignError(f"train log not found: {path}")
@@ -64,13 +65,13 @@ def adapter_train_log(run: RunDir) -> Path | None:
     adapters.discard("")
     if len(adapters) != 1:
         return None
-    path = Path(adapters.pop()).parent / TRAIN_LOG_NAME
+    path = TrainDir(Path(adapters.pop()).parent).log_path
     return path if path.is_file() else None
 
 
 def find_train_log(run: RunDir) -> Path | None:
     """``RUN/run/train_log.jsonl`` (the run trained), else the log beside its adapter."""
-    own = run.train_dir / TRAIN_LOG_NAME
+    own = run.train.log_path
     return own if own.is_file() else adapter_train_log(run)
 
 

@@ -23,8 +23,9 @@ from spatialalign.core.fileio import exclusive_lock, read_parquet
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
 from spatialalign.core.provenance import record_of
 from spatialalign.core.schemas import validate_table
-from spatialalign.prompts.io import PROMPTS_FILE, read_prompts
+from spatialalign.prompts.io import PROMPTS_FILE, read_prompts, write_prompts
 from spatialalign.prompts.model import DSRPrompt
+from spatialalign.rundir.train import CacheDir, TrainDir
 
 VIDEO_SUFFIX = ".mp4"
 LOCK_NAME = ".spatialalign.lock"
@@ -174,9 +175,19 @@ class RunDir:
         return self.root / "cache"
 
     @property
+    def cache(self) -> CacheDir:
+        """The paths inside :attr:`cache_dir`."""
+        return CacheDir(self.cache_dir)
+
+    @property
     def train_dir(self) -> Path:
         """``train``'s output: the LoRA, checkpoints, logs (``RUN/run/``)."""
         return self.root / "run"
+
+    @property
+    def train(self) -> TrainDir:
+        """The paths inside :attr:`train_dir` (the adapter, checkpoints, train log...)."""
+        return TrainDir(self.train_dir)
 
     @property
     def lock_path(self) -> Path:
@@ -237,6 +248,11 @@ class RunDir:
             hint = "" if path is not None else " (run `spatialalign prompts` or pass --prompts)"
             raise SpatialAlignError(f"prompts file not found: {source}{hint}")
         return read_prompts(source)
+
+    def write_prompts(self, prompts: Sequence[DSRPrompt]) -> Path:
+        """Writes the run's ``prompts.parquet`` atomically: the one writer of it (``sample``,
+        ``ingest``, ``eval`` and the loop's TRAIN prompts all come through here)."""
+        return write_prompts(prompts, self.prompts_path)
 
     def read_manifest(
         self, columns: Sequence[str] | None = None, *, resolve_paths: bool = True

@@ -24,13 +24,11 @@ def ensure_run_prompts(
 ) -> Path:
     """Writes ``RUN_DIR/prompts.parquet`` from ``prompts`` when absent (and ``write``);
     when present, checks it holds every id in ``used_ids`` (else one clear error)."""
-    from spatialalign.prompts import write_prompts
-
     run = RunDir(run_dir)
     target = run.prompts_path
     if not target.exists():
         if write:
-            write_prompts(list(prompts), target)
+            run.write_prompts(list(prompts))
         return target
     have = {p.prompt_id for p in run.read_prompts()}
     missing = sorted(set(used_ids) - have)

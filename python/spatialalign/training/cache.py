@@ -26,11 +26,12 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path, read_json, write_json
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
 from spatialalign.core.provenance import MISSING, StampedFingerprint
+from spatialalign.rundir.train import CacheDir
 
 FORMAT = "spatialalign-cache/1"
-INDEX_NAME = "index.json"
 LATENTS = "latents"
 TEXT = "text"
+"""The cache's two kinds of items: index sections, and directories (:class:`CacheDir`)."""
 
 
 class CacheBackend(Protocol):
@@ -176,17 +177,13 @@ def _empty_index(identity: str) -> dict:
 
 def read_index(cache_dir: str | os.PathLike[str]) -> dict:
     """The cache's index (an empty one when there is no cache yet)."""
-    path = Path(cache_dir) / INDEX_NAME
+    path = CacheDir(cache_dir).index_path
     if not path.is_file():
         return _empty_index("")
     index = read_json(path)
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise SpatialAlignError(f"{path} is not a SpatialAlign cache index")
     return index
-
-
-def _item_path(cache_dir: Path, kind: str, item_id: str) -> Path:
-    return cache_dir / kind / f"{item_id}.safetensors"
 
 
 def _save_tensor(path: Path, tensor: torch.Tensor) -> None:
@@ -227,6 +224,7 @@ def build_cache(
 
         read_video = _read
     root = Path(cache_dir)
+    cache = CacheDir(root)
     index = read_index(root)
     identity_changed = index["backend"] != backend.identity
     index["backend"] = backend.identity
@@ -240,7 +238,7 @@ def build_cache(
         if stamp.fingerprint == MISSING:
             raise SpatialAlignError(f"video of sample {sid!r} not found: {vpath}")
         old = known.fingerprint if known is not None else None
-        path = _item_path(root, LATENTS, sid)
+        path = cache.item_path(LATENTS, sid)
         why = _stale(old, stamp.fingerprint, path, identity_changed)  # content, not mtime
         if why is None:
             report.latents_reused += 1
@@ -253,7 +251,7 @@ def build_cache(
         check_id(pid, "prompt_id")
         fp = text_fingerprint(text)
         old = index[TEXT].get(pid, {}).get("source")
-        why = _stale(old, fp, _item_path(root, TEXT, pid), identity_changed)
+        why = _stale(old, fp, cache.item_path(TEXT, pid), identity_changed)
         if why is None:
             report.text_reused += 1
         else:
@@ -265,22 +263,22 @@ def build_cache(
         chunk = todo_t[i : i + batch_size]
         for (pid, _, fp), emb in zip(chunk, backend.encode_prompts([t for _, t, _ in chunk]),
                                      strict=True):  # fmt: skip
-            _save_tensor(_item_path(root, TEXT, pid), emb)
+            _save_tensor(cache.item_path(TEXT, pid), emb)
             index[TEXT][pid] = {"source": fp, "shape": list(emb.shape)}
-        write_json(index, root / INDEX_NAME)
+        write_json(index, cache.index_path)
         report.text_encoded += len(chunk)
         bar.update(len(chunk))
     for i in range(0, len(todo_v), batch_size):
         chunk = todo_v[i : i + batch_size]
         clips = [read_video(p) for _, p, _ in chunk]
         for (sid, _, src), lat in zip(chunk, backend.encode_videos(clips), strict=True):
-            _save_tensor(_item_path(root, LATENTS, sid), lat)
+            _save_tensor(cache.item_path(LATENTS, sid), lat)
             index[LATENTS][sid] = {"source": src, "shape": list(lat.shape)}
-        write_json(index, root / INDEX_NAME)
+        write_json(index, cache.index_path)
         report.latents_encoded += len(chunk)
         bar.update(len(chunk))
     bar.close()
-    write_json(index, root / INDEX_NAME)
+    write_json(index, cache.index_path)
     return report
 
 
@@ -292,12 +290,13 @@ def load_cache(
     from safetensors.torch import load_file
 
     root = Path(cache_dir)
+    cache = CacheDir(root)
     index = read_index(root)
 
     def load(kind: str, ids: Sequence[str], what: str) -> dict[str, torch.Tensor]:
         out = {}
         for item_id in dict.fromkeys(ids):
-            path = _item_path(root, kind, item_id)
+            path = cache.item_path(kind, item_id)
             if item_id not in index[kind] or not path.is_file():
                 raise SpatialAlignError(f"{what} {item_id!r} is not in the cache {root}")
             out[item_id] = load_file(str(path))["data"]

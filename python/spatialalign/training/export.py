@@ -18,6 +18,8 @@ from typing import Any
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.lora.adapter import LORA_WEIGHT_NAME
+from spatialalign.rundir.layout import RunDir
+from spatialalign.rundir.train import TrainDir
 
 EXPORT_FORMATS = ("diffusers", "diffsynth", "comfyui", "kohya")
 """The formats ``export-adapter --to`` writes (those of ``convert-lora``)."""
@@ -44,38 +46,32 @@ class ExportResult:
 def train_dir_of(run: str | os.PathLike[str]) -> Path:
     """The training output directory of ``run``: a run directory's ``run/``, or that
     directory itself (the one holding ``checkpoints/``)."""
-    from spatialalign.training.trainer import CHECKPOINT_DIR
-
     root = Path(run).expanduser()
-    for d in (root / "run", root):
-        if (d / CHECKPOINT_DIR).is_dir():
+    for d in (RunDir(root).train_dir, root):
+        if TrainDir(d).checkpoints_dir.is_dir():
             return d
     raise SpatialAlignError(
-        f"no training checkpoints in {root} (neither {root / 'run' / CHECKPOINT_DIR} nor "
-        f"{root / CHECKPOINT_DIR} exists): export-adapter reads a `spatialalign train` run"
+        f"no training checkpoints in {root} (neither {RunDir(root).train.checkpoints_dir} nor "
+        f"{TrainDir(root).checkpoints_dir} exists): export-adapter reads a `spatialalign train` run"
     )
 
 
 def available_steps(train_dir: Path) -> list[int]:
     """The steps of the checkpoints kept in ``train_dir``."""
-    from spatialalign.training.trainer import checkpoint_paths, checkpoint_step
-
-    return [checkpoint_step(p) for p in checkpoint_paths(train_dir)]
+    return [TrainDir.checkpoint_step(p) for p in TrainDir(train_dir).checkpoint_paths()]
 
 
 def _missing_step(train_dir: Path, step: int) -> SpatialAlignError:
-    from spatialalign.training.trainer import CHECKPOINT_DIR, adapter_dir
-
     steps = available_steps(train_dir)
     have = ", ".join(str(s) for s in steps) if steps else "none"
-    saved = adapter_dir(train_dir, step) / LORA_WEIGHT_NAME
+    saved = TrainDir(train_dir).step_adapter_path(step)
     hint = (
         f"; its adapter was saved during training: {saved}"
         if saved.is_file()
         else "; train with --keep-checkpoint-every or --save-adapter-steps to keep a step"
     )
     return SpatialAlignError(
-        f"no checkpoint of step {step} in {train_dir / CHECKPOINT_DIR}: steps available: "
+        f"no checkpoint of step {step} in {TrainDir(train_dir).checkpoints_dir}: steps available: "
         f"{have}{hint}"
     )
 
@@ -83,10 +79,10 @@ def _missing_step(train_dir: Path, step: int) -> SpatialAlignError:
 def checkpoint_lora(train_dir: Path, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The LoRA weights (peft names) of the checkpoint of ``step`` and the adapter's peft
     config (recorded in the checkpoint, else rebuilt from ``train_config.json``)."""
-    from spatialalign.training.trainer import LORA_CONFIG_KEY, LORA_PREFIX, checkpoint_path
+    from spatialalign.training.trainer import LORA_CONFIG_KEY, LORA_PREFIX
     from spatialalign.trainlib.checkpoint import load_checkpoint, strip_prefix
 
-    path = checkpoint_path(train_dir, step)
+    path = TrainDir(train_dir).checkpoint_path(step)
     if not path.is_file():
         raise _missing_step(train_dir, step)
     tensors, meta = load_checkpoint(path)
@@ -102,9 +98,8 @@ def _config_from_run(train_dir: Path, checkpoint: Path) -> dict[str, Any]:
     SpatialAlign LoRA with the run's rank and alpha."""
     from spatialalign.core.fileio import read_json
     from spatialalign.lora.adapter import lora_config
-    from spatialalign.training.trainer import CONFIG_NAME
 
-    path = train_dir / CONFIG_NAME
+    path = TrainDir(train_dir).config_path
     if not path.is_file():
         raise SpatialAlignError(
             f"checkpoint {checkpoint} records no adapter config and {path} is missing: "
@@ -127,7 +122,7 @@ def export_adapter(
     (listing the steps there are) and an ``out`` that is the run's own adapter or a
     checkpoint."""
     from spatialalign.lora.convert import convert_lora, lora_output_file
-    from spatialalign.training.trainer import CHECKPOINT_DIR, adapter_dir, write_adapter
+    from spatialalign.training.trainer import write_adapter
 
     if to not in EXPORT_FORMATS:
         raise SpatialAlignError(f"unknown LoRA format {to!r} (one of {', '.join(EXPORT_FORMATS)})")
@@ -135,11 +130,12 @@ def export_adapter(
         raise SpatialAlignError(f"--step must be >= 1, got {step}")
     train_dir = train_dir_of(run)
     state, config = checkpoint_lora(train_dir, step)
-    target = Path(out).expanduser() if out is not None else adapter_dir(train_dir, step)
+    target = Path(out).expanduser() if out is not None else TrainDir(train_dir).adapter_dir(step)
     if out is None or (not target.suffix and not target.exists()):
         target.mkdir(parents=True, exist_ok=True)  # a directory to write into
     path = lora_output_file(target, to)
-    _refuse_run_files(path, train_dir / LORA_WEIGHT_NAME, train_dir / CHECKPOINT_DIR)
+    own = TrainDir(train_dir)
+    _refuse_run_files(path, own.adapter_path, own.checkpoints_dir)
     if to == "diffusers":
         write_adapter(path, state, config)
         return ExportResult(path, step, to, len(state))

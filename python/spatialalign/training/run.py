@@ -37,9 +37,6 @@ from spatialalign.training.data import Pair, Sample, TrainData, top_k_samples
 from spatialalign.training.losses import is_pair_variant
 from spatialalign.training.trainer import TrainResult, check_rank, make_accelerator, train
 
-INPUTS_NAME = "inputs.json"
-"""``RUN/run/inputs.json``: fingerprints of what the run trains on (pairs, scores, model)."""
-
 
 @dataclass
 class TrainRun:
@@ -91,10 +88,9 @@ def record_inputs(run: RunDir, inputs: dict[str, str], resume: bool) -> None:
     """Writes ``inputs.json`` for a new run; a resumed run must train on the same inputs
     (else the data stream, and so the result, would silently change)."""
     from spatialalign.core.fileio import read_json, write_json
-    from spatialalign.training.trainer import checkpoint_paths
 
-    path = run.train_dir / INPUTS_NAME
-    if checkpoint_paths(run.train_dir):
+    path = run.train.inputs_path
+    if run.train.checkpoint_paths():
         if not resume:
             return  # the trainer refuses to overwrite a run
         old = read_json(path) if path.is_file() else None
@@ -114,25 +110,18 @@ def finished_same_run(run: RunDir, cfg: TrainConfig, inputs: dict[str, str]) -> 
     adapter, so that a plain rerun reuses it as every other stage reuses finished work
     (another configuration or changed inputs still refuse: a new directory, or --resume)."""
     from spatialalign.core.fileio import read_json
-    from spatialalign.lora.adapter import LORA_WEIGHT_NAME
-    from spatialalign.training.trainer import (
-        CONFIG_NAME,
-        GLOBAL_BATCH,
-        RECIPE_KEY,
-        checkpoint_paths,
-        read_config,
-    )
+    from spatialalign.training.trainer import GLOBAL_BATCH, RECIPE_KEY, read_config
     from spatialalign.trainlib.checkpoint import checkpoint_meta
 
-    d = run.train_dir
-    paths = checkpoint_paths(d)
-    files = (d / LORA_WEIGHT_NAME, d / CONFIG_NAME, d / INPUTS_NAME)
+    d = run.train
+    paths = d.checkpoint_paths()
+    files = (d.adapter_path, d.config_path, d.inputs_path)
     if cfg.resume or not paths or not all(f.is_file() for f in files):
         return False
     label = ("resume", GLOBAL_BATCH, RECIPE_KEY)
-    old = {k: v for k, v in read_config(d / CONFIG_NAME).items() if k not in label}
+    old = {k: v for k, v in read_config(d.config_path).items() if k not in label}
     new = {k: v for k, v in cfg.to_dict().items() if k != "resume"}
-    if old != new or read_json(d / INPUTS_NAME) != inputs:
+    if old != new or read_json(d.inputs_path) != inputs:
         return False
     return int(checkpoint_meta(paths[-1]).get("step", -1)) >= cfg.max_steps
 

@@ -38,6 +38,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path, write_json
 from spatialalign.lora.adapter import LORA_WEIGHT_NAME, adapter_disabled, lora_config
 from spatialalign.parallel.sharding import full_state, gradient_sync, like, wrap_model
+from spatialalign.rundir.train import TrainDir
 from spatialalign.training.config import ADDED_FIELDS, TrainConfig, recipe_record
 from spatialalign.training.data import (
     ItemSampler,
@@ -64,10 +65,6 @@ from spatialalign.trainlib.flow import (
 
 log = logging.getLogger("spatialalign.training")
 
-CHECKPOINT_DIR = "checkpoints"
-ADAPTERS_DIR = "adapters"
-LOG_NAME = "train_log.jsonl"
-CONFIG_NAME = "train_config.json"
 LORA_PREFIX = "lora."
 LORA_CONFIG_KEY = "lora_config"
 """A checkpoint's metadata entry holding the adapter's peft config (``export-adapter``)."""
@@ -307,33 +304,11 @@ def sample_step(
 
 
 # -------------------------------------------------------------------- checkpoints
-def checkpoint_paths(out_dir: Path) -> list[Path]:
-    """The run's checkpoints, oldest first."""
-    d = out_dir / CHECKPOINT_DIR
-    return sorted(d.glob("checkpoint-*.safetensors")) if d.is_dir() else []
-
-
-def checkpoint_path(out_dir: Path, step: int) -> Path:
-    """``checkpoints/checkpoint-{step:07d}.safetensors``."""
-    return out_dir / CHECKPOINT_DIR / f"checkpoint-{step:07d}.safetensors"
-
-
-def checkpoint_step(path: Path) -> int:
-    """The step of a checkpoint file, from its name."""
-    return int(path.name.removeprefix("checkpoint-").removesuffix(".safetensors"))
-
-
-def adapter_dir(out_dir: Path, step: int) -> Path:
-    """Where the LoRA of ``step`` is written during training (``save_adapter_steps``) and by
-    default by ``export-adapter``: ``adapters/step-{step:07d}/``."""
-    return out_dir / ADAPTERS_DIR / f"step-{step:07d}"
-
-
 def prune_checkpoints(out_dir: Path, keep: int, keep_every: int = 0) -> None:
     """Deletes all checkpoints but the latest ``keep`` and those whose step is a multiple of
     ``keep_every`` (when > 0)."""
-    for old in checkpoint_paths(out_dir)[:-keep]:
-        if keep_every and checkpoint_step(old) % keep_every == 0:
+    for old in TrainDir(out_dir).checkpoint_paths()[:-keep]:
+        if keep_every and TrainDir.checkpoint_step(old) % keep_every == 0:
             continue
         old.unlink(missing_ok=True)
 
@@ -360,7 +335,7 @@ def save_checkpoint(
 
     Whole tensors are gathered from the shards under FSDP, so every process calls this and
     only the one with ``write`` writes (the file is the same for any strategy)."""
-    path = checkpoint_path(out_dir, step)
+    path = TrainDir(out_dir).checkpoint_path(step)
     weights = add_prefix(full_state(_lora_state(base)), LORA_PREFIX)
     if not write:
         optimizer_state(opt)  # the gather of the optimizer state is a collective too
@@ -378,7 +353,7 @@ def load_latest_checkpoint(out_dir: Path, base: torch.nn.Module, opt: Any, sched
     returns its step (0 when there is none)."""
     from peft.utils import set_peft_model_state_dict
 
-    paths = checkpoint_paths(out_dir)
+    paths = TrainDir(out_dir).checkpoint_paths()
     if not paths:
         return 0
     weights, meta = load_training_state(paths[-1], opt, scheduler=sched)
@@ -405,15 +380,17 @@ def adapter_config(base: torch.nn.Module) -> dict[str, Any]:
 
 
 def save_adapter(out_dir: Path, base: torch.nn.Module, *, write: bool = True) -> Path:
-    """The adapter in diffusers' LoRA format (``pytorch_lora_weights.safetensors`` with the
-    adapter's ``lora_alpha`` in its metadata), written atomically (:func:`write_adapter`).
+    """The adapter in diffusers' LoRA format (with the adapter's ``lora_alpha`` in its
+    metadata) at :attr:`TrainDir.adapter_path` of ``out_dir`` (the run's ``run/`` or one of
+    its ``adapters/step-N/``), written atomically (:func:`write_adapter`).
     Under FSDP every process calls it (the weights are gathered) and the one with ``write``
     writes."""
     config = adapter_config(base)
     state = full_state(_lora_state(base))
+    path = TrainDir(out_dir).adapter_path
     if not write:
-        return out_dir / LORA_WEIGHT_NAME
-    return write_adapter(out_dir / LORA_WEIGHT_NAME, state, config)
+        return path
+    return write_adapter(path, state, config)
 
 
 def write_adapter(path: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
@@ -457,7 +434,7 @@ class StepLogger:
     """Per-step records to ``train_log.jsonl`` and, when installed, TensorBoard (rank 0)."""
 
     def __init__(self, out_dir: Path, enabled: bool, resume_step: int) -> None:
-        self.path = out_dir / LOG_NAME
+        self.path = TrainDir(out_dir).log_path
         self.enabled = enabled
         self.tb = None
         if not enabled:
@@ -468,7 +445,7 @@ class StepLogger:
         except ImportError:
             log.info("tensorboard is not installed: logging to %s only", self.path)
         else:
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+            self.tb = SummaryWriter(str(TrainDir(out_dir).tensorboard_dir))
 
     def write(self, step: int, record: dict[str, float]) -> None:
         if not self.enabled:
@@ -545,9 +522,9 @@ def _check_config(
     all processes, ``global_batch``, and the ``recipe`` it was resolved from when given).
     A resumed run may split the same global batch over another number of processes or
     micro-batches: every step sees the same items."""
-    path = out_dir / CONFIG_NAME
+    path = TrainDir(out_dir).config_path
     new = {**cfg.to_dict(), GLOBAL_BATCH: cfg.global_batch(processes)}
-    if path.is_file() and checkpoint_paths(out_dir):
+    if path.is_file() and TrainDir(out_dir).checkpoint_paths():
         old = read_config(path)
         old.setdefault(GLOBAL_BATCH, new[GLOBAL_BATCH])  # written before it was recorded
         diff = sorted(k for k in new if k not in RESUME_FREE and old.get(k) != new[k])
@@ -667,7 +644,7 @@ def train(
                     )  # fmt: skip
                     acc.wait_for_everyone()
                 if step in adapter_steps:
-                    save_adapter(adapter_dir(out, step), base, write=acc.is_main_process)
+                    save_adapter(TrainDir(out).adapter_dir(step), base, write=acc.is_main_process)
                     acc.wait_for_everyone()
                 if stopping:
                     break
@@ -684,18 +661,18 @@ def train(
     done = step >= cfg.max_steps
     # a finished run resumed again keeps its file: equal weights would still give other
     # bytes (safetensors writes its metadata keys in hash-map order), i.e. a new fingerprint
-    rewrite = step > start or not (out / LORA_WEIGHT_NAME).is_file()
+    rewrite = step > start or not TrainDir(out).adapter_path.is_file()
     if done and rewrite:
         save_adapter(out, base, write=acc.is_main_process)
     acc.wait_for_everyone()
-    adapter = out / LORA_WEIGHT_NAME if done else None
+    adapter = TrainDir(out).adapter_path if done else None
     signum = None if done else stop.signum
     return TrainResult(out, step, adapter, interrupted=not done, last_log=record, signal=signum)
 
 
 def _last_good(out: Path) -> str:
     """Where a stopped run can continue from: its latest checkpoint (intact)."""
-    paths = checkpoint_paths(out)
+    paths = TrainDir(out).checkpoint_paths()
     if not paths:
         return "no checkpoint was saved before it"
     return f"the last checkpoint {paths[-1]} is intact"

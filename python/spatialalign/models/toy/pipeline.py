@@ -29,10 +29,9 @@ from spatialalign.models.toy.model import (
     ToyWanTransformer3DModel,
     build_transformer,
 )
+from spatialalign.models.toy.shipped import WEIGHTS_DIR
 from spatialalign.models.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-"""The pretrained toy model shipped inside the package."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "spatialalign-toy-t2v/1"
