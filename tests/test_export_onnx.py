@@ -6,15 +6,27 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from spatialalign.core.fileio import read_json
+from spatialalign.core.fileio import read_json, write_json
 from spatialalign.detection.export import (
+    GDINO_FILE,
+    GDINO_SIDECAR,
+    SAM_DECODER_FILE,
+    SAM_ENCODER_FILE,
+    SAM_SIDECAR,
     ExportMismatch,
     ExportSettings,
+    SamExportSettings,
     compare,
     export_grounding_dino,
+    gdino_expected_sidecar,
+    gdino_exported,
+    random_sam_boxes,
+    sam_exported,
+    verify_sam,
 )
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # ONNX exports
+slow = pytest.mark.slow  # ONNX exports
+pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
 
 
 def corrupt_largest_weight(path) -> None:
@@ -29,6 +41,7 @@ def corrupt_largest_weight(path) -> None:
     onnx.save(model, str(path))
 
 
+@slow
 def test_export_refuses_a_graph_that_disagrees(tmp_path):
     from tiny_models import save_grounding_dino
 
@@ -82,3 +95,68 @@ def test_compare_tolerates_a_few_reordered_query_slots():
     many_l, many_b = logits.copy(), boxes.copy()
     many_b[0, :5] += 0.1  # 5 of 400 slots = 1.25% > 1%
     assert not compare([logits, boxes], [many_l, many_b], s)["ok"]
+
+
+# --- the steps of the exports, one at a time ----------------------------------------------
+
+
+def test_an_export_is_reused_only_when_complete_and_of_the_same_settings(tmp_path):
+    expect = gdino_expected_sidecar(tmp_path / "model", ExportSettings(text_len=16), (64, 96))
+    assert expect["image_size"] == [64, 96] and expect["text_len"] == 16
+    assert not gdino_exported(tmp_path, expect)  # nothing there
+    write_json({**expect, "versions": {}}, tmp_path / GDINO_SIDECAR)
+    assert not gdino_exported(tmp_path, expect)  # sidecar without its graph
+    (tmp_path / GDINO_FILE).write_bytes(b"graph")
+    assert gdino_exported(tmp_path, expect)
+    assert not gdino_exported(tmp_path, {**expect, "opset": expect["opset"] + 1})
+
+    sam = {"format": expect["format"], "source": "s", "opset": 17}
+    write_json({**sam, "image_size": 64}, tmp_path / SAM_SIDECAR)
+    (tmp_path / SAM_ENCODER_FILE).write_bytes(b"enc")
+    assert sam_exported(tmp_path, sam) is None  # no decoder yet
+    (tmp_path / SAM_DECODER_FILE).write_bytes(b"dec")
+    assert sam_exported(tmp_path, sam) == {**sam, "image_size": 64}
+    assert sam_exported(tmp_path, {**sam, "source": "other"}) is None
+
+
+def test_random_sam_boxes_lie_inside_the_image():
+    boxes = random_sam_boxes(np.random.default_rng(0), 64, 3, 5)
+    assert boxes.shape == (3, 5, 4) and boxes.dtype == np.float32
+    assert (boxes[..., 2:] > boxes[..., :2]).all() and boxes.min() >= 0 and boxes.max() <= 64
+
+
+def _encoder(pixel_values):
+    """A stand-in vision encoder graph."""
+    return pixel_values.mean(axis=1, keepdims=True)
+
+
+def _decoder(image_embeddings, input_boxes):
+    """A stand-in mask decoder graph."""
+    return input_boxes.sum(axis=-1) + image_embeddings.mean()
+
+
+def test_verify_sam_refuses_a_disagreeing_graph(tmp_path, monkeypatch):
+    """verify_sam on stand-in graphs: within ``masks_atol`` a report, beyond it a mismatch."""
+    from spatialalign.detection import export
+
+    offset = {"value": 0.0}
+    monkeypatch.setattr(export, "run_torch", lambda m, inputs, names: [m(**inputs)])
+    monkeypatch.setattr(
+        export,
+        "run_onnx",
+        lambda path, inputs: [
+            (_encoder if path == "enc" else _decoder)(**inputs) + offset["value"]
+        ],
+    )
+    rng = np.random.default_rng(0)
+    settings = SamExportSettings(masks_atol=1e-3)
+    report = verify_sam(_encoder, _decoder, "enc", "dec", rng, 8, settings)
+    assert [(r["check"], r["batch"]) for r in report] == [
+        ("encoder", 3),
+        ("decoder", 1),
+        ("decoder", 3),
+    ]
+    assert all(r["max_abs"] == 0 for r in report)
+    offset["value"] = 0.01
+    with pytest.raises(ExportMismatch, match="max \\|d\\| 0.01 > 0.001"):
+        verify_sam(_encoder, _decoder, "enc", "dec", rng, 8, settings)

@@ -290,42 +290,21 @@ def gdino_exported(out_dir: Path, sidecar_expect: dict) -> bool:
     return all(have.get(k) == v for k, v in sidecar_expect.items())
 
 
-def export_grounding_dino(
-    model_dir: str | Path,
-    out_dir: str | Path,
-    settings: ExportSettings | None = None,
-    *,
-    verify_frame: np.ndarray | None = None,
-    force: bool = False,
-    _tamper=None,
-) -> dict:
-    """Exports, verifies and writes GroundingDINO to ``out_dir``; returns the sidecar dict.
-
-    ``verify_frame`` (uint8 [H, W, 3]) replaces the built-in natural frame. ``_tamper``
-    (tests only) is called with the exported path before verification.
-    """
-    import torch
-
-    settings = settings or ExportSettings()
-    out = Path(out_dir)
-    processor = load_processor(model_dir)
-    image_size = tuple(settings.image_size or processed_size(processor, settings.frame_size))
-    expect = {
+def gdino_expected_sidecar(model_dir: str | Path, settings: ExportSettings, image_size) -> dict:
+    """The sidecar fields an existing export must match to be reused."""
+    return {
         "format": SIDECAR_FORMAT,
         "source": str(Path(model_dir).resolve()),
         "image_size": list(image_size),
         "text_len": settings.text_len,
         "opset": settings.opset,
     }
-    if not force and gdino_exported(out, expect):
-        return read_json(out / GDINO_SIDECAR) | {"skipped": True}
-    model = load_model(model_dir)
-    if settings.text_len > model.config.max_text_len:
-        raise SpatialAlignError(
-            f"--text-len {settings.text_len} exceeds the model's max_text_len "
-            f"{model.config.max_text_len}"
-        )
-    wrapper = grounding_dino_wrapper(model)
+
+
+def gdino_export_example(processor, settings: ExportSettings, image_size) -> tuple[tuple, dict]:
+    """The traced example inputs (``export_batch`` copies of one prompt, random pixels from
+    ``settings.seed``) and the dynamic batch axes of every input and output."""
+    import torch
 
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -336,29 +315,32 @@ def export_grounding_dino(
     example["pixel_mask"] = np.ones((b, *image_size), dtype=np.int64)
     args = tuple(torch.from_numpy(example[n]) for n in GDINO_INPUTS)
     dynamic = {n: {0: "batch"} for n in (*GDINO_INPUTS, *GDINO_OUTPUTS)}
+    return args, dynamic
 
-    frame = verify_frame if verify_frame is not None else natural_frame(*settings.frame_size)
-    checks = gdino_verification_inputs(processor, settings, image_size, frame)
+
+def verify_gdino(wrapper, onnx_path: Path, checks, settings: ExportSettings) -> list[dict]:
+    """Compares the exported graph with PyTorch on each check's inputs; the report, or
+    :class:`ExportMismatch` on the first disagreement."""
     report = []
-    with atomic_path(out / GDINO_FILE) as tmp:
-        torch_export(wrapper, args, tmp, GDINO_INPUTS, GDINO_OUTPUTS, dynamic, settings.opset)
-        if _tamper is not None:
-            _tamper(tmp)
-        for name, inputs in zip(("random", "frame"), checks, strict=True):
-            res = compare(run_torch(wrapper, inputs, GDINO_INPUTS), run_onnx(tmp, inputs), settings)
-            report.append({"check": name, "batch": int(len(inputs["input_ids"])), **res})
-            if not res["ok"]:
-                raise ExportMismatch(
-                    f"exported GroundingDINO disagrees with PyTorch on the {name} check "
-                    f"({res.get('slots_differ', 'all')} query slots differ; max |d logits| "
-                    f"{res['max_abs_logits']:.3g}, max |d boxes| {res['max_abs_boxes']:.3g}); "
-                    "nothing written"
-                )
-        # verified: replace the old export; its sidecar goes first so that it never
-        # describes the new graph, even if this run dies half-way
-        (out / GDINO_SIDECAR).unlink(missing_ok=True)
-        save_processor(processor, out / GDINO_PROCESSOR_DIR)
-    sidecar = {
+    for name, inputs in zip(("random", "frame"), checks, strict=True):
+        res = compare(
+            run_torch(wrapper, inputs, GDINO_INPUTS), run_onnx(onnx_path, inputs), settings
+        )
+        report.append({"check": name, "batch": int(len(inputs["input_ids"])), **res})
+        if not res["ok"]:
+            raise ExportMismatch(
+                f"exported GroundingDINO disagrees with PyTorch on the {name} check "
+                f"({res.get('slots_differ', 'all')} query slots differ; max |d logits| "
+                f"{res['max_abs_logits']:.3g}, max |d boxes| {res['max_abs_boxes']:.3g}); "
+                "nothing written"
+            )
+    return report
+
+
+def gdino_sidecar(expect: dict, settings: ExportSettings, model, report: list[dict]) -> dict:
+    """What ``gdino_export.json`` records: the settings, the model's sizes, the tolerances,
+    the verification report and the library versions."""
+    return {
         **expect,
         "onnx": GDINO_FILE,
         "processor_dir": GDINO_PROCESSOR_DIR,
@@ -379,6 +361,49 @@ def export_grounding_dino(
         "verification": report,
         "versions": versions(),
     }
+
+
+def export_grounding_dino(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    settings: ExportSettings | None = None,
+    *,
+    verify_frame: np.ndarray | None = None,
+    force: bool = False,
+    _tamper=None,
+) -> dict:
+    """Exports, verifies and writes GroundingDINO to ``out_dir``; returns the sidecar dict.
+
+    ``verify_frame`` (uint8 [H, W, 3]) replaces the built-in natural frame. ``_tamper``
+    (tests only) is called with the exported path before verification.
+    """
+    settings = settings or ExportSettings()
+    out = Path(out_dir)
+    processor = load_processor(model_dir)
+    image_size = tuple(settings.image_size or processed_size(processor, settings.frame_size))
+    expect = gdino_expected_sidecar(model_dir, settings, image_size)
+    if not force and gdino_exported(out, expect):
+        return read_json(out / GDINO_SIDECAR) | {"skipped": True}
+    model = load_model(model_dir)
+    if settings.text_len > model.config.max_text_len:
+        raise SpatialAlignError(
+            f"--text-len {settings.text_len} exceeds the model's max_text_len "
+            f"{model.config.max_text_len}"
+        )
+    wrapper = grounding_dino_wrapper(model)
+    args, dynamic = gdino_export_example(processor, settings, image_size)
+    frame = verify_frame if verify_frame is not None else natural_frame(*settings.frame_size)
+    checks = gdino_verification_inputs(processor, settings, image_size, frame)
+    with atomic_path(out / GDINO_FILE) as tmp:
+        torch_export(wrapper, args, tmp, GDINO_INPUTS, GDINO_OUTPUTS, dynamic, settings.opset)
+        if _tamper is not None:
+            _tamper(tmp)
+        report = verify_gdino(wrapper, tmp, checks, settings)
+        # verified: replace the old export; its sidecar goes first so that it never
+        # describes the new graph, even if this run dies half-way
+        (out / GDINO_SIDECAR).unlink(missing_ok=True)
+        save_processor(processor, out / GDINO_PROCESSOR_DIR)
+    sidecar = gdino_sidecar(expect, settings, model, report)
     write_json(sidecar, out / GDINO_SIDECAR)
     return sidecar
 
@@ -408,6 +433,87 @@ class SamExportSettings:
     seed: int = 0
 
 
+def sam_exported(out: Path, expect: dict) -> dict | None:
+    """The sidecar of a finished SAM export in ``out`` with the same settings, else None."""
+    side = out / SAM_SIDECAR
+    if not (
+        side.is_file() and (out / SAM_ENCODER_FILE).is_file() and (out / SAM_DECODER_FILE).is_file()
+    ):
+        return None
+    have = read_json(side)
+    return have if all(have.get(k) == v for k, v in expect.items()) else None
+
+
+def random_sam_boxes(rng: np.random.Generator, size: int, b: int, n: int) -> np.ndarray:
+    """``[b, n, 4]`` float32 xyxy boxes inside a ``size`` x ``size`` image."""
+    xy0 = rng.uniform(0, size * 0.6, size=(b, n, 2))
+    wh = rng.uniform(size * 0.1, size * 0.4, size=(b, n, 2))
+    return np.concatenate([xy0, xy0 + wh], axis=-1).astype(np.float32)
+
+
+def export_sam_graphs(
+    encoder, decoder, pv: np.ndarray, emb: np.ndarray, boxes: np.ndarray, enc_path, dec_path, opset
+) -> None:
+    """Traces the vision encoder (dynamic batch) and the box-prompt mask decoder (dynamic
+    batch and box count) to ONNX."""
+    import torch
+
+    torch_export(
+        encoder,
+        (torch.from_numpy(pv),),
+        enc_path,
+        ["pixel_values"],
+        ["image_embeddings"],
+        {"pixel_values": {0: "batch"}, "image_embeddings": {0: "batch"}},
+        opset,
+    )
+    torch_export(
+        decoder,
+        (torch.from_numpy(emb), torch.from_numpy(boxes)),
+        dec_path,
+        ["image_embeddings", "input_boxes"],
+        ["pred_masks", "iou_scores"],
+        {
+            "image_embeddings": {0: "batch"},
+            "input_boxes": {0: "batch", 1: "boxes"},
+            "pred_masks": {0: "batch", 1: "boxes"},
+            "iou_scores": {0: "batch", 1: "boxes"},
+        },
+        opset,
+    )
+
+
+def verify_sam(
+    encoder,
+    decoder,
+    enc_path: Path,
+    dec_path: Path,
+    rng: np.random.Generator,
+    size: int,
+    settings: SamExportSettings,
+) -> list[dict]:
+    """Compares both graphs with PyTorch on fresh random inputs (encoder: 3 images;
+    decoder: 1x1 and 3x3 boxes); the report, or :class:`ExportMismatch`."""
+    pv3 = rng.normal(0, 1, size=(3, 3, size, size)).astype(np.float32)
+    ref_emb = run_torch(encoder, {"pixel_values": pv3}, ["pixel_values"])[0]
+    got_emb = run_onnx(enc_path, {"pixel_values": pv3})[0]
+    err_emb = float(np.abs(ref_emb - got_emb).max())
+    report = [{"check": "encoder", "batch": 3, "max_abs": err_emb}]
+    for b, n in ((1, 1), (3, 3)):
+        inputs = {"image_embeddings": ref_emb[:b], "input_boxes": random_sam_boxes(rng, size, b, n)}
+        ref = run_torch(decoder, inputs, ["image_embeddings", "input_boxes"])
+        got = run_onnx(dec_path, inputs)
+        err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got, strict=True))
+        report.append({"check": "decoder", "batch": b, "boxes": n, "max_abs": err})
+    worst = max(r["max_abs"] for r in report)
+    if not np.isfinite(worst) or worst > settings.masks_atol:
+        raise ExportMismatch(
+            f"exported SAM disagrees with PyTorch (max |d| {worst:.3g} > "
+            f"{settings.masks_atol}); nothing written"
+        )
+    return report
+
+
 def export_sam(
     sam_dir: str | Path,
     out_dir: str | Path,
@@ -426,16 +532,9 @@ def export_sam(
         "source": str(Path(sam_dir).resolve()),
         "opset": settings.opset,
     }
-    side = out / SAM_SIDECAR
-    if (
-        not force
-        and side.is_file()
-        and (out / SAM_ENCODER_FILE).is_file()
-        and (out / SAM_DECODER_FILE).is_file()
-    ):
-        have = read_json(side)
-        if all(have.get(k) == v for k, v in expect.items()):
-            return have | {"skipped": True}
+    have = None if force else sam_exported(out, expect)
+    if have is not None:
+        return have | {"skipped": True}
     processor = load_sam_processor(sam_dir)
     model = load_sam_model(sam_dir)
     encoder, decoder = sam_export_modules(model)
@@ -444,60 +543,16 @@ def export_sam(
     pv = rng.normal(0, 1, size=(2, 3, size, size)).astype(np.float32)
     with torch.inference_mode():
         emb = encoder(torch.from_numpy(pv)).numpy()
-
-    def boxes(b: int, n: int) -> np.ndarray:
-        xy0 = rng.uniform(0, size * 0.6, size=(b, n, 2))
-        wh = rng.uniform(size * 0.1, size * 0.4, size=(b, n, 2))
-        return np.concatenate([xy0, xy0 + wh], axis=-1).astype(np.float32)
-
-    report = []
     with (
         atomic_path(out / SAM_ENCODER_FILE) as enc_tmp,
         atomic_path(out / SAM_DECODER_FILE) as dec_tmp,
     ):
-        torch_export(
-            encoder,
-            (torch.from_numpy(pv),),
-            enc_tmp,
-            ["pixel_values"],
-            ["image_embeddings"],
-            {"pixel_values": {0: "batch"}, "image_embeddings": {0: "batch"}},
-            settings.opset,
-        )
-        torch_export(
-            decoder,
-            (torch.from_numpy(emb), torch.from_numpy(boxes(2, 2))),
-            dec_tmp,
-            ["image_embeddings", "input_boxes"],
-            ["pred_masks", "iou_scores"],
-            {
-                "image_embeddings": {0: "batch"},
-                "input_boxes": {0: "batch", 1: "boxes"},
-                "pred_masks": {0: "batch", 1: "boxes"},
-                "iou_scores": {0: "batch", 1: "boxes"},
-            },
-            settings.opset,
-        )
+        boxes = random_sam_boxes(rng, size, 2, 2)
+        export_sam_graphs(encoder, decoder, pv, emb, boxes, enc_tmp, dec_tmp, settings.opset)
         if _tamper is not None:
             _tamper(enc_tmp, dec_tmp)
-        pv3 = rng.normal(0, 1, size=(3, 3, size, size)).astype(np.float32)
-        ref_emb = run_torch(encoder, {"pixel_values": pv3}, ["pixel_values"])[0]
-        got_emb = run_onnx(enc_tmp, {"pixel_values": pv3})[0]
-        err_emb = float(np.abs(ref_emb - got_emb).max())
-        report.append({"check": "encoder", "batch": 3, "max_abs": err_emb})
-        for b, n in ((1, 1), (3, 3)):
-            inputs = {"image_embeddings": ref_emb[:b], "input_boxes": boxes(b, n)}
-            ref = run_torch(decoder, inputs, ["image_embeddings", "input_boxes"])
-            got = run_onnx(dec_tmp, inputs)
-            err = max(float(np.abs(r - g).max()) for r, g in zip(ref, got, strict=True))
-            report.append({"check": "decoder", "batch": b, "boxes": n, "max_abs": err})
-        worst = max(r["max_abs"] for r in report)
-        if not np.isfinite(worst) or worst > settings.masks_atol:
-            raise ExportMismatch(
-                f"exported SAM disagrees with PyTorch (max |d| {worst:.3g} > "
-                f"{settings.masks_atol}); nothing written"
-            )
-        side.unlink(missing_ok=True)  # verified: the old sidecar goes first (see above)
+        report = verify_sam(encoder, decoder, enc_tmp, dec_tmp, rng, size, settings)
+        (out / SAM_SIDECAR).unlink(missing_ok=True)  # verified: the old sidecar goes first
         save_processor(processor, out / SAM_PROCESSOR_DIR)
     sidecar = {
         **expect,
@@ -509,5 +564,5 @@ def export_sam(
         "verification": report,
         "versions": versions(),
     }
-    write_json(sidecar, side)
+    write_json(sidecar, out / SAM_SIDECAR)
     return sidecar
