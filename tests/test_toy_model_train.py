@@ -249,3 +249,58 @@ def test_cli_pretrain_and_evaluate(tmp_path):
     assert summary["eval_config"]["seeds"] == [0]
     res = runner.invoke(cli, ["toy", "evaluate", "--model", str(tmp_path / "none")])
     assert res.exit_code != 0
+
+
+def test_prepare_latents_reuses_the_cache(tmp_path, monkeypatch):
+    """Stages 1-3 are made once; a rerun loads the codec, latents and captions back."""
+    from spatialalign.toy import pretrain as pt
+
+    cfg = _tiny_cfg()
+    prompts = pt.train_prompts(cfg)
+    codec, info, latents, captions = pt.prepare_latents(tmp_path, cfg, prompts)
+    assert info["clips"] == len(captions) == latents.shape[0] == 12
+
+    def no_render(*_a, **_k):
+        raise AssertionError("the cached latents should have been reused")
+
+    monkeypatch.setattr(pt, "render_dataset", no_render)
+    codec2, info2, latents2, captions2 = pt.prepare_latents(tmp_path, cfg, prompts)
+    assert (info2, captions2) == (info, captions)
+    assert latents2.equal(latents)
+    assert all(v.equal(codec.state_dict()[k]) for k, v in codec2.state_dict().items())
+
+
+def test_training_state_round_trips_through_a_checkpoint(tmp_path):
+    """_save_training then _resume_training: same weights, EMA, step, history, and the
+    batch generator reseeded from the step."""
+    import torch
+    from spatialalign.models.toy.model import build_transformer
+    from spatialalign.models.toy.text import ToyTextEncoder
+    from spatialalign.toy import pretrain as pt
+
+    cfg = _tiny_cfg()
+    prompts = pt.train_prompts(cfg)
+    _, _, latents, captions = pt.prepare_latents(tmp_path, cfg, prompts)
+
+    def modules():
+        torch.manual_seed(cfg.seed)
+        text = ToyTextEncoder(pt.text_config(cfg, prompts))
+        return {"transformer": build_transformer(pt.transformer_config(cfg)), "text_encoder": text}
+
+    state = pt._start_training(cfg, modules())
+    tok = state.modules["text_encoder"].tokenizer(captions)
+    losses = [pt._train_step(cfg, state, latents, tok, lr=1e-3) for _ in range(2)]
+    assert state.step == 2 and all(np.isfinite(losses))
+    state.hist.append({"step": 2, "loss": float(np.mean(losses))})
+    ckpt = tmp_path / "checkpoint.safetensors"
+    pt._save_training(state, ckpt, elapsed_s=1.5)
+
+    back = pt._start_training(cfg, modules())
+    pt._resume_training(cfg, back, ckpt)
+    assert (back.step, back.hist, back.ema.optimization_step) == (2, state.hist, 2)
+    for a, b in zip(back.params, state.params, strict=True):
+        assert a.equal(b)
+    for a, b in zip(back.ema.shadow_params, state.ema.shadow_params, strict=True):
+        assert a.equal(b)
+    want = torch.Generator().manual_seed(cfg.seed + 1 + 2)
+    assert torch.rand(3, generator=back.gen).equal(torch.rand(3, generator=want))

@@ -308,6 +308,106 @@ def _make_ema(cfg: PretrainConfig, modules: dict[str, torch.nn.Module]) -> EMAMo
     return EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=False, update_after_step=0)
 
 
+@dataclass
+class _TransformerTraining:
+    """Stage 4's state: the trained modules, their optimizer and EMA, the batch generator,
+    the step and the loss history (what a checkpoint saves and a resume restores)."""
+
+    modules: dict[str, torch.nn.Module]
+    opt: torch.optim.Optimizer
+    ema: EMAModel
+    gen: torch.Generator
+    step: int = 0
+    hist: list[dict] = field(default_factory=list)
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for m in self.modules.values() for p in m.parameters()]
+
+
+def _start_training(
+    cfg: PretrainConfig, modules: dict[str, torch.nn.Module]
+) -> _TransformerTraining:
+    """A fresh optimizer, EMA and batch generator for ``modules``."""
+    params = [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    ema = _make_ema(cfg, modules)
+    return _TransformerTraining(modules, opt, ema, torch.Generator().manual_seed(cfg.seed + 1))
+
+
+def _resume_training(cfg: PretrainConfig, state: _TransformerTraining, ckpt_path: Path) -> None:
+    """Restores weights, EMA, optimizer, step and history from ``ckpt_path``, and reseeds
+    the batch generator from the step."""
+    weights, meta = load_checkpoint(ckpt_path)
+    for n, m in state.modules.items():
+        m.load_state_dict(strip_prefix(weights, n + "."))
+    state.ema.shadow_params = [weights[f"ema.{k}"].clone() for k in _param_names(state.modules)]
+    load_optimizer_state(state.opt, strip_prefix(weights, OPT_PREFIX))
+    state.step = int(meta["step"])
+    state.ema.optimization_step = state.step
+    state.hist = meta.get("history", [])
+    state.gen.manual_seed(cfg.seed + 1 + state.step)
+
+
+def _save_training(state: _TransformerTraining, ckpt_path: Path, elapsed_s: float) -> None:
+    """Checkpoints weights, EMA and optimizer with the step, elapsed time and history."""
+    modules, names = state.modules, _param_names(state.modules)
+    weights = {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}
+    weights.update({f"ema.{k}": v for k, v in zip(names, state.ema.shadow_params, strict=True)})
+    save_training_state(
+        ckpt_path,
+        weights,
+        state.opt,
+        {"step": state.step, "elapsed": elapsed_s, "history": state.hist},
+        save_rng=False,  # resuming reseeds the batch generator from the step
+    )
+
+
+def _train_step(
+    cfg: PretrainConfig,
+    state: _TransformerTraining,
+    latents: torch.Tensor,
+    tok: dict[str, torch.Tensor],
+    lr: float,
+) -> float:
+    """One flow-matching step on a random batch (captions dropped at ``caption_dropout``);
+    returns its loss."""
+    transformer, text_encoder = state.modules["transformer"], state.modules["text_encoder"]
+    gen, params = state.gen, state.params
+    for g in state.opt.param_groups:
+        g["lr"] = lr
+    idx = torch.randint(0, latents.shape[0], (cfg.batch_size,), generator=gen)
+    x0 = latents[idx]
+    keep = (torch.rand(cfg.batch_size, generator=gen) >= cfg.caption_dropout).float()
+    context = text_encoder(
+        tok["input_ids"][idx], tok["role_ids"][idx], tok["attention_mask"][idx]
+    ) * keep.view(-1, 1, 1)
+    sig = sample_sigmas(cfg.batch_size, gen, mode="shift", shift=cfg.video.flow_shift)
+    noise = torch.randn(x0.shape, generator=gen)
+    loss = flow_matching_loss(transformer, x0, context, sig, noise)
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    state.opt.step()
+    state.ema.step(params)
+    state.step += 1
+    return loss.item()
+
+
+def _log_losses(state: _TransformerTraining, running: list[float], minutes: float) -> None:
+    """Appends the mean loss since the last record to the history, and logs it."""
+    rec = {
+        "step": state.step,
+        "loss": float(np.mean(running)),
+        "minutes": minutes,
+        "lr": state.opt.param_groups[0]["lr"],
+    }
+    state.hist.append(rec)
+    log.info(
+        "step %d loss %.4f lr %.2e %.1f min", state.step, rec["loss"], rec["lr"], rec["minutes"]
+    )
+
+
 def _train_transformer(
     cfg: PretrainConfig,
     modules: dict[str, torch.nn.Module],
@@ -319,104 +419,46 @@ def _train_transformer(
     """Stage 4: flow matching of transformer + text encoder until the step or time budget;
     checkpoints (weights, EMA, optimizer) every ``checkpoint_minutes`` and at the end.
     Returns the step count, the loss history and the EMA."""
-    transformer, text_encoder = modules["transformer"], modules["text_encoder"]
-    params = [p for m in modules.values() for p in m.parameters()]
-    names = _param_names(modules)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    ema = _make_ema(cfg, modules)
-    tok = text_encoder.tokenizer(captions)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step = 0
-    hist: list[dict] = []
+    state = _start_training(cfg, modules)
+    tok = modules["text_encoder"].tokenizer(captions)
     if ckpt_path.is_file():
-        state, meta = load_checkpoint(ckpt_path)
-        for n, m in modules.items():
-            m.load_state_dict(strip_prefix(state, n + "."))
-        ema.shadow_params = [state[f"ema.{k}"].clone() for k in names]
-        load_optimizer_state(opt, strip_prefix(state, OPT_PREFIX))
-        step = int(meta["step"])
-        ema.optimization_step = step
-        hist = meta.get("history", [])
-        gen.manual_seed(cfg.seed + 1 + step)
-        log.info("resumed transformer at step %d (%.1f min elapsed)", step, elapsed() / 60)
-
-    def checkpoint() -> None:
-        weights = {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}
-        weights.update({f"ema.{k}": v for k, v in zip(names, ema.shadow_params, strict=True)})
-        save_training_state(
-            ckpt_path,
-            weights,
-            opt,
-            {"step": step, "elapsed": elapsed(), "history": hist},
-            save_rng=False,  # resuming reseeds the batch generator from the step
-        )
-
+        _resume_training(cfg, state, ckpt_path)
+        log.info("resumed transformer at step %d (%.1f min elapsed)", state.step, elapsed() / 60)
     budget = cfg.minutes * 60.0
     t_train0 = elapsed()
     last_ckpt = time.monotonic()
-    n = latents.shape[0]
-    running = []
-    transformer.train()
-    text_encoder.train()
-    bar = tqdm(desc="transformer", leave=False, mininterval=10, initial=step)
-    while True:
-        if cfg.max_steps is not None and step >= cfg.max_steps:
-            break
-        if elapsed() >= budget:
-            break
+    running: list[float] = []
+    for m in modules.values():  # transformer, then text encoder
+        m.train()
+    bar = tqdm(desc="transformer", leave=False, mininterval=10, initial=state.step)
+    while not (cfg.max_steps is not None and state.step >= cfg.max_steps) and elapsed() < budget:
         frac_time = (elapsed() - t_train0) / max(1.0, budget - t_train0)
-        frac = step / cfg.max_steps if cfg.max_steps else frac_time
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(step, frac, cfg.warmup_steps)
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        x0 = latents[idx]
-        keep = (torch.rand(cfg.batch_size, generator=gen) >= cfg.caption_dropout).float()
-        context = text_encoder(
-            tok["input_ids"][idx], tok["role_ids"][idx], tok["attention_mask"][idx]
-        ) * keep.view(-1, 1, 1)
-        sig = sample_sigmas(cfg.batch_size, gen, mode="shift", shift=cfg.video.flow_shift)
-        noise = torch.randn(x0.shape, generator=gen)
-        loss = flow_matching_loss(transformer, x0, context, sig, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.step(params)
-        step += 1
-        running.append(loss.item())
+        frac = state.step / cfg.max_steps if cfg.max_steps else frac_time
+        lr = cfg.lr * _lr_factor(state.step, frac, cfg.warmup_steps)
+        running.append(_train_step(cfg, state, latents, tok, lr))
         bar.update(1)
-        if step % 250 == 0:
-            rec = {
-                "step": step,
-                "loss": float(np.mean(running)),
-                "minutes": elapsed() / 60,
-                "lr": opt.param_groups[0]["lr"],
-            }
-            hist.append(rec)
+        if state.step % 250 == 0:
+            _log_losses(state, running, elapsed() / 60)
             running = []
-            log.info(
-                "step %d loss %.4f lr %.2e %.1f min", step, rec["loss"], rec["lr"], rec["minutes"]
-            )
         if time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60.0:
-            checkpoint()
+            _save_training(state, ckpt_path, elapsed())
             last_ckpt = time.monotonic()
     bar.close()
-    checkpoint()
-    return step, hist, ema
+    _save_training(state, ckpt_path, elapsed())
+    return state.step, state.hist, state.ema
 
 
-def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
-    """Runs (or resumes) every stage and writes the model to ``out_dir/model``."""
-    from safetensors.torch import load_file, save_file
-
+def _check_config(cfg: PretrainConfig) -> None:
+    """Refuses fractions outside ``[0, 1)``."""
     if not 0.0 <= cfg.mismatch_frac < 1.0:
         raise SpatialAlignError(f"mismatch fraction must be in [0, 1), got {cfg.mismatch_frac}")
     if not 0.0 <= cfg.caption_dropout < 1.0:
         raise SpatialAlignError(f"caption dropout must be in [0, 1), got {cfg.caption_dropout}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+
+
+def _claim_out_dir(out: Path, cfg: PretrainConfig) -> None:
+    """Writes ``pretrain_config.json``, refusing a directory that holds a run with another
+    configuration (the time and step budgets and threads may change on resume)."""
     cfg_path = out / "pretrain_config.json"
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
@@ -428,53 +470,78 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
                 f"{out} holds a run with a different configuration; use a new directory"
             )
     write_json(cfg.to_dict(), cfg_path)
+
+
+def _clock(ckpt_path: Path) -> Callable[[], float]:
+    """Seconds of training so far: the checkpoint's elapsed time plus this process's."""
     t_start = time.monotonic()
+    before = float(checkpoint_meta(ckpt_path)["elapsed"]) if ckpt_path.is_file() else 0.0
+    return lambda: before + time.monotonic() - t_start
+
+
+def _load_latents(out: Path) -> tuple[ToyCodec, dict, torch.Tensor, list[str]]:
+    """Stages 1-3 from the cache: codec, its info, latents and captions."""
+    from safetensors.torch import load_file
+
+    codec, info = _load_codec(out / "codec.safetensors")
+    latents = load_file(str(out / "latents.safetensors"))["latents"]
+    captions = json.loads((out / "captions.json").read_text())
+    log.info("resumed data: %d clips", len(captions))
+    return codec, info, latents, captions
+
+
+def _make_latents(
+    out: Path, cfg: PretrainConfig, prompts: list[DSRPrompt]
+) -> tuple[ToyCodec, dict, torch.Tensor, list[str]]:
+    """Stages 1-3: renders the clips, trains the codec, encodes the latents, caches all."""
+    from safetensors.torch import save_file
+
+    t0 = time.monotonic()
+    clips, captions, flags = render_dataset(cfg, prompts)
+    log.info(
+        "rendered %d clips (%d mismatched) in %.1fs", len(clips), flags.sum(), time.monotonic() - t0
+    )
+    codec, info = train_codec(cfg, clips)
+    info["mismatched_clips"] = int(flags.sum())
+    info["clips"] = len(clips)
+    log.info("codec: %s", info)
+    latents = encode_clips(codec, clips)
+    with atomic_path(out / "codec.safetensors") as tmp:
+        save_file(
+            codec.state_dict(),
+            str(tmp),
+            metadata={"config": json.dumps(codec.config.to_dict()), "info": json.dumps(info)},
+        )
+    write_json(captions, out / "captions.json")
+    with atomic_path(out / "latents.safetensors") as tmp:
+        save_file(
+            {"latents": latents.contiguous(), "mismatched": torch.from_numpy(flags)}, str(tmp)
+        )
+    return codec, info, latents, captions
+
+
+def prepare_latents(
+    out: Path, cfg: PretrainConfig, prompts: list[DSRPrompt]
+) -> tuple[ToyCodec, dict, torch.Tensor, list[str]]:
+    """Stages 1-3 (data, codec, latents): reused when both cached files exist, else made."""
+    cached = (out / "latents.safetensors").is_file() and (out / "codec.safetensors").is_file()
+    return _load_latents(out) if cached else _make_latents(out, cfg, prompts)
+
+
+def pretrain(out_dir: str | Path, cfg: PretrainConfig) -> ToyPipeline:
+    """Runs (or resumes) every stage and writes the model to ``out_dir/model``."""
+    _check_config(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _claim_out_dir(out, cfg)
     ckpt_path = out / "checkpoint.safetensors"
-    elapsed_before = 0.0
-    if ckpt_path.is_file():
-        elapsed_before = float(checkpoint_meta(ckpt_path)["elapsed"])
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - t_start
-
+    elapsed = _clock(ckpt_path)
     prompts = train_prompts(cfg)
     if not prompts:
         raise SpatialAlignError("no training prompts")
-
-    # 1-3: data, codec, latents (cached)
-    lat_path = out / "latents.safetensors"
-    codec_path = out / "codec.safetensors"
-    if lat_path.is_file() and codec_path.is_file():
-        codec, info = _load_codec(codec_path)
-        lat = load_file(str(lat_path))
-        latents = lat["latents"]
-        captions = json.loads((out / "captions.json").read_text())
-        log.info("resumed data: %d clips", len(captions))
-    else:
-        t0 = time.monotonic()
-        clips, captions, flags = render_dataset(cfg, prompts)
-        log.info(
-            "rendered %d clips (%d mismatched) in %.1fs",
-            len(clips),
-            flags.sum(),
-            time.monotonic() - t0,
-        )
-        codec, info = train_codec(cfg, clips)
-        info["mismatched_clips"] = int(flags.sum())
-        info["clips"] = len(clips)
-        log.info("codec: %s", info)
-        latents = encode_clips(codec, clips)
-        with atomic_path(codec_path) as tmp:
-            save_file(
-                codec.state_dict(),
-                str(tmp),
-                metadata={"config": json.dumps(codec.config.to_dict()), "info": json.dumps(info)},
-            )
-        write_json(captions, out / "captions.json")
-        with atomic_path(lat_path) as tmp:
-            save_file(
-                {"latents": latents.contiguous(), "mismatched": torch.from_numpy(flags)}, str(tmp)
-            )
+    codec, info, latents, captions = prepare_latents(out, cfg, prompts)
     codec.eval()
 
     # 4: transformer + text encoder
