@@ -24,13 +24,14 @@ from spatialalign.prompts import (
     write_official_csv,
     write_prompts,
 )
+from spatialalign.prompts.splits import TOY_SPLIT
 
 PAPER_TYPES = {"LR", "LT", "RL", "RT", "TL", "TR"}
 
 
 @pytest.fixture(scope="module")
 def default_set() -> list[DSRPrompt]:
-    return generate_dataset()
+    return TOY_SPLIT.prompts()
 
 
 def _split(prompts: list[DSRPrompt], name: str) -> list[DSRPrompt]:
@@ -138,10 +139,10 @@ def test_file_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_train": -1}, ">= 0"),
+        ({"n_train": -1, "n_test": 120}, ">= 0"),
         ({"n_train": 0, "n_test": 0}, "nothing to generate"),
-        ({"form": "sideways"}, "form"),
-        ({"n_train": 5000}, "combinations"),
+        ({"n_train": 500, "n_test": 120, "form": "sideways"}, "form"),
+        ({"n_train": 5000, "n_test": 120}, "combinations"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:

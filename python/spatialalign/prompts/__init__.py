@@ -1,6 +1,6 @@
 """DSR prompts: the data model, the grammar, prompt files and the DSR-Dataset generator."""
 
-from spatialalign.prompts.generate import DatasetConfig, generate, generate_dataset
+from spatialalign.prompts.generate import generate_dataset
 from spatialalign.prompts.grammar import (
     FORMS,
     format_prompt,
@@ -56,10 +56,8 @@ __all__ = [
     "SCENES",
     "VERBS",
     "DSRPrompt",
-    "DatasetConfig",
     "dsr_types",
     "format_prompt",
-    "generate",
     "generate_dataset",
     "is_official_csv",
     "official_csv_text",

@@ -9,7 +9,6 @@ test split is drawn first from the seed alone, so it does not change with ``n_tr
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.prompts.grammar import FORMS, format_prompt
@@ -28,17 +27,6 @@ _KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "indoor": (INDOOR_OBJECTS, INDOOR_SCENES),
     "outdoor": (OUTDOOR_OBJECTS, OUTDOOR_SCENES),
 }
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """What :func:`generate_dataset` makes; the same config always gives the same prompts."""
-
-    n_train: int = 500
-    n_test: int = 120
-    seed: int = 0
-    form: str = "then"
-    include_bottom: bool = False
 
 
 def _balanced(items: tuple[str, ...], n: int, rng: random.Random) -> list[str]:
@@ -105,8 +93,8 @@ def _pick(
 
 
 def generate_dataset(
-    n_train: int = 500,
-    n_test: int = 120,
+    n_train: int,
+    n_test: int,
     seed: int = 0,
     form: str = "then",
     include_bottom: bool = False,
@@ -114,6 +102,7 @@ def generate_dataset(
     """The DSR-Dataset: ``n_train`` then ``n_test`` prompts (split ``"train"``/``"test"``).
 
     Ids are ``train_0001_LR`` style; texts use ``form`` (``"then"`` or ``"from-to"``).
+    The toy model's draw (500 / 120, seed 0) is :data:`spatialalign.prompts.splits.TOY_SPLIT`.
     """
     if n_train < 0 or n_test < 0:
         raise SpatialAlignError(f"prompt counts must be >= 0, got train={n_train} test={n_test}")
@@ -133,14 +122,3 @@ def generate_dataset(
     test = _split("test", n_test, types, used, rng, form)
     train = _split("train", n_train, types, used, rng, form)
     return train + test
-
-
-def generate(config: DatasetConfig) -> list[DSRPrompt]:
-    """:func:`generate_dataset` from a :class:`DatasetConfig`."""
-    return generate_dataset(
-        n_train=config.n_train,
-        n_test=config.n_test,
-        seed=config.seed,
-        form=config.form,
-        include_bottom=config.include_bottom,
-    )
