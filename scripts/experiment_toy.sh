@@ -62,7 +62,7 @@ train_and_eval_base() {  # the base evaluation on a second core while training r
   tail -1 "$RUN/eval_base.log"
 }
 
-stage prompts     "$SA" prompts "$TR" --train 500 --test 120 --seed 0
+stage prompts     "$SA" prompts "$TR"   # the toy split (its defaults): 500 TRAIN + 120 TEST, seed 0
 stage sample      "$SA" sample "$TR" --model toy --split train --seeds 8 \
                      --first-seed "$TRAIN_FIRST_SEED" --guidance 3 --workers "$PROCS"
 stage track       "$SA" track "$TR" --detector toy --workers "$PROCS"
