@@ -21,7 +21,7 @@ from spatialalign.loop.layout import LoopDir
 from spatialalign.loop.merge import merge_toy
 from spatialalign.loop.run import loop_run
 from spatialalign.lora.adapter import load_lora_into_transformer
-from spatialalign.models.backends import ToyBackend
+from spatialalign.models.backends import BackendConfig, ToyBackend
 from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.training.config import TrainConfig
 from spatialalign.training.trainer import prepare_transformer, save_adapter
@@ -415,7 +415,7 @@ def test_test_prompts_without_a_test_split_are_refused(tmp_path, monkeypatch, ca
     ("overrides", "message"),
     [
         ({"tau": float("nan")}, "--tau must be a finite number"),
-        ({"guidance": float("inf")}, "--guidance must be a finite number"),
+        ({"backend": BackendConfig(guidance=float("inf"))}, "--guidance must be a finite number"),
         ({"train": {"learning_rate": float("inf")}}, "learning_rate must be a finite number"),
         ({"train": {"timestep_shift": float("nan")}}, "timestep_shift must be a finite number"),
         ({"train": {"lora_rank": 65}}, "lora_rank 65 is larger than the smallest layer"),

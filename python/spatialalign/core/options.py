@@ -142,7 +142,10 @@ def click_options(
     ``("--model-path", "--model-dir")``; a boolean given one name is a plain ``is_flag``),
     ``type`` (a click type, e.g. ``click.IntRange(min=1)`` or ``click.Path()``) and
     ``show_default``. ``flags`` here renames a field's option for one command (``track``
-    spells ``--gdino-dir`` as ``--model-dir``)."""
+    spells ``--gdino-dir`` as ``--model-dir``). A field embedding a spec may carry
+    ``exclude`` (its fields the command does not offer) and ``flags`` (renames) in its
+    metadata: the loop offers the back end's options without ``--adapter`` and spells
+    ``--steps`` ``--sample-steps``."""
     flags = flags or {}
 
     def decorate(fn: F) -> F:
@@ -151,7 +154,8 @@ def click_options(
                 continue
             nested = _nested(cls, f)
             if nested is not None:  # an embedded spec: its options, in its place
-                fn = click_options(nested, flags=flags)(fn)
+                inner = {**f.metadata.get("flags", {}), **flags}
+                fn = click_options(nested, f.metadata.get("exclude", ()), inner)(fn)
                 continue
             kind, _ = _field_type(cls, f)
             meta = f.metadata

@@ -24,8 +24,10 @@ from typing import Any, Literal
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.options import check_finite, document_fields
 from spatialalign.detection.spec import DetectorSpec
-from spatialalign.models.registry import DEFAULT_MODEL, check_model
+from spatialalign.models.backends import BackendConfig, check_config
+from spatialalign.models.registry import check_model
 from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.sampling.model_options import CLI_EXCLUDED
 from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
 from spatialalign.training.config import TrainConfig
 
@@ -75,9 +77,13 @@ class LoopConfig:
     """Settings of a self-improvement loop (every round uses the same ones)."""
 
     rounds: int = _f(3, "Rounds of sample -> track -> score -> pairs -> train -> eval.")
-    model: str = _f(DEFAULT_MODEL, "T2V back end: toy (the shipped toy model) or wan.")
-    model_dir: str | None = _f(
-        None, "The starting model: toy weights directory [shipped]; wan: a WanPipeline dir."
+    backend: BackendConfig = field(
+        default_factory=BackendConfig,
+        metadata={
+            "help": "The starting model and the sampler settings of all sampling (as sample's).",
+            "exclude": ("adapter", *CLI_EXCLUDED),
+            "flags": {"model_path": ("--model-dir", "--model-path"), "steps": ("--sample-steps",)},
+        },
     )
     mode: Literal["merge", "continue"] = _f(
         "merge",
@@ -108,10 +114,7 @@ class LoopConfig:
         "The evaluation's first seed (as eval --first-seed). TRAIN seeds start at the first "
         "multiple of 1000 above the last evaluation seed.",
     )
-    guidance: float | None = _f(None, "Guidance scale of all sampling [toy 3.0, wan 5.0].")
-    sample_steps: int | None = _f(None, "Denoising steps of all sampling [toy 20, wan 50].")
     batch_size: int | None = _f(None, "Videos generated together [toy 16, wan 1].")
-    device: str | None = _f(None, "torch device [cuda if available, else cpu].")
     tau: float = _f(0.7, "Pairs: valid samples with DSR >= tau win, the other valid ones lose.")
     max_pairs_per_prompt: int = _f(6, "Pairs: most pairs kept per prompt (seeded subset).")
     pair_seed: int = _f(0, "Pairs: seeds the kept subset.")
@@ -138,10 +141,13 @@ class LoopConfig:
             raise SpatialAlignError(f"--{str(e).replace('_', '-')}") from e
         if self.rounds < 1:
             raise SpatialAlignError(f"--rounds must be >= 1, got {self.rounds}")
-        check_model(self.model)
+        check_model(self.backend.model)
+        check_config(self.backend)
+        if self.backend.adapter is not None:
+            raise SpatialAlignError("the loop trains its own adapters: do not set one")
         if self.mode not in MODES:
             raise SpatialAlignError(f"unknown mode {self.mode!r} (merge or continue)")
-        if self.model != "toy" and self.mode == "merge":
+        if self.backend.model != "toy" and self.mode == "merge":
             raise SpatialAlignError(
                 "--merge is implemented for the toy model only; use --continue-adapter"
             )
@@ -204,7 +210,28 @@ class LoopConfig:
         for name, value in asdict(self).items():
             if name == "detection":  # flat, as before the spec: old loop.json files match
                 out.update(value)
+            elif name == "backend":
+                out.update(backend_settings(self.backend))
             elif name not in ("rounds", "workers"):
                 out[name] = value
         out["train_seed_rule"] = TRAIN_SEED_RULE
         return out
+
+
+LOOP_BACKEND_NAMES = {"model_path": "model_dir", "steps": "sample_steps"}
+"""The loop's names in ``loop.json`` for two back-end settings (its flags' names)."""
+ALWAYS_RECORDED = ("model", "model_path", "steps", "guidance", "device")
+"""Back-end settings ``loop.json`` always records (the loop's before it embedded the spec)."""
+
+
+def backend_settings(backend: BackendConfig) -> dict[str, Any]:
+    """The back end's settings for ``loop.json``: those the loop always recorded, under its
+    names, and any other one only when set (so loop directories of the toy model made
+    before the loop took every back-end option still match)."""
+    defaults = BackendConfig()
+    out: dict[str, Any] = {}
+    for f in fields(BackendConfig):
+        value = getattr(backend, f.name)
+        if f.name in ALWAYS_RECORDED or value != getattr(defaults, f.name):
+            out[LOOP_BACKEND_NAMES.get(f.name, f.name)] = value
+    return out

@@ -80,10 +80,10 @@ class StageClock:
 def model_after(layout: LoopDir, cfg: LoopConfig, k: int) -> tuple[str | None, Path | None]:
     """(model directory, adapter) of the model after round ``k`` (0: the starting model)."""
     if k == 0:
-        return cfg.model_dir, None
+        return cfg.backend.model_path, None
     if cfg.mode == "merge":
         return str(layout.model_dir(k)), None
-    return cfg.model_dir, layout.adapter_path(k)
+    return cfg.backend.model_path, layout.adapter_path(k)
 
 
 def check_state(layout: LoopDir, cfg: LoopConfig) -> None:
@@ -159,7 +159,7 @@ def run_round(
     if cfg.mode == "merge":
         train_model = src_model
     else:
-        train_model = cfg.model_dir
+        train_model = cfg.backend.model_path
         if src_adapter is not None and stages.seed_adapter(run, cfg, cfg.train, src_adapter):
             say(f"continuing the adapter of round {k - 1}")
     done = stages.train(run, cfg, cfg.train, train_model, progress)
@@ -178,7 +178,9 @@ def run_round(
     report.trained = bool(done.result.last_log)
     say(f"train: {res.steps} steps on {done.n_items} pairs -> {res.adapter}")
     if cfg.mode == "merge":
-        path, report.merged = merge_model(cfg.model, src_model, res.adapter, layout.model_dir(k))
+        path, report.merged = merge_model(
+            cfg.backend.model, src_model, res.adapter, layout.model_dir(k)
+        )
         say(f"merged -> {path}" + ("" if report.merged else " (unchanged, skipped)"))
         clock.lap("merge")
 
@@ -223,8 +225,10 @@ def _loop_locked(layout: LoopDir, cfg: LoopConfig, echo: Echo, progress: bool) -
     check_state(layout, cfg)  # again, under the lock
     stages.ensure_prompts(layout.prompts_run, stages.train_prompts(cfg))
 
-    n = resolve_workers(cfg.workers, cfg.model, cfg.device, cfg.train_prompts * cfg.seeds)
-    with Workers(n, preload_for(cfg.model)) as workers:
+    n = resolve_workers(
+        cfg.workers, cfg.backend.model, cfg.backend.device, cfg.train_prompts * cfg.seeds
+    )
+    with Workers(n, preload_for(cfg.backend.model)) as workers:
         if workers.n > 1:
             echo(f"loop: sampling and tracking in {workers.n} processes")
         t0 = time.perf_counter()

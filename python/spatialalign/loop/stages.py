@@ -36,13 +36,10 @@ def backend_config(
     cfg: LoopConfig, model_dir: str | os.PathLike[str] | None, adapter: Path | None
 ) -> BackendConfig:
     """The sampling back end of a model (and adapter) with the loop's sampler settings."""
-    return BackendConfig(
-        model=cfg.model,
+    return replace(
+        cfg.backend,
         model_path=None if model_dir is None else str(model_dir),
         adapter=None if adapter is None else str(adapter),
-        steps=cfg.sample_steps,
-        guidance=cfg.guidance,
-        device=cfg.device,
     )
 
 
@@ -102,7 +99,7 @@ def track_spec(cfg: LoopConfig) -> TrackSpec:
     """How the loop tracks (as ``eval`` does with the same detector settings)."""
     from spatialalign.detection.spec import TrackSpec
 
-    return TrackSpec(cfg.detection, device=cfg.device)
+    return TrackSpec(cfg.detection, device=cfg.backend.device)
 
 
 def track(run: RunDir, cfg: LoopConfig, workers: Workers, progress: bool):
@@ -142,12 +139,15 @@ def check_train_settings(cfg: LoopConfig) -> None:
     """What train would refuse only after a round of sampling, refused at the start: a
     LoRA rank above the smallest targeted layer of the toy model (a Wan model is checked by
     ``train`` itself, before it encodes anything: loading it here would cost minutes)."""
-    if cfg.model != "toy":
+    if cfg.backend.model != "toy":
         return
     from spatialalign.training.run import load_model
     from spatialalign.training.trainer import check_rank
 
-    check_rank(load_model(cfg.model, cfg.model_dir, "cpu").transformer, cfg.train.lora_rank)
+    check_rank(
+        load_model(cfg.backend.model, cfg.backend.model_path, "cpu").transformer,
+        cfg.train.lora_rank,
+    )
 
 
 def seed_adapter(
@@ -168,7 +168,7 @@ def seed_adapter(
     out = run.train_dir
     if run.train.checkpoint_paths():
         return None
-    transformer = load_model(cfg.model, cfg.model_dir, "cpu").transformer
+    transformer = load_model(cfg.backend.model, cfg.backend.model_path, "cpu").transformer
     with torch.random.fork_rng(devices=[]):
         params = prepare_transformer(transformer, train_cfg)
     state = load_file(str(resolve_adapter(adapter)))
@@ -197,7 +197,7 @@ def train(
     return train_run(
         run.root,
         replace(train_cfg, resume=resume),
-        model=cfg.model,
+        model=cfg.backend.model,
         model_path=None if model_dir is None else str(model_dir),
         progress=progress,
     )

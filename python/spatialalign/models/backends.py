@@ -19,7 +19,7 @@ import click
 import numpy as np
 
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.core.options import document_fields
+from spatialalign.core.options import NamedChoice, document_fields
 from spatialalign.core.provenance import fingerprint
 from spatialalign.lora.adapter import load_lora_into_pipeline, load_lora_into_transformer
 from spatialalign.models.registry import DEFAULT_MODEL, MODELS, backend_class
@@ -78,7 +78,7 @@ class BackendConfig:
     model: str = _f(
         DEFAULT_MODEL,
         "Back end: the shipped toy model or a diffusers WanPipeline.",
-        type=click.Choice(MODELS),
+        type=NamedChoice(MODELS, "model"),
     )
     model_path: str | None = _f(
         None,

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from spatialalign.core.options import click_options
+from spatialalign.core.options import NamedChoice, click_options
 from spatialalign.models.registry import DEFAULT_MODEL, MODELS
 from spatialalign.training.config import (
     RECIPE_FOR_MODEL,
@@ -33,7 +33,9 @@ EXPLICIT = (
 
 @click.command("train")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--model", type=click.Choice(MODELS), default=DEFAULT_MODEL, show_default=True)
+@click.option(
+    "--model", type=NamedChoice(MODELS, "model"), default=DEFAULT_MODEL, show_default=True
+)
 @click.option(
     "--model-path",
     type=click.Path(file_okay=False, path_type=Path),
