@@ -179,3 +179,14 @@ def test_the_toy_split_is_one_constant():
     assert TOY_SPLIT.prompts() == drawn
     assert toy_test_prompts("toy-test") == eval_prompts(ToyEvalConfig()) == drawn[500:]
     assert toy_test_prompts("toy-test:3") == generate_dataset(500, 3, seed=0)[500:]
+
+
+def test_loop_json_keeps_its_back_end_keys():
+    # loop directories made before the loop embedded BackendConfig recorded these keys
+    old_keys = {"model", "model_dir", "sample_steps", "guidance", "device", "batch_size"}
+    settings = LoopConfig().settings()
+    assert old_keys <= settings.keys()
+    assert not {"model_path", "steps", "adapter", "num_frames", "backend"} & settings.keys()
+    cfg = LoopConfig(backend=BackendConfig(model_path="m", steps=7, num_frames=17))
+    got = cfg.settings()
+    assert (got["model_dir"], got["sample_steps"], got["num_frames"]) == ("m", 7, 17)
