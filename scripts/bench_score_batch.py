@@ -1,16 +1,28 @@
-"""Times ``score_run`` on a synthetic run of ~1M frames (12,000 videos x 81 frames).
+"""Times ``score_run`` on a synthetic run (12,000 videos x 81 frames, ~1.8M tracks rows)
+against reading its ``tracks.parquet`` alone.
 
     .venv/bin/python scripts/bench_score_batch.py [--videos 12000] [--frames 81] [--dir DIR]
+        [--repeat 9] [--json FILE]
 
 Writes the run (prompts, manifest, ~1.8M tracks rows with 10% animal / 5% object
-misses) into DIR (default: a temporary directory), then reports, best of ``--repeat``:
-loading + densifying the tracks, the single ``dsr_geom.dsr_batch`` call, and the whole
-``score_run`` (load, score, summary, correctness.png, atomic writes).
+misses, every animal row before every object row) into DIR (default: a temporary
+directory), then times, interleaved ``--repeat`` times, and reports medians and their
+ratios to the first:
+
+* ``read_file``: ``pyarrow.parquet.read_table`` of ``tracks.parquet`` (every column),
+* ``read_tracks``: the tracks reader (ids dictionary-encoded, the Rust densification),
+* ``load_run``: every scoring input read and checked (manifest, prompts, tracks),
+* ``dsr_batch``: the single kernel call and the scores table,
+* ``figure``: rendering ``correctness.png`` (matplotlib),
+* ``score_run``: the whole verb (load, score, summary, figure, atomic writes).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from spatialalign.core.presets import OFFICIAL
 from spatialalign.prompts import DSRPrompt, write_prompts
+from spatialalign.rundir.tracks import read_tracks
 from spatialalign.scoring.batch import load_run, score_loaded, score_run
+from spatialalign.scoring.plots import correctness_figure_png
+from spatialalign.scoring.summary import build_summary
 
 
 def make_run(out: Path, n_videos: int, n_frames: int, seed: int = 0) -> int:
@@ -67,32 +82,63 @@ def make_run(out: Path, n_videos: int, n_frames: int, seed: int = 0) -> int:
     return table.num_rows
 
 
+STEPS = ("read_file", "read_tracks", "load_run", "dsr_batch", "figure", "score_run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=12_000)
     parser.add_argument("--frames", type=int, default=81)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = args.dir or Path(tmp) / "run"
         rows = make_run(run, args.videos, args.frames)
-        load = score = full = float("inf")
-        for _ in range(args.repeat):
+        ids = pq.read_table(run / "samples" / "manifest.parquet").column("sample_id")
+        times: dict[str, list[float]] = {k: [] for k in STEPS}
+
+        def timed(name: str, fn, *a, **kw):
             t0 = time.perf_counter()
-            loaded = load_run(run, progress=False)
-            t1 = time.perf_counter()
-            score_loaded(loaded, OFFICIAL)
-            t2 = time.perf_counter()
-            result = score_run(run, progress=False)
-            t3 = time.perf_counter()
-            load, score, full = min(load, t1 - t0), min(score, t2 - t1), min(full, t3 - t2)
+            out = fn(*a, **kw)
+            times[name].append(time.perf_counter() - t0)
+            return out
+
+        score_run(run, progress=False)  # warm up: imports, matplotlib's font cache
+        for _ in range(args.repeat):
+            timed("read_file", pq.read_table, run / "tracks.parquet")
+            tracks = timed("read_tracks", read_tracks, run / "tracks.parquet", ids)
+            loaded = timed("load_run", load_run, run, progress=False)
+            scores = timed("dsr_batch", score_loaded, loaded, OFFICIAL)
+            types = [i + f for i, f in zip(loaded.initial, loaded.final, strict=True)]
+            summary = build_summary(scores, types, OFFICIAL)
+            timed("figure", correctness_figure_png, summary)
+            result = timed("score_run", score_run, run, progress=False)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    report = {
+        "videos": args.videos,
+        "frames": len(tracks.frames),
+        "tracks_rows": rows,
+        "repeat": args.repeat,
+        "median_s": median,
+        "ratio_to_read_file": {k: v / median["read_file"] for k, v in median.items()},
+        "valid": f"{result.n_valid}/{result.n_videos}",
+        "cpu_count": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0],
+    }
+    print(
+        f"{args.videos} videos, {report['frames']} frames, {rows} tracks rows, "
+        f"{report['valid']} valid; medians of {args.repeat} (load average "
+        f"{report['loadavg_1m']:.1f} on {os.cpu_count()} cores):"
+    )
+    for k in STEPS:
         print(
-            f"{args.videos} videos, {len(loaded.tracks.frames)} frames, {rows} tracks rows: "
-            f"load+densify {load:.3f}s, dsr_batch+table {score:.3f}s, "
-            f"score_run total {full:.3f}s (best of {args.repeat}); "
-            f"{result.n_valid}/{result.n_videos} valid"
+            f"  {k:12s} {median[k] * 1e3:8.1f} ms  {report['ratio_to_read_file'][k]:5.2f}x read_file"
         )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_tracked_boxes_by_frame(tmp_path):
     import pyarrow.parquet as pq
     from spatialalign.core.schemas import TRACKS
     from spatialalign.core.video import read_video, write_video
-    from spatialalign.scoring.batch import read_tracks
+    from spatialalign.rundir.tracks import read_tracks
 
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)

@@ -17,7 +17,7 @@ from spatialalign.evaluation.peer import (
     vbench_frame_scores,
     vbench_score,
 )
-from spatialalign.scoring.batch import read_tracks
+from spatialalign.rundir.tracks import read_tracks
 
 NAN4 = [np.nan] * 4
 

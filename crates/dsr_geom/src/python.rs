@@ -1,15 +1,28 @@
 //! The thin PyO3 binding: converts numpy inputs to slices, releases the GIL
 //! around the core, and turns `InputError` into `ValueError`.
 
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::{DsrParams, InputError, Relation};
+use crate::{DsrParams, InputError, Relation, TrackChunk};
 
 fn value_error(e: InputError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    match e {
+        // the row's coordinates ride along, so the caller can name the sample
+        InputError::TrackRow {
+            problem,
+            row,
+            video,
+            frame,
+            label,
+        } => PyValueError::new_err((e.to_string(), problem.name(), row, video, frame, label)),
+        _ => PyValueError::new_err(e.to_string()),
+    }
 }
 
 /// A `[N, 4]` box array as a flat row-major buffer, borrowed when contiguous.
@@ -263,12 +276,113 @@ fn correctness_curve<'py>(
     Ok(out.into_pyarray(py))
 }
 
+/// One chunk's columns, borrowed from the caller's numpy arrays.
+struct ChunkArrays<'py> {
+    ints: [PyReadonlyArray1<'py, i32>; 4],
+    frame: PyReadonlyArray1<'py, i64>,
+    boxes: [PyReadonlyArray1<'py, f64>; 4],
+}
+
+const INT_KEYS: [&str; 4] = ["sample", "sample_map", "label", "label_map"];
+const BOX_KEYS: [&str; 4] = ["x0", "y0", "x1", "y1"];
+
+fn chunk_column<'py, T: numpy::Element>(
+    chunk: &Bound<'py, PyAny>,
+    index: usize,
+    key: &str,
+    dtype: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    let bad = || {
+        PyValueError::new_err(format!(
+            "tracks chunk {index}: {key:?} must be a contiguous 1-D {dtype} array"
+        ))
+    };
+    let a = chunk
+        .get_item(key)
+        .map_err(|_| PyValueError::new_err(format!("tracks chunk {index}: no {key:?} array")))?
+        .extract::<PyReadonlyArray1<'py, T>>()
+        .map_err(|_| bad())?;
+    a.as_slice().map_err(|_| bad())?;
+    Ok(a)
+}
+
+impl<'py> ChunkArrays<'py> {
+    fn new(chunk: &Bound<'py, PyAny>, i: usize) -> PyResult<Self> {
+        let int = |k| chunk_column::<i32>(chunk, i, k, "int32");
+        let float = |k| chunk_column::<f64>(chunk, i, k, "float64");
+        Ok(ChunkArrays {
+            ints: [
+                int(INT_KEYS[0])?,
+                int(INT_KEYS[1])?,
+                int(INT_KEYS[2])?,
+                int(INT_KEYS[3])?,
+            ],
+            frame: chunk_column::<i64>(chunk, i, "frame", "int64")?,
+            boxes: [
+                float(BOX_KEYS[0])?,
+                float(BOX_KEYS[1])?,
+                float(BOX_KEYS[2])?,
+                float(BOX_KEYS[3])?,
+            ],
+        })
+    }
+
+    fn view(&self) -> TrackChunk<'_> {
+        let int = |k: usize| self.ints[k].as_slice().expect("checked contiguous");
+        let float = |k: usize| self.boxes[k].as_slice().expect("checked contiguous");
+        TrackChunk {
+            sample: int(0),
+            sample_map: int(1),
+            label: int(2),
+            label_map: int(3),
+            frame: self.frame.as_slice().expect("checked contiguous"),
+            x0: float(0),
+            y0: float(1),
+            x1: float(2),
+            y1: float(3),
+        }
+    }
+}
+
+/// Long tracks rows (chunks of dictionary-coded columns) -> the dense per-video arrays
+/// `dsr_batch` takes; see the crate's `densify_tracks`. Returns a dict: `frames` int64[F],
+/// `animal`/`obj` float64[F, 4], `offsets` int64[V+1], `n_rows` int64[V], `n_unknown` int.
+/// A bad row raises `ValueError(message, problem, row, video, frame, label)`.
+#[pyfunction]
+#[pyo3(signature = (chunks, n_videos))]
+fn densify_tracks<'py>(
+    py: Python<'py>,
+    chunks: &Bound<'py, PyAny>,
+    n_videos: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let arrays = chunks
+        .try_iter()
+        .map_err(|_| PyValueError::new_err("chunks must be a sequence of dicts of arrays"))?
+        .enumerate()
+        .map(|(i, c)| ChunkArrays::new(&c?, i))
+        .collect::<PyResult<Vec<_>>>()?;
+    let views: Vec<TrackChunk<'_>> = arrays.iter().map(ChunkArrays::view).collect();
+    let out = py
+        .detach(|| crate::densify_tracks(&views, n_videos))
+        .map_err(value_error)?;
+    let rows = out.frames.len();
+    let d = PyDict::new(py);
+    d.set_item("frames", out.frames.into_pyarray(py))?;
+    d.set_item("animal", out.animal.into_pyarray(py).reshape([rows, 4])?)?;
+    d.set_item("obj", out.obj.into_pyarray(py).reshape([rows, 4])?)?;
+    d.set_item("offsets", out.offsets.into_pyarray(py))?;
+    d.set_item("n_rows", out.n_rows.into_pyarray(py))?;
+    d.set_item("n_unknown", out.n_unknown)?;
+    Ok(d)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ssr_scores, m)?)?;
     m.add_function(wrap_pyfunction!(dsr_score, m)?)?;
     m.add_function(wrap_pyfunction!(dsr_batch, m)?)?;
     m.add_function(wrap_pyfunction!(correctness_curve, m)?)?;
+    m.add_function(wrap_pyfunction!(densify_tracks, m)?)?;
     m.add("OFFICIAL_THRESHOLDS", crate::OFFICIAL_THRESHOLDS.to_vec())?;
     Ok(())
 }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spatialalign.evaluation.proxies import colourfulness, crop_histogram_consistency, sharpness
-from spatialalign.scoring.batch import Tracks
+from spatialalign.rundir.tracks import Tracks
 
 if TYPE_CHECKING:
     from torch import nn

@@ -34,7 +34,7 @@ from spatialalign.core.video import VideoReadError, read_video
 from spatialalign.evaluation.metrics import METRIC_COLUMNS, tracked_boxes_by_frame, video_metrics
 from spatialalign.evaluation.peer import PEER_COLUMNS, peer_scores
 from spatialalign.rundir.layout import RunDir
-from spatialalign.scoring.batch import Tracks, read_tracks
+from spatialalign.rundir.tracks import Tracks, read_tracks
 
 if TYPE_CHECKING:
     from torch import nn

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from spatialalign.scoring.batch import Tracks
+from spatialalign.rundir.tracks import Tracks
 
 RELATIONS = {"L": "L", "R": "R", "T": "T", "B": "B"}
 RELATIONS.update({"left": "L", "right": "R", "top": "T", "bottom": "B"})
@@ -208,7 +208,7 @@ def peer_scores(
 ) -> pa.Table:
     """Per-sample peer scores for the prompt's final and initial relation.
 
-    ``tracks`` comes from :func:`spatialalign.scoring.batch.read_tracks` (dense arrays
+    ``tracks`` comes from :func:`spatialalign.rundir.tracks.read_tracks` (dense arrays
     ordered like ``sample_ids``); ``initial``/``final`` are each sample's relation
     letters; ``num_frames`` (e.g. the manifest's) makes untracked frames count as
     "both missing". A sample without tracks gets NaN. Columns: sample_id,

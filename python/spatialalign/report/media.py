@@ -27,7 +27,7 @@ import pyarrow as pa
 from spatialalign.core.fileio import atomic_path
 from spatialalign.core.video import read_video
 from spatialalign.rundir.layout import RunDir
-from spatialalign.scoring.batch import read_tracks
+from spatialalign.rundir.tracks import read_tracks
 from spatialalign.scoring.plots import plot_name, ssr_figure_png
 
 WEB_VIDEO_SUFFIX = ".webm"

@@ -4,9 +4,10 @@ Reads ``samples/manifest.parquet`` (sample -> prompt), the prompts, ``tracks.par
 (long format, one row per sample, frame and label; an absent row means "not
 detected") and, when present, ``detections.parquet`` (detection-level rejections).
 The tracks are turned into one dense ``[T, 4]`` animal array and one object array
-(frames of a sample in time order, NaN rows where a label is missing) with fully
-vectorised numpy, and scored by a single :func:`dsr_geom.dsr_batch` call: a million
-frames take about a second end to end (``scripts/bench_score_batch.py``).
+(frames of a sample in time order, NaN rows where a label is missing) by
+:func:`spatialalign.rundir.tracks.read_tracks` (Rust over the Arrow columns), and
+scored by a single :func:`dsr_geom.dsr_batch` call: 1.8 M tracks rows take about
+twice as long as reading the file (``scripts/bench_score_batch.py``).
 
 Every manifest sample gets one row in ``scores.parquet``. Its ``reason`` is
 
@@ -31,6 +32,7 @@ fingerprints, the track settings and each video's fingerprint), which ``pairs`` 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,6 @@ import dsr_geom
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path, read_parquet, write_json, write_parquet
@@ -49,14 +49,9 @@ from spatialalign.core.presets import OFFICIAL, ScoringConfig
 from spatialalign.core.provenance import record_of, tracks_inputs, with_record
 from spatialalign.core.schemas import SCORES, validate_table
 from spatialalign.rundir.layout import RunDir
+from spatialalign.rundir.tracks import Tracks, densify, read_tracks_table
 
-LABELS = ("animal", "object")
 ACCEPTED_STATUSES = frozenset({"valid", "ok", "accepted"})
-
-# tracks.parquet is loaded in batches of this many rows; a bar shows past _PROGRESS_MIN_ROWS
-_BATCH_ROWS = 262_144
-_PROGRESS_MIN_ROWS = 500_000
-_BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 
 
 @dataclass(frozen=True)
@@ -70,26 +65,6 @@ class PromptInfo:
     @property
     def dsr_type(self) -> str:
         return self.initial + self.final
-
-
-@dataclass
-class Tracks:
-    """Dense per-sample boxes: rows ``offsets[i]:offsets[i+1]`` belong to sample ``i``.
-
-    ``frames`` holds each row's frame index (sorted within a sample); ``animal`` and
-    ``obj`` are ``[T, 4]`` xyxy with an all-NaN row where that label is absent.
-    """
-
-    frames: np.ndarray
-    animal: np.ndarray
-    obj: np.ndarray
-    offsets: np.ndarray
-    n_rows: np.ndarray  # tracks rows per sample (0: the sample has no tracks)
-    n_unknown_rows: int = 0  # rows whose sample_id is not in the manifest (ignored)
-
-    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-        return self.frames[s], self.animal[s], self.obj[s]
 
 
 @dataclass
@@ -135,156 +110,6 @@ def recorded_preset(run_dir: str | os.PathLike[str]) -> str | None:
             if isinstance(preset, str) and preset:
                 return preset
     return None
-
-
-def read_tracks(
-    path: str | os.PathLike[str], sample_ids: pa.Array, *, progress: bool | None = None
-) -> Tracks:
-    """Loads ``tracks.parquet`` into dense per-sample arrays ordered like ``sample_ids``.
-
-    Vectorised end to end (no per-row Python). Raises :class:`SpatialAlignError` on
-    a missing/corrupt file, unknown labels, duplicate (sample, frame, label) rows,
-    partly missing or inverted boxes, or negative frames.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SpatialAlignError(f"tracks file not found: {path}")
-    needed = ["sample_id", "frame", "label", *_BOX_COLUMNS]
-    try:
-        pf = pq.ParquetFile(path)
-        names = pf.schema_arrow.names
-    except (pa.ArrowException, OSError) as e:
-        raise SpatialAlignError(f"cannot read tracks {path}: {e}") from e
-    missing = [c for c in needed if c not in names]
-    if missing:
-        raise SpatialAlignError(
-            f"{path}: not a valid tracks table: missing column(s) {', '.join(missing)}"
-        )
-
-    total = pf.metadata.num_rows
-    show = total >= _PROGRESS_MIN_ROWS if progress is None else progress
-    parts_sample, parts_frame, parts_label, parts_box = [], [], [], []
-    with tqdm(total=total, unit="row", desc="loading tracks", disable=not show) as bar:
-        batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=needed)
-        while True:
-            try:
-                batch = next(batches, None)
-            except (pa.ArrowException, OSError) as e:
-                raise SpatialAlignError(f"cannot read tracks {path}: {e}") from e
-            if batch is None:
-                break
-            chunk = validate_table(pa.Table.from_batches([batch]), "tracks", path, columns=needed)
-            parts_sample.append(
-                pc.index_in(chunk.column("sample_id"), value_set=sample_ids)
-                .fill_null(-1)
-                .to_numpy()
-            )
-            labels = chunk.column("label")
-            code = pc.index_in(labels, value_set=pa.array(LABELS))
-            if code.null_count:
-                bad = pc.unique(pc.filter(labels, pc.is_null(code))).to_pylist()[:5]
-                raise SpatialAlignError(
-                    f"{path}: unknown label(s) {', '.join(map(repr, bad))} "
-                    f"(expected 'animal' or 'object')"
-                )
-            parts_label.append(code.to_numpy().astype(np.int8))
-            parts_frame.append(chunk.column("frame").to_numpy())
-            parts_box.append(np.stack([chunk.column(c).to_numpy() for c in _BOX_COLUMNS], axis=1))
-            bar.update(chunk.num_rows)
-
-    n_samples = len(sample_ids)
-    if not parts_sample:
-        sample = np.zeros(0, np.int64)
-        frame = np.zeros(0, np.int64)
-        label = np.zeros(0, np.int8)
-        boxes = np.zeros((0, 4))
-    else:
-        sample = np.concatenate(parts_sample).astype(np.int64, copy=False)
-        frame = np.concatenate(parts_frame).astype(np.int64, copy=False)
-        label = np.concatenate(parts_label)
-        boxes = np.concatenate(parts_box)
-    return _densify(path, sample, frame, label, boxes, sample_ids, n_samples)
-
-
-def _densify(
-    path: Path,
-    sample: np.ndarray,
-    frame: np.ndarray,
-    label: np.ndarray,
-    boxes: np.ndarray,
-    sample_ids: pa.Array,
-    n_samples: int,
-) -> Tracks:
-    def where(i: int) -> str:
-        return f"sample {sample_ids[int(sample[i])].as_py()!r} frame {int(frame[i])}"
-
-    known = sample >= 0
-    n_unknown = int((~known).sum())
-    if n_unknown:
-        sample, frame, label, boxes = sample[known], frame[known], label[known], boxes[known]
-    # all-NaN box rows mean "not detected": same as an absent row
-    finite = np.isfinite(boxes)
-    absent = ~finite.any(axis=1) & np.isnan(boxes).all(axis=1)
-    if absent.any():
-        keep = ~absent
-        sample, frame, label, boxes = sample[keep], frame[keep], label[keep], boxes[keep]
-        finite = finite[keep]
-    bad = ~finite.all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise SpatialAlignError(f"{path}: non-finite box coordinates at {where(i)}")
-    bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise SpatialAlignError(f"{path}: inverted box (x1 < x0 or y1 < y0) at {where(i)}")
-    if (frame < 0).any():
-        i = int(np.argmax(frame < 0))
-        raise SpatialAlignError(f"{path}: negative frame index at {where(i)}")
-
-    order = _sort_order(sample, frame, label)
-    if order is not None:
-        sample, frame, label, boxes = sample[order], frame[order], label[order], boxes[order]
-    new_row = np.ones(len(sample), dtype=bool)
-    if len(sample) > 1:
-        same_frame = (sample[1:] == sample[:-1]) & (frame[1:] == frame[:-1])
-        new_row[1:] = ~same_frame
-        dup = same_frame & (label[1:] == label[:-1])
-        if dup.any():
-            i = int(np.argmax(dup))
-            raise SpatialAlignError(
-                f"{path}: more than one {LABELS[int(label[i])]!r} row at {where(i)}"
-            )
-    row = np.cumsum(new_row) - 1
-    n = int(new_row.sum())
-    animal = np.full((n, 4), np.nan)
-    obj = np.full((n, 4), np.nan)
-    is_animal = label == 0
-    animal[row[is_animal]] = boxes[is_animal]
-    obj[row[~is_animal]] = boxes[~is_animal]
-    counts = np.bincount(sample[new_row], minlength=n_samples)
-    offsets = np.zeros(n_samples + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return Tracks(
-        frames=frame[new_row],
-        animal=animal,
-        obj=obj,
-        offsets=offsets,
-        n_rows=np.bincount(sample, minlength=n_samples),
-        n_unknown_rows=n_unknown,
-    )
-
-
-def _sort_order(sample: np.ndarray, frame: np.ndarray, label: np.ndarray) -> np.ndarray | None:
-    """Row order by (sample, frame, label); None when the rows are already in that order."""
-    if len(sample) == 0:
-        return None
-    span = int(frame.max()) + 1
-    if (int(sample.max()) + 1) * span * 2 < 2**62:
-        key = (sample * span + frame) * 2 + label  # one int64 key: a single argsort
-        if np.all(key[1:] >= key[:-1]):
-            return None
-        return np.argsort(key, kind="stable")
-    return np.lexsort((label, frame, sample))  # pragma: no cover - absurd frame indices
 
 
 def read_rejections(path: str | os.PathLike[str], sample_ids: pa.Array) -> tuple[np.ndarray, list]:
@@ -338,19 +163,23 @@ def load_run(
 ) -> LoadedRun:
     """Reads and checks every scoring input of ``run_dir``; writes nothing."""
     run = RunDir(run_dir).require()
-    manifest = run.read_manifest(["prompt_id", "seed"])
-    if manifest.num_rows == 0:
-        raise SpatialAlignError(f"{run.manifest_path}: the manifest lists no samples")
-    prompts = read_prompt_infos(run, prompts_path)
-    prompt_ids = manifest.column("prompt_id").to_pylist()
-    unknown = sorted({p for p in prompt_ids if p not in prompts})
-    if unknown:
-        shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
-        raise SpatialAlignError(
-            f"{len(unknown)} prompt_id(s) of the manifest are not in the prompts: {shown}"
-        )
-    sample_ids = manifest.column("sample_id").combine_chunks()
-    tracks = read_tracks(run.tracks_path, sample_ids, progress=progress)
+    # Arrow reads the tracks (GIL released) while Python checks the manifest and prompts;
+    # an error of theirs comes first, as if read one after the other
+    with ThreadPoolExecutor(1, thread_name_prefix="read-tracks") as pool:
+        table = pool.submit(read_tracks_table, run.tracks_path, progress=progress)
+        manifest = run.read_manifest(["prompt_id", "seed"])
+        if manifest.num_rows == 0:
+            raise SpatialAlignError(f"{run.manifest_path}: the manifest lists no samples")
+        prompts = read_prompt_infos(run, prompts_path)
+        prompt_ids = manifest.column("prompt_id").to_pylist()
+        unknown = sorted({p for p in prompt_ids if p not in prompts})
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+            raise SpatialAlignError(
+                f"{len(unknown)} prompt_id(s) of the manifest are not in the prompts: {shown}"
+            )
+        sample_ids = manifest.column("sample_id").combine_chunks()
+        tracks = densify(run.tracks_path, table.result(), sample_ids)
     det_path = run.detections_path
     if det_path.exists():
         has_row, rejection = read_rejections(det_path, sample_ids)

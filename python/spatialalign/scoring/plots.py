@@ -44,7 +44,10 @@ def correctness_figure_png(summary: dict[str, Any]) -> bytes:
     """Correctness@tau on the official grid, overall (bold) and per DSR type."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4.2), layout="constrained")
+    # fixed margins (the labels' sizes do not vary): a constrained layout would draw the
+    # figure twice, a third of score-batch's time on a large run (docs/BENCHMARKS.md)
+    fig = Figure(figsize=(6, 4.2))
+    fig.subplots_adjust(left=0.1, right=0.96, bottom=0.12, top=0.92)
     ax = fig.add_subplot()
     taus = summary["thresholds"]
 
