@@ -387,3 +387,45 @@ def test_a_referenced_video_with_new_content_is_retracked(tmp_path, capsys):
     assert "1 video(s) tracked (1 redone: video changed)" in capsys.readouterr().out
     main(track)
     assert "0 video(s) tracked, 2 already done" in capsys.readouterr().out
+
+
+def test_merge_from_memory_writes_the_files_a_merge_from_parts_writes(toy_run, tmp_path):
+    """Issue 21: the merge takes this call's results from memory, not from their parts; the
+    final files are byte for byte those of a merge that reads every part back."""
+    src, truth, order = toy_run
+    run = _copy(src, tmp_path)
+    det = make_detector("toy")
+    summary = track_run(run, det, TOY, tracker_config("toy"), progress=False)
+    assert summary.merged and summary.n_tracked == len(order) and not summary.fresh
+    names = ("tracks.parquet", "detections.parquet")
+    from_memory = {n: (run / n).read_bytes() for n in names}
+    for n in names:
+        (run / n).unlink()
+    again = track_run(run, det, TOY, tracker_config("toy"), progress=False)
+    assert again.merged and again.n_tracked == 0  # every result read back from its part
+    assert {n: (run / n).read_bytes() for n in names} == from_memory
+    _check_tables(run, truth, order)
+
+
+def test_track_on_two_workers_equals_one_process(toy_run, tmp_path):
+    """``--workers 2``: the ranks hand their results back, the caller merges once; the
+    files are byte for byte those of one process, and a rerun does nothing."""
+    from spatialalign.detection.sharded import track_on_workers
+    from spatialalign.detection.spec import TrackSpec
+    from spatialalign.parallel.workers import Workers
+
+    src, truth, order = toy_run
+    spec = TrackSpec()  # the toy detector, its preset
+    assert spec.detection.detector == "toy"
+    one, two = _copy(src, tmp_path / "one"), _copy(src, tmp_path / "two")
+    with Workers(1) as pool:
+        track_on_workers(one, spec, pool, progress=False)
+    with Workers(2, ("spatialalign.detection.sharded",)) as pool:
+        summary = track_on_workers(two, spec, pool, progress=False)
+        assert summary.merged and summary.n_tracked == len(order) and not summary.fresh
+        assert sum(summary.counts.values()) == len(order) == sum(summary.run_counts.values())
+        rerun = track_on_workers(two, spec, pool, progress=False)
+    assert rerun.n_tracked == 0 and rerun.n_done_before == len(order) and rerun.merged
+    for name in ("tracks.parquet", "detections.parquet"):
+        assert (one / name).read_bytes() == (two / name).read_bytes()
+    _check_tables(two, truth, order)

@@ -65,6 +65,23 @@ def write_video(
     return Path(path)
 
 
+def _rgb24(frame: av.VideoFrame) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of a decoded frame.
+
+    Lossless RGB H.264 decodes to planar ``gbrp``: its planes are the R, G and B bytes
+    themselves, so they are interleaved here, the same bytes swscale's ``rgb24``
+    conversion gives at a fraction of its cost (a toy clip decodes about 3x faster).
+    Any other pixel format (yuv420p) goes through swscale.
+    """
+    if frame.format.name != "gbrp":
+        return frame.to_ndarray(format="rgb24")
+    out = np.empty((frame.height, frame.width, 3), dtype=np.uint8)
+    for channel, plane in zip((1, 2, 0), frame.planes, strict=True):  # planes are G, B, R
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+        out[..., channel] = rows[:, : plane.width]
+    return out
+
+
 def read_video(path: str | os.PathLike[str]) -> np.ndarray:
     """Decodes every frame of ``path`` to uint8 [F, H, W, 3] RGB."""
     path = Path(path)
@@ -74,7 +91,7 @@ def read_video(path: str | os.PathLike[str]) -> np.ndarray:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoReadError(f"no video stream in {path}")
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            frames = [_rgb24(f) for f in container.decode(video=0)]
     except VideoReadError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:

@@ -93,6 +93,9 @@ class TrackSummary:
     """Seconds the detector waited for a decoded video."""
     detect_s: float = 0.0
     """Seconds spent detecting and tracking."""
+    fresh: dict[str, Fresh] = field(default_factory=dict, repr=False)
+    """This call's results by sample id, as written to their parts: the merge takes them
+    from here instead of reading the parts back (emptied once merged)."""
 
     @property
     def tracks_path(self) -> Path:
@@ -154,6 +157,16 @@ class _Sample:
     class_names: tuple[str, str]
     made_as: str | None = None
     """The video's content fingerprint in the manifest's record (``sample``/``ingest``)."""
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """One sample's result as its parts hold it: the track rows, the detections row and the
+    video it was made from. Plain data, so worker processes hand it back cheaply."""
+
+    rows: list[dict[str, Any]]
+    det_row: dict[str, Any]
+    video: StampedFingerprint
 
 
 def _read_samples(run: RunDir, prompts_path: Path | None) -> list[_Sample]:
@@ -274,14 +287,16 @@ def _write_part(
     verdict: VideoValidity,
     rows: list[dict],
     stamp: StampedFingerprint,
-) -> None:
+) -> Fresh:
     tracks_part, det_part = run.track_part_paths(key, sample.sample_id)
     for r in rows:
         r["sample_id"] = sample.sample_id
     write_parquet(pa.Table.from_pylist(rows, TRACKS), tracks_part)
-    det = pa.Table.from_pylist([verdict.to_row(sample.sample_id)], DETECTIONS)
+    det_row = verdict.to_row(sample.sample_id)
+    det = pa.Table.from_pylist([det_row], DETECTIONS)
     record = {"video": stamp.to_dict(), "path": str(sample.path)}
     write_parquet(with_record(det, record), det_part)
+    return Fresh(rows, det_row, stamp)
 
 
 def _part_video(det_part: Path) -> StampedFingerprint | None:
@@ -305,14 +320,36 @@ def _redo_reason(
     known = _part_video(det_part)
     if known is None:
         return "no record of the video it was made from"
+    return "video changed" if _video_changed(sample, known) else None
+
+
+def _video_changed(sample: _Sample, known: StampedFingerprint) -> bool:
+    """Whether ``sample``'s video no longer has the content ``known`` fingerprinted."""
     if StampedFingerprint.of(sample.path, known).fingerprint != known.fingerprint:
-        return "video changed"
+        return True
     if sample.made_as not in (None, known.fingerprint):
         # the manifest saw other content than the tracks were made from, with the same
         # size and mtime: the stat shortcut cannot be trusted, hash the file again
-        if StampedFingerprint.of(sample.path).fingerprint != known.fingerprint:
-            return "video changed"
-    return None
+        return StampedFingerprint.of(sample.path).fingerprint != known.fingerprint
+    return False
+
+
+def _pending(
+    run: RunDir, key: str, samples: Sequence[_Sample], fresh: dict[str, Fresh]
+) -> list[_Sample]:
+    """The samples whose part is not current. A result of this call (``fresh``) is current
+    while its video is unchanged (else it is dropped from ``fresh``); the others' parts are
+    read to find out."""
+    out = []
+    for s in samples:
+        done = fresh.get(s.sample_id)
+        if done is not None:
+            if not _video_changed(s, done.video):
+                continue
+            del fresh[s.sample_id]  # stale: only a part redone from the new video will do
+        if _redo_reason(run, key, s, None) is not None:
+            out.append(s)
+    return out
 
 
 def _earlier_settings(run: RunDir, key: str, described: dict[str, Any]) -> dict[str, Any] | None:
@@ -325,13 +362,37 @@ def _earlier_settings(run: RunDir, key: str, described: dict[str, Any]) -> dict[
 
 
 def merge_track_parts(
-    run: RunDir, key: str, samples: Sequence[_Sample], record: dict[str, Any]
+    run: RunDir,
+    key: str,
+    samples: Sequence[_Sample],
+    record: dict[str, Any],
+    fresh: Mapping[str, Fresh] | None = None,
 ) -> Counter:
     """Writes the final tables from the parts of ``samples`` (all must exist), recording
-    ``record`` (settings, preset) and each video's fingerprint in both files."""
+    ``record`` (settings, preset) and each video's fingerprint in both files. The results
+    in ``fresh`` (this call's) are taken as they are, not read back from their parts; the
+    tables are the same either way."""
+    fresh = fresh or {}
     tracks, dets = [], []
     videos: dict[str, str] = {}
+    run_rows: list[dict[str, Any]] = []  # consecutive fresh samples: one table each way
+    run_dets: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if run_dets:
+            tracks.append(pa.Table.from_pylist(run_rows, TRACKS))
+            dets.append(pa.Table.from_pylist(run_dets, DETECTIONS))
+            run_rows.clear()
+            run_dets.clear()
+
     for s in samples:
+        done = fresh.get(s.sample_id)
+        if done is not None:
+            videos[s.sample_id] = done.video.fingerprint
+            run_rows.extend(done.rows)
+            run_dets.append(done.det_row)
+            continue
+        flush()
         tracks_part, det_part = run.track_part_paths(key, s.sample_id)
         det = read_parquet(det_part, "track part")
         known = StampedFingerprint.from_dict((record_of(det) or {}).get("video"))
@@ -340,6 +401,7 @@ def merge_track_parts(
         tracks.append(
             validate_table(read_parquet(tracks_part, "track part"), "tracks", tracks_part)
         )
+    flush()
     det_table = pa.concat_tables(
         [DETECTIONS.empty_table()] + [t.select(DETECTIONS.names).cast(DETECTIONS) for t in dets]
     )
@@ -434,7 +496,9 @@ def track_samples(
                 verdict, rows, instances = process_video(
                     frames, sample.class_names, detector, scoring, tracker
                 )
-            _write_part(run, key, sample, verdict, rows or [], stamp)
+            summary.fresh[sample.sample_id] = _write_part(
+                run, key, sample, verdict, rows or [], stamp
+            )
             summary.n_tracked += 1
             summary.counts["valid" if verdict.valid else verdict.reason] += 1
             summary.n_multi_instance += int(any(n > 1 for n in instances.values()))
@@ -455,14 +519,15 @@ def merge_when_complete(
     """Waits up to ``timeout`` seconds for every sample's part to be current (other ranks
     may be redoing stale ones), then merges the final tables into ``summary``'s run."""
     deadline = time.monotonic() + timeout
-    waiting = [s for s in samples if _redo_reason(run, key, s, None) is not None]
+    waiting = _pending(run, key, samples, summary.fresh)
     while waiting and time.monotonic() < deadline:
         time.sleep(0.2)
-        waiting = [s for s in waiting if _redo_reason(run, key, s, None) is not None]
+        waiting = _pending(run, key, waiting, summary.fresh)
     summary.waiting_for = len(waiting)
     if not waiting:
-        summary.run_counts = merge_track_parts(run, key, samples, record)
+        summary.run_counts = merge_track_parts(run, key, samples, record, summary.fresh)
         summary.merged = True
+        summary.fresh = {}
 
 
 def track_run(
@@ -479,6 +544,8 @@ def track_run(
     overwrite: bool = False,
     prefetch: int = 2,
     merge_timeout: float = 3600.0,
+    merge: bool = True,
+    fresh: Mapping[str, Fresh] | None = None,
     progress: bool = True,
 ) -> TrackSummary:
     """Tracks every sample of ``run_dir`` (this rank's share) and merges the tables.
@@ -487,7 +554,9 @@ def track_run(
     decides whether earlier parts can be reused; ``overwrite`` discards them (one
     process only). ``preset`` is the scoring preset's name, recorded in the tables so
     ``score-batch`` scores with the same one. Rank and world size default to ``RANK`` /
-    ``WORLD_SIZE``.
+    ``WORLD_SIZE``. ``merge=False``: rank 0 does not merge either (a caller that gathers
+    the ranks' :attr:`TrackSummary.fresh` merges after, passing them as ``fresh``: results
+    other processes of the same call wrote, taken as current while their videos are).
     """
     run = RunDir(run_dir).require()
     tracker = tracker or TrackerConfig()
@@ -496,7 +565,8 @@ def track_run(
     key, described = settings_key(detector, scoring, tracker, settings or {})
     prepare_parts_dir(run, key, described, overwrite)
 
-    mine = samples[rank::world_size]
+    given = dict(fresh or {})
+    mine = [s for s in samples[rank::world_size] if s.sample_id not in given]
     todo, why = plan_tracking(run, key, mine, _earlier_settings(run, key, described))
     summary = TrackSummary(
         run.root,
@@ -506,11 +576,12 @@ def track_run(
         n_mine=len(mine),
         n_done_before=len(mine) - len(todo),
         reasons=why,
+        fresh=given,
     )
     track_samples(
         run, key, todo, detector, scoring, tracker, summary, prefetch=prefetch, progress=progress
     )
-    if rank == 0:
+    if rank == 0 and merge:
         record = {"preset": preset, "settings": described}
         timeout = merge_timeout if world_size > 1 else 0.0
         merge_when_complete(run, key, samples, record, summary, timeout)

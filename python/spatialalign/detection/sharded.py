@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from spatialalign.detection.pipeline import TrackSummary, track_run
+from spatialalign.detection.pipeline import Fresh, TrackSummary, track_run
 from spatialalign.detection.spec import TrackSpec
 from spatialalign.parallel.workers import Workers
 
@@ -47,6 +48,8 @@ def track_with(
     world_size: int | None = None,
     overwrite: bool = False,
     merge_timeout: float = 3600.0,
+    merge: bool = True,
+    fresh: Mapping[str, Fresh] | None = None,
     progress: bool = True,
 ) -> TrackSummary:
     """:func:`track_run` with the detector, scoring and tracker settings of ``spec``."""
@@ -64,6 +67,8 @@ def track_with(
         settings=spec.weights(),
         overwrite=overwrite,
         merge_timeout=merge_timeout,
+        merge=merge,
+        fresh=fresh,
         progress=progress,
     )
 
@@ -71,14 +76,14 @@ def track_with(
 def _track_rank(
     rank: int, world_size: int, spec: TrackSpec, run_dir: str, prompts: str | None, progress: bool
 ) -> TrackSummary:
-    # merge_timeout 0: rank 0 does not poll for the others; track_on_workers merges after
+    # no merge here: track_on_workers merges once every rank is done, from their results
     return track_with(
         spec,
         run_dir,
         prompts=prompts,
         rank=rank,
         world_size=world_size,
-        merge_timeout=0.0,
+        merge=False,
         progress=progress,
     )
 
@@ -91,15 +96,31 @@ def track_on_workers(
     prompts: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> TrackSummary:
-    """Tracks the run split over ``workers``' processes, merges, and sums what they did."""
+    """Tracks the run split over ``workers``' processes, merges, and sums what they did.
+
+    The ranks hand back what they tracked (:attr:`TrackSummary.fresh`), so the merge here
+    reads from disk only the parts of samples done by earlier calls.
+    """
     if workers.n == 1:
         return track_with(spec, run_dir, prompts=prompts, progress=progress)
     run_dir = str(Path(run_dir).absolute())
     prompts = None if prompts is None else str(Path(prompts).absolute())
     parts = workers.run(_track_rank, spec, run_dir, prompts, progress)
-    final = parts[0]
-    if not final.merged:  # the other ranks have finished now: merge their parts
-        final = _track_rank(0, workers.n, spec, run_dir, prompts, False)
+    fresh: dict[str, Fresh] = {}
+    for part in parts:
+        fresh.update(part.fresh)
+        part.fresh = {}
+    # every rank has finished: rank 0's pass over the run only merges (no waiting)
+    final = track_with(
+        spec,
+        run_dir,
+        prompts=prompts,
+        rank=0,
+        world_size=workers.n,
+        merge_timeout=0.0,
+        fresh=fresh,
+        progress=False,
+    )
     total = TrackSummary(
         final.run_dir,
         final.n_samples,
