@@ -71,6 +71,7 @@ test: test-rust test-py
 
 bench: build
 	cargo bench -p dsr_geom --bench dsr_batch
+	cargo bench -p dsr_geom --bench densify
 	$(VENV)/bin/pytest tests/benchmarks --benchmark-enable -q -p no:randomly
 
 # GroundingDINO: gdino-onnx (batched) vs gdino-torch (per frame), real model size, random weights
