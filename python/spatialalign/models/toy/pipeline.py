@@ -83,15 +83,16 @@ def constant_context(transformer: torch.nn.Module) -> Iterator[None]:
 
     def memoized(module: torch.nn.Module) -> Callable:
         forward = module.forward
-        memo: list = []
+        memo: list[tuple[torch.Tensor, torch.Tensor] | None] = [None]
 
         def call(x, *args, **kwargs):
             if args or kwargs:
                 return forward(x, *args, **kwargs)
-            if memo and memo[0] is x:
-                return memo[1]
+            entry = memo[0]  # one (input, output) pair, read and replaced as a whole
+            if entry is not None and entry[0] is x:
+                return entry[1]
             out = forward(x)
-            memo[:] = [x, out]
+            memo[0] = (x, out)
             return out
 
         return call
