@@ -153,9 +153,18 @@ fn check_chunk(c: &TrackChunk<'_>, index: usize, n_videos: usize) -> Result<(), 
     Ok(())
 }
 
-/// The checking pass, in input order: every check but duplicates, and per-video counts
-/// and frame ranges.
-fn count_rows(chunks: &[TrackChunk<'_>], n_videos: usize) -> Result<Counted, InputError> {
+/// Rows `start..end` of one chunk whose first row is row `base` of the whole input.
+#[derive(Clone, Copy)]
+struct Block {
+    chunk: usize,
+    base: usize,
+    start: usize,
+    end: usize,
+}
+
+/// The checking pass of one block, in input order: every check but duplicates, and
+/// per-video counts and frame ranges.
+fn count_block(c: &TrackChunk<'_>, block: Block, n_videos: usize) -> (Counted, FirstProblems) {
     let mut out = Counted {
         counts: vec![0; n_videos],
         min_frame: vec![i64::MAX; n_videos],
@@ -163,40 +172,93 @@ fn count_rows(chunks: &[TrackChunk<'_>], n_videos: usize) -> Result<Counted, Inp
         n_unknown: 0,
     };
     let mut first = FirstProblems::default();
-    let mut base = 0usize;
-    for c in chunks {
-        for i in 0..c.sample.len() {
-            let video = c.sample_map[c.sample[i] as usize];
-            let label = c.label_map[c.label[i] as usize];
-            let frame = c.frame[i];
-            if !(label == 0 || label == 1) {
-                let video = usize::try_from(video).ok();
-                first.unknown_label.get_or_insert((base + i, video, frame));
-                continue;
-            }
-            if video < 0 {
-                out.n_unknown += 1;
-                continue;
-            }
-            let v = video as usize;
-            let b = [c.x0[i], c.y0[i], c.x1[i], c.y1[i]];
-            if !b.iter().all(|x| x.is_finite()) {
-                if !b.iter().all(|x| x.is_nan()) {
-                    first.non_finite.get_or_insert((base + i, v, frame));
-                }
-                continue; // all NaN: not detected, like an absent row
-            }
-            if b[2] < b[0] || b[3] < b[1] {
-                first.inverted.get_or_insert((base + i, v, frame));
-            }
-            if frame < 0 {
-                first.negative_frame.get_or_insert((base + i, v, frame));
-            }
-            out.counts[v] += 1;
-            out.min_frame[v] = out.min_frame[v].min(frame);
-            out.max_frame[v] = out.max_frame[v].max(frame);
+    let base = block.base;
+    for i in block.start..block.end {
+        let video = c.sample_map[c.sample[i] as usize];
+        let label = c.label_map[c.label[i] as usize];
+        let frame = c.frame[i];
+        if !(label == 0 || label == 1) {
+            let video = usize::try_from(video).ok();
+            first.unknown_label.get_or_insert((base + i, video, frame));
+            continue;
         }
-        base += c.sample.len();
+        if video < 0 {
+            out.n_unknown += 1;
+            continue;
+        }
+        let v = video as usize;
+        let b = [c.x0[i], c.y0[i], c.x1[i], c.y1[i]];
+        if !b.iter().all(|x| x.is_finite()) {
+            if !b.iter().all(|x| x.is_nan()) {
+                first.non_finite.get_or_insert((base + i, v, frame));
+            }
+            continue; // all NaN: not detected, like an absent row
+        }
+        if b[2] < b[0] || b[3] < b[1] {
+            first.inverted.get_or_insert((base + i, v, frame));
+        }
+        if frame < 0 {
+            first.negative_frame.get_or_insert((base + i, v, frame));
+        }
+        out.counts[v] += 1;
+        out.min_frame[v] = out.min_frame[v].min(frame);
+        out.max_frame[v] = out.max_frame[v].max(frame);
+    }
+    (out, first)
+}
+
+/// The rows cut into blocks for the checking pass: a few per thread, each at least
+/// 64k rows and 4 rows per video (a block's per-video tallies cost O(videos)).
+fn blocks(chunks: &[TrackChunk<'_>], n_videos: usize) -> Vec<Block> {
+    let rows: usize = chunks.iter().map(|c| c.sample.len()).sum();
+    let want = 4 * rayon::current_num_threads();
+    let size = (rows / want.max(1)).max(1 << 16).max(4 * n_videos);
+    let mut out = Vec::new();
+    let mut base = 0usize;
+    for (ci, c) in chunks.iter().enumerate() {
+        let n = c.sample.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + size).min(n);
+            out.push(Block {
+                chunk: ci,
+                base,
+                start,
+                end,
+            });
+            start = end;
+        }
+        base += n;
+    }
+    out
+}
+
+/// The checking pass over every row (blocks in parallel, merged in input order); the
+/// first offending row of the highest-precedence problem is the error.
+fn count_rows(chunks: &[TrackChunk<'_>], n_videos: usize) -> Result<Counted, InputError> {
+    let parts: Vec<(Counted, FirstProblems)> = blocks(chunks, n_videos)
+        .into_par_iter()
+        .map(|b| count_block(&chunks[b.chunk], b, n_videos))
+        .collect();
+    let mut out = Counted {
+        counts: vec![0; n_videos],
+        min_frame: vec![i64::MAX; n_videos],
+        max_frame: vec![i64::MIN; n_videos],
+        n_unknown: 0,
+    };
+    let mut first = FirstProblems::default();
+    for (part, f) in parts {
+        for v in 0..n_videos {
+            out.counts[v] += part.counts[v];
+            out.min_frame[v] = out.min_frame[v].min(part.min_frame[v]);
+            out.max_frame[v] = out.max_frame[v].max(part.max_frame[v]);
+        }
+        out.n_unknown += part.n_unknown;
+        // blocks are in input order: the first block that met a problem has its first row
+        first.unknown_label = first.unknown_label.or(f.unknown_label);
+        first.non_finite = first.non_finite.or(f.non_finite);
+        first.inverted = first.inverted.or(f.inverted);
+        first.negative_frame = first.negative_frame.or(f.negative_frame);
     }
     let some = |(r, v, f): (usize, usize, i64)| (r, Some(v), f);
     if let Some(at) = first.unknown_label {
@@ -750,6 +812,45 @@ mod tests {
             .push(2, -1, 0, [5.0, 0.0, 4.0, NAN])
             .push(0, -1, 0, [NAN; 4]);
         assert!(densify_tracks(&[skipped.chunk()], 2).is_ok());
+    }
+
+    /// Enough rows for several checking blocks (64k rows each at least).
+    #[test]
+    fn blocks_merge_in_input_order() {
+        let n = 300_000usize;
+        let mut r = Rows::new(&(0..100).collect::<Vec<i32>>());
+        for k in 0..n {
+            // video k % 100, frame k / 200, label by (k / 100) % 2: each (video, frame, label) once
+            r = r.push(
+                (k % 100) as i32,
+                (k / 200) as i64,
+                ((k / 100) % 2) as i32,
+                bx(k as f64),
+            );
+        }
+        let d = super::densify_tracks(&[r.chunk()], 100).unwrap();
+        assert_eq!(d.n_rows, vec![3000; 100]);
+        assert_eq!(d.offsets[1], 1500);
+        assert_eq!(&d.animal[..4], &bx(0.0));
+        assert_eq!(&d.obj[..4], &bx(100.0));
+        // problems in later blocks: the first row of the highest-precedence kind wins
+        let mut bad = r.clone();
+        bad.x1[10] = -1.0; // inverted, first block
+        bad.y0[250_000] = f64::INFINITY; // non-finite, a later block
+        bad.y0[140_000] = f64::INFINITY; // an earlier block than 250_000's
+        assert_eq!(problem1(&bad, 100), (TrackProblem::NonFinite, 140_000));
+        bad.y0[140_000] = 1.0;
+        bad.y0[250_000] = 1.0;
+        bad.frame[280_000] = -5;
+        bad.x1[120_000] = -1.0;
+        assert_eq!(problem1(&bad, 100), (TrackProblem::Inverted, 10));
+    }
+
+    fn problem1(r: &Rows, n_videos: usize) -> (TrackProblem, usize) {
+        match super::densify_tracks(&[r.chunk()], n_videos).unwrap_err() {
+            InputError::TrackRow { problem, row, .. } => (problem, row),
+            e => panic!("unexpected error {e}"),
+        }
     }
 
     #[test]
