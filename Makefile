@@ -31,6 +31,8 @@ $(UV):
 # the project itself (a Rust extension) is built by `build`
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --quiet --frozen --inexact --all-extras --no-install-project --python $(PYBIN)
+	@# pyproject.toml excludes bitsandbytes (unused, and slow to import); --inexact keeps an old install
+	$(UV) pip uninstall --quiet --python $(VPY) bitsandbytes
 	touch $(STAMP)
 
 venv: $(STAMP)
