@@ -13,9 +13,9 @@ from test_imports import PACKAGE_DIR, REPO, Edge, import_edges, unit
 
 LAYERS: list[tuple[str, ...]] = [
     ("core",),
-    ("parallel", "prompts", "lora"),
+    ("parallel", "lora"),
     ("rundir", "trainlib", "models"),
-    ("detection", "scoring", "pairs", "sampling"),
+    ("prompts", "detection", "scoring", "pairs", "sampling"),
     ("training", "evaluation"),
     ("toy", "report"),
     ("loop",),

@@ -19,7 +19,6 @@ OWNER = PACKAGE_DIR / "rundir"
 
 FORMAT_NAMES = {
     ("lora/adapter.py", "pytorch_lora_weights.safetensors"),  # diffusers' adapter file name
-    ("prompts/io.py", "prompts.parquet"),  # the prompts format, a layer below rundir
 }
 """(module, name): file-format names a lower layer defines and RunDir places."""
 
@@ -78,7 +77,7 @@ def test_the_names_cover_the_training_output():
     names = run_dir_names()
     for name in ("run", "cache", "train_log.jsonl", "train_config.json", "checkpoints",
                  "inputs.json", "index.json", "pytorch_lora_weights.safetensors",
-                 "prompts.parquet", "metrics.parquet"):  # fmt: skip
+                 "prompts.parquet", "prompts_official.csv", "metrics.parquet"):  # fmt: skip
         assert name in names
 
 

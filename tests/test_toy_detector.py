@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from shared_data import OFFICIAL_CSV as OFFICIAL
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.presets import scoring_config
 from spatialalign.core.video import read_video, write_video
 from spatialalign.detection.base import Detector, FrameDetections
 from spatialalign.detection.color import ColorDetector
 from spatialalign.prompts import read_prompts
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.toy import render_clip
 
 TOY = scoring_config("toy")

@@ -9,6 +9,7 @@ import dsr_geom
 import numpy as np
 import pytest
 from shared_data import OFFICIAL_CSV as OFFICIAL
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.presets import scoring_config
 from spatialalign.detection.palette import (
     ANIMALS,
@@ -19,7 +20,6 @@ from spatialalign.detection.palette import (
     sprite_mask,
 )
 from spatialalign.prompts import read_prompts
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.toy import Clip, ToyWorldConfig, render_batch, render_clip
 
 TOY = scoring_config("toy")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.prompts.splits import TOY_SPLIT
 from spatialalign.rundir.layout import RunDir
 

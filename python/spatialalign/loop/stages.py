@@ -16,12 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.presets import preset_for, scoring_config
 from spatialalign.loop.config import LoopConfig
 from spatialalign.models.backends import BackendConfig
 from spatialalign.parallel.workers import Workers
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.prompts.splits import TOY_SPLIT
 from spatialalign.rundir.layout import RunDir
 from spatialalign.training.config import TrainConfig
@@ -209,8 +209,8 @@ def eval_split(cfg: LoopConfig) -> str:
     split; a file's ``test`` split, or the whole file when no prompt of it names a split
     (the official CSV). A file with splits but no ``test`` one is refused: evaluating its
     other prompts (the TRAIN ones, say) would measure what the loop trains on."""
+    from spatialalign.core.dsr.files import read_prompts
     from spatialalign.evaluation.eval_prompts import AUTO_SPLIT, is_toy_test
-    from spatialalign.prompts import read_prompts
 
     if is_toy_test(cfg.test_prompts):
         return AUTO_SPLIT

@@ -1,47 +1,46 @@
-"""DSR prompts: the data model, the grammar, prompt files and the DSR-Dataset generator."""
+"""The ``prompts`` stage: the seeded DSR-Dataset generator and the toy split; the prompt
+language itself (:class:`DSRPrompt`, the grammar, prompt files) is
+:mod:`spatialalign.core.dsr`, re-exported here for users' convenience."""
 
-from spatialalign.prompts.generate import generate_dataset
-from spatialalign.prompts.grammar import (
-    FORMS,
-    format_prompt,
-    parse_prompt,
-    parse_prompts,
-    parse_relation,
-    try_parse_prompt,
-)
-from spatialalign.prompts.io import (
-    OFFICIAL_COLUMNS,
-    PROMPT_COLUMNS,
-    PROMPTS_FILE,
-    is_official_csv,
-    official_csv_text,
-    prompts_from_records,
-    prompts_table,
-    read_prompts,
-    write_official_csv,
-    write_prompts,
-    write_run_prompts,
-)
-from spatialalign.prompts.model import RELATIONS, DSRPrompt
-from spatialalign.prompts.vocab import (
+from spatialalign.core.dsr import (
     ANIMAL_VERBS,
     ANIMALS,
     BOTTOM_TYPES,
     DSR_TYPES,
+    FORMS,
     INDOOR_OBJECTS,
     INDOOR_SCENES,
     OBJECTS,
+    OFFICIAL_COLUMNS,
     OUTDOOR_OBJECTS,
     OUTDOOR_SCENES,
+    PROMPT_COLUMNS,
+    RELATIONS,
     SCENES,
     VERBS,
+    DSRPrompt,
     dsr_types,
+    format_prompt,
+    is_official_csv,
+    official_csv_text,
+    parse_prompt,
+    parse_prompts,
+    parse_relation,
+    prompts_from_records,
+    prompts_table,
+    read_prompts,
+    try_parse_prompt,
+    write_official_csv,
+    write_prompts,
 )
+from spatialalign.prompts.generate import generate_dataset
+from spatialalign.prompts.splits import TOY_SPLIT, ToySplit
 
 __all__ = [
     "ANIMALS",
     "ANIMAL_VERBS",
     "BOTTOM_TYPES",
+    "DSRPrompt",
     "DSR_TYPES",
     "FORMS",
     "INDOOR_OBJECTS",
@@ -50,12 +49,12 @@ __all__ = [
     "OFFICIAL_COLUMNS",
     "OUTDOOR_OBJECTS",
     "OUTDOOR_SCENES",
-    "PROMPTS_FILE",
     "PROMPT_COLUMNS",
     "RELATIONS",
     "SCENES",
+    "TOY_SPLIT",
+    "ToySplit",
     "VERBS",
-    "DSRPrompt",
     "dsr_types",
     "format_prompt",
     "generate_dataset",
@@ -70,5 +69,4 @@ __all__ = [
     "try_parse_prompt",
     "write_official_csv",
     "write_prompts",
-    "write_run_prompts",
 ]

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import click
 
+from spatialalign.core.dsr.files import read_prompts
+from spatialalign.core.dsr.grammar import FORMS
 from spatialalign.prompts.generate import generate_dataset
-from spatialalign.prompts.grammar import FORMS
-from spatialalign.prompts.io import (
-    OFFICIAL_CSV_FILE,
-    PROMPTS_FILE,
-    read_prompts,
-    write_run_prompts,
-)
 from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.rundir.layout import RunDir
 
 
 @click.command("prompts")
@@ -60,15 +56,15 @@ def prompts(
             include_bottom=bottom,
         )
         origin = f"seed {seed}, form {form or 'then'}"
-    status = write_run_prompts(run_dir, items, official_csv=official_csv, force=force)
-    stale = run_dir / OFFICIAL_CSV_FILE
-    if not official_csv and status[PROMPTS_FILE] == "written" and stale.exists():
+    run = RunDir(run_dir)
+    status = run.publish_prompts(items, official_csv=official_csv, force=force)
+    stale = run.official_csv_path
+    if not official_csv and status[run.prompts_path] == "written" and stale.exists():
         click.echo(f"warning: {stale} is left from an earlier run; it differs", err=True)
     splits = Counter(p.split or "unsplit" for p in items)
     types = len({p.dsr_type for p in items})
     parts = ", ".join(f"{n} {s}" for s, n in sorted(splits.items(), key=lambda kv: -kv[1]))
     files = ", ".join(
-        f"{run_dir / name} ({'unchanged, skipped' if s == 'unchanged' else s})"
-        for name, s in status.items()
+        f"{path} ({'unchanged, skipped' if s == 'unchanged' else s})" for path, s in status.items()
     )
     click.echo(f"prompts: {len(items)} prompts ({parts}; {types} DSR types; {origin}) -> {files}")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import random
 
-from spatialalign.core.errors import SpatialAlignError
-from spatialalign.prompts.grammar import FORMS, format_prompt
-from spatialalign.prompts.model import DSRPrompt
-from spatialalign.prompts.vocab import (
+from spatialalign.core.dsr.grammar import FORMS, format_prompt
+from spatialalign.core.dsr.model import DSRPrompt
+from spatialalign.core.dsr.vocab import (
     ANIMAL_VERBS,
     ANIMALS,
     INDOOR_OBJECTS,
@@ -22,6 +21,7 @@ from spatialalign.prompts.vocab import (
     OUTDOOR_SCENES,
     dsr_types,
 )
+from spatialalign.core.errors import SpatialAlignError
 
 _KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "indoor": (INDOOR_OBJECTS, INDOOR_SCENES),

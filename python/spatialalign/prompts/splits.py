@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.prompts.generate import generate_dataset
-from spatialalign.prompts.model import DSRPrompt
 
 
 @dataclass(frozen=True)

@@ -11,22 +11,29 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+from spatialalign.core.dsr.files import (
+    official_csv_text,
+    prompts_table,
+    read_prompts,
+    write_prompts,
+)
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.core.fileio import exclusive_lock, read_parquet
+from spatialalign.core.fileio import atomic_path, exclusive_lock, read_parquet, write_parquet
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
 from spatialalign.core.provenance import record_of
 from spatialalign.core.schemas import validate_table
-from spatialalign.prompts.io import PROMPTS_FILE, read_prompts, write_prompts
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.rundir.train import CacheDir, TrainDir
 
+PROMPTS_FILE = "prompts.parquet"
+OFFICIAL_CSV_FILE = "prompts_official.csv"
 VIDEO_SUFFIX = ".mp4"
 LOCK_NAME = ".spatialalign.lock"
 """The lock file of a directory a stage holds exclusively (hidden: fingerprints skip it)."""
@@ -79,6 +86,11 @@ class RunDir:
     @property
     def prompts_path(self) -> Path:
         return self.root / PROMPTS_FILE
+
+    @property
+    def official_csv_path(self) -> Path:
+        """The prompts in the official CSV format (``prompts --official-csv``)."""
+        return self.root / OFFICIAL_CSV_FILE
 
     @property
     def samples_dir(self) -> Path:
@@ -254,6 +266,34 @@ class RunDir:
         ``ingest``, ``eval`` and the loop's TRAIN prompts all come through here)."""
         return write_prompts(prompts, self.prompts_path)
 
+    def publish_prompts(
+        self, prompts: Sequence[DSRPrompt], *, official_csv: bool = False, force: bool = False
+    ) -> dict[Path, str]:
+        """The ``prompts`` stage's write: ``prompts.parquet`` (and the official CSV) unless
+        they already hold exactly these prompts.
+
+        Returns ``{path: "written" | "unchanged"}``. A file that exists with other content
+        is an error unless ``force``, since later stages key their work on it.
+        """
+        table = prompts_table(prompts)
+        path = self.prompts_path
+        status: dict[Path, str] = {}
+        if _up_to_date(path, lambda: read_parquet(path).equals(table), force):
+            status[path] = "unchanged"
+        else:
+            write_parquet(table, path)
+            status[path] = "written"
+        if official_csv:
+            data = official_csv_text(prompts).encode("utf-8")
+            csv_path = self.official_csv_path
+            if _up_to_date(csv_path, lambda: csv_path.read_bytes() == data, force):
+                status[csv_path] = "unchanged"
+            else:
+                with atomic_path(csv_path) as tmp:
+                    tmp.write_bytes(data)
+                status[csv_path] = "written"
+        return status
+
     def read_manifest(
         self, columns: Sequence[str] | None = None, *, resolve_paths: bool = True
     ) -> pa.Table:
@@ -286,3 +326,15 @@ class RunDir:
         table = validate_table(read_parquet(path, "scores"), "scores", path)
         refuse_duplicates(table.column("sample_id").to_pylist(), str(path), "sample_id")
         return table
+
+
+def _up_to_date(path: Path, content: Callable[[], bool], force: bool) -> bool:
+    """True when ``path`` already holds what we would write; refuses to clobber other content."""
+    if not path.exists() or force:
+        return False
+    try:
+        if content():
+            return True
+    except (SpatialAlignError, OSError, pa.ArrowException):
+        pass
+    raise SpatialAlignError(f"{path} exists with different content; pass --force to overwrite it")

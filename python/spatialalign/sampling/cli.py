@@ -115,7 +115,7 @@ def ingest(
     Understands the official naming {prompt_id}_F81_seed{NN}.mp4 and falls back to
     {prompt_id}*.mp4. Unreadable videos are kept (track rejects them as unreadable_video).
     """
-    from spatialalign.prompts import read_prompts
+    from spatialalign.core.dsr.files import read_prompts
     from spatialalign.sampling.ingest import ingest_videos
 
     result = ingest_videos(

@@ -35,11 +35,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
 from spatialalign.core.provenance import fingerprint
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.rundir.layout import VIDEO_SUFFIX, RunDir
 from spatialalign.sampling.manifest import (
     PROVENANCE,

@@ -10,8 +10,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.rundir.layout import RunDir
 
 

@@ -34,12 +34,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.provenance import explain_change, fingerprint
 from spatialalign.core.video import write_video
 from spatialalign.models.backends import Backend
 from spatialalign.parallel.ranks import DistContext
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.manifest import (
     PROVENANCE,
@@ -139,7 +139,7 @@ def plan_samples(
             raise SpatialAlignError(f"prompt without prompt_id: {p.text!r}")
         text = p.text
         if not text:
-            from spatialalign.prompts import format_prompt
+            from spatialalign.core.dsr.grammar import format_prompt
 
             text = format_prompt(p)
         for seed in range(first_seed, first_seed + seeds):

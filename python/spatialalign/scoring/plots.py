@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from spatialalign.core.dsr.model import RELATIONS
 from spatialalign.core.fileio import atomic_path, write_json
 from spatialalign.core.presets import ScoringConfig
-from spatialalign.prompts.model import RELATIONS
 from spatialalign.rundir.layout import RunDir, plot_name  # noqa: F401 - re-exported (report.media)
 
 if TYPE_CHECKING:

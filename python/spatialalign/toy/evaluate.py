@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.presets import ScoringConfig, scoring_config
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.prompts.splits import TOY_SPLIT, ToySplit
 from spatialalign.scoring.summary import build_summary
 

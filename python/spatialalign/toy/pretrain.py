@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path, write_json
 from spatialalign.models.toy.codec import ToyCodec, ToyCodecConfig, frames_to_tensor
 from spatialalign.models.toy.model import ToyTransformerConfig, build_transformer
 from spatialalign.models.toy.pipeline import ToyPipeline, ToyVideoConfig
 from spatialalign.models.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
-from spatialalign.prompts.model import DSRPrompt
 from spatialalign.prompts.splits import TOY_SPLIT, ToySplit
 from spatialalign.trainlib.checkpoint import (
     OPT_PREFIX,
@@ -261,7 +261,7 @@ def _lr_factor(step: int, frac: float, warmup: int) -> float:
 
 def text_config(cfg: PretrainConfig, prompts: list[DSRPrompt]) -> ToyTextConfig:
     """The text encoder's config: slot vocabulary of the prompts and the whole toy vocabulary."""
-    from spatialalign.prompts.vocab import ANIMALS, OBJECTS, SCENES, VERBS
+    from spatialalign.core.dsr.vocab import ANIMALS, OBJECTS, SCENES, VERBS
 
     extra = [f"scene:{s.lower()}" for s in SCENES] + [f"animal:{a}" for a in ANIMALS]
     extra += [f"object:{o}" for o in OBJECTS] + [f"verb:{v}" for v in VERBS]

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.detection.palette import animal_style, object_style, scene_background, sprite_mask
-from spatialalign.prompts.model import DSRPrompt
 
 
 @dataclass(frozen=True)

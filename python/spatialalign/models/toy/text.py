@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from spatialalign.prompts import try_parse_prompt
-from spatialalign.prompts.model import DSRPrompt
+from spatialalign.core.dsr.grammar import try_parse_prompt
+from spatialalign.core.dsr.model import DSRPrompt
 
 ROLES: tuple[str, ...] = (
     "pad",

@@ -13,16 +13,13 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from spatialalign.core.errors import SpatialAlignError
-from spatialalign.core.fileio import atomic_path, read_parquet, write_parquet
-from spatialalign.core.ids import id_problem, refuse_duplicates
-from spatialalign.prompts.grammar import (
+from spatialalign.core.dsr.grammar import (
     final_phrase,
     format_prompt,
     initial_phrase,
@@ -30,7 +27,10 @@ from spatialalign.prompts.grammar import (
     parse_relation,
     try_parse_prompt,
 )
-from spatialalign.prompts.model import DSRPrompt
+from spatialalign.core.dsr.model import DSRPrompt
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.core.fileio import atomic_path, read_parquet, write_parquet
+from spatialalign.core.ids import id_problem, refuse_duplicates
 
 # columns of prompts.parquet (DESIGN.md), in order
 PROMPT_COLUMNS: tuple[str, ...] = (
@@ -56,8 +56,6 @@ OFFICIAL_COLUMNS: tuple[str, ...] = (
     "object",
     "prompt",
 )
-PROMPTS_FILE = "prompts.parquet"
-OFFICIAL_CSV_FILE = "prompts_official.csv"
 PROMPT_SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
 
 _TEXT_FIELDS = ("scene", "animal", "object", "verb")
@@ -321,48 +319,3 @@ def write_official_csv(
     with atomic_path(path) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
     return Path(path)
-
-
-def _up_to_date(path: Path, content: Callable[[], bool], force: bool) -> bool:
-    """True when ``path`` already holds what we would write; refuses to clobber other content."""
-    if not path.exists() or force:
-        return False
-    try:
-        if content():
-            return True
-    except (SpatialAlignError, OSError, pa.ArrowException):
-        pass
-    raise SpatialAlignError(f"{path} exists with different content; pass --force to overwrite it")
-
-
-def write_run_prompts(
-    run_dir: str | os.PathLike[str],
-    prompts: Sequence[DSRPrompt],
-    *,
-    official_csv: bool = False,
-    force: bool = False,
-) -> dict[str, str]:
-    """Writes ``RUN_DIR/prompts.parquet`` (and ``prompts_official.csv``) unless identical.
-
-    Returns ``{file name: "written" | "unchanged"}``. A file that exists with other
-    content is an error unless ``force``, since later stages key their work on it.
-    """
-    run_dir = Path(run_dir)
-    table = prompts_table(prompts)
-    status: dict[str, str] = {}
-    parquet = run_dir / PROMPTS_FILE
-    if _up_to_date(parquet, lambda: read_parquet(parquet).equals(table), force):
-        status[PROMPTS_FILE] = "unchanged"
-    else:
-        write_parquet(table, parquet)
-        status[PROMPTS_FILE] = "written"
-    if official_csv:
-        text = official_csv_text(prompts)
-        path = run_dir / OFFICIAL_CSV_FILE
-        if _up_to_date(path, lambda: path.read_bytes() == text.encode("utf-8"), force):
-            status[OFFICIAL_CSV_FILE] = "unchanged"
-        else:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(text.encode("utf-8"))
-            status[OFFICIAL_CSV_FILE] = "written"
-    return status

@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from spatialalign.core.dsr.model import RELATIONS, DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.prompts.model import RELATIONS, DSRPrompt
 
 FORMS: tuple[str, ...] = ("then", "from-to")
 
