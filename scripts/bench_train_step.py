@@ -15,15 +15,6 @@ same machine load, and each comparison is repeated (medians of step times, then 
 on the same 2B samples: the reference forward (adapter disabled, ``no_grad``), the policy
 forward and its backward. ``sft`` = forward + backward, ``dpo+zo`` adds the reference, so
 ``1 + ref / (forward + backward)`` is the ratio with no overhead at all.
-
-``--compare`` (issue 21) times the trainer's whole optimizer step (``_optimizer_step``: data,
-noise, the two forwards, loss, backward, clip, AdamW) at the toy recipe's settings, the
-previous two forwards (diffusers' ``disable_adapters``, two independent forwards) against
-the current ``reference_and_policy`` (the shared beginning, the LoRA layers switched
-directly), alternating step by step in one process on two copies of the model, and checks
-that the two adapters stay bit-identical:
-
-    python scripts/bench_train_step.py --compare --model toy --pairs 16 --steps 40
 """
 
 from __future__ import annotations
@@ -149,83 +140,6 @@ def split(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
     return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
-def old_reference_and_policy(ctx, x_t, sigmas, context):
-    """The step's two forwards before issue 21: diffusers' ``disable_adapters`` /
-    ``enable_adapters`` and two independent forwards."""
-    import torch
-    from spatialalign.lora.adapter import adapter_disabled
-    from spatialalign.trainlib.flow import predict_velocity
-
-    with torch.no_grad(), adapter_disabled(ctx.base), ctx.autocast():
-        ref = predict_velocity(ctx.base, x_t, sigmas, context)
-    with ctx.autocast():
-        pred = predict_velocity(ctx.model, x_t, sigmas, context)
-    return ref, pred
-
-
-def compare(model: str, pairs: int, steps: int, device: str) -> dict:
-    """Median wall and CPU ms of the whole optimizer step, old forwards vs new, alternating
-    (which goes first flips every step) on two copies of the model with the same LoRA
-    initialisation, data and noise; whether the adapters are bit-identical at the end."""
-    import copy
-    import time
-
-    import torch
-
-    torch.set_num_threads(1)
-    from spatialalign.training import trainer
-    from spatialalign.training.config import TrainConfig
-    from spatialalign.training.data import ItemSampler, Pair, TrainData
-
-    tr, lat_shape, txt_shape = _transformer(model)
-    g = torch.Generator().manual_seed(0)
-    n_pairs, n_prompts = 4 * pairs, 8
-    lat = {f"s{i}": torch.randn(*lat_shape, generator=g) for i in range(2 * n_pairs)}
-    text = {f"p{j}": torch.randn(*txt_shape, generator=g) for j in range(n_prompts)}
-    items = [Pair(f"p{i % n_prompts}", f"s{2 * i}", f"s{2 * i + 1}") for i in range(n_pairs)]
-    data = TrainData(lat, text, items, [])
-    cfg = TrainConfig.from_recipe(
-        "toy", train_batch_size=pairs, max_steps=steps + 3, checkpoint_every=0
-    )
-    acc = trainer.make_accelerator(cfg)
-    paths = {"old": old_reference_and_policy, "new": trainer.reference_and_policy}
-    states = {}
-    for name, t in (("old", copy.deepcopy(tr)), ("new", tr)):
-        t.to(device)
-        params = trainer.prepare_transformer(t, cfg)
-        opt, sched = trainer.make_optimizer(params, cfg)
-        states[name] = trainer.TrainState(t, t, cfg, acc, params, opt, sched)
-    sampler = ItemSampler.of(data.items(True), cfg.pair_sampling, cfg.seed)
-    wall: dict[str, list[float]] = {"old": [], "new": []}
-    cpu: dict[str, list[float]] = {"old": [], "new": []}
-    logs: dict[str, list[dict]] = {"old": [], "new": []}
-    real = trainer.reference_and_policy
-    try:
-        for step in range(steps + 3):
-            for name in ("old", "new") if step % 2 else ("new", "old"):
-                trainer.reference_and_policy = paths[name]
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t0, c0 = time.perf_counter(), time.process_time()
-                logs[name].append(trainer._optimizer_step(states[name], data, sampler, step, 1))
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                if step >= 3:
-                    wall[name].append(time.perf_counter() - t0)
-                    cpu[name].append(time.process_time() - c0)
-    finally:
-        trainer.reference_and_policy = real
-    lora = {k: trainer._lora_state(s.base) for k, s in states.items()}
-    same = sorted(lora["old"]) == sorted(lora["new"]) and all(
-        torch.equal(lora["old"][k], lora["new"][k]) for k in lora["old"]
-    )
-    return {
-        "wall_ms": {k: statistics.median(v) * 1000 for k, v in wall.items()},
-        "cpu_ms": {k: statistics.median(v) * 1000 for k, v in cpu.items()},
-        "bit_identical": same and logs["old"] == logs["new"],
-    }
-
-
 def _side_by_side(model: str, pairs: int, steps: int, device: str, gc: bool) -> dict:
     """One sft and one dpo+zo worker started together; their results by loss."""
     procs = {}
@@ -252,9 +166,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gradient-checkpointing", choices=["off", "on", "both"], default="both")
     ap.add_argument("--split", action="store_true", help="where a step's time goes")
-    ap.add_argument(
-        "--compare", action="store_true", help="the step's old vs new forwards (one process)"
-    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -263,25 +174,6 @@ def main() -> None:
         print(json.dumps(res))
         return
     models = ["toy", "tiny-wan"] if args.model == "both" else [args.model]
-    if args.compare:
-        print("| model | old step (wall / CPU) | new step (wall / CPU) | old / new (wall / CPU) |"
-              " adapter |")  # fmt: skip
-        print("|---|---:|---:|---:|---|")
-        for model in models:
-            m = compare(model, args.pairs, args.steps, args.device)
-            w, c = m["wall_ms"], m["cpu_ms"]
-            same = "bit-identical" if m["bit_identical"] else "**differs**"
-            print(
-                f"| {model} | {w['old']:.1f} / {c['old']:.1f} ms | {w['new']:.1f} / "
-                f"{c['new']:.1f} ms | **{w['old'] / w['new']:.3f}x** / "
-                f"{c['old'] / c['new']:.3f}x | {same} |",
-                flush=True,
-            )
-        print(
-            f"\n{args.pairs} pairs a step (toy recipe otherwise), median of {args.steps} "
-            f"alternating steps after 3 warm-up, one thread, {args.device}"
-        )
-        return
     gcs = {"off": [False], "on": [True], "both": [False, True]}[args.gradient_checkpointing]
     if args.split:
         print(

@@ -3,9 +3,8 @@
 Per optimizer step and micro-batch: winner and loser latents get one shared noise level per
 pair (optionally the same noise), go through the transformer in **one batched forward**,
 and the reference prediction comes from the same transformer with the adapter disabled
-under ``no_grad`` (no second copy); the two forwards compute what runs before the first
-LoRA layer once (:func:`reference_and_policy`: bit-identical to two forwards).
-``accelerate`` runs it on one or several processes, DDP or FSDP2 (``distributed.py``). Checkpoints (LoRA, optimizer, scheduler, RNG, step) are safetensors + JSON, written
+under ``no_grad`` (no second copy). ``accelerate`` runs it on one or several processes,
+DDP or FSDP2 (``distributed.py``). Checkpoints (LoRA, optimizer, scheduler, RNG, step) are safetensors + JSON, written
 atomically; a resumed run continues bit for bit; SIGINT/SIGTERM save before stopping. The
 adapter is saved in diffusers' LoRA format, loadable by ``WanPipeline.load_lora_weights``,
 ``ToyPipeline.load_lora_weights`` and ``sample --adapter``; ``save_adapter_steps`` also
@@ -37,7 +36,7 @@ import torch
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path, write_json
-from spatialalign.lora.adapter import LORA_WEIGHT_NAME, lora_config
+from spatialalign.lora.adapter import LORA_WEIGHT_NAME, adapter_disabled, lora_config
 from spatialalign.parallel.sharding import full_state, gradient_sync, like, wrap_model
 from spatialalign.rundir.train import TrainDir
 from spatialalign.training.config import ADDED_FIELDS, TrainConfig, recipe_record
@@ -215,28 +214,10 @@ class TrainState:
     params: list[torch.nn.Parameter]
     opt: Any
     sched: Any
-    lora: list[torch.nn.Module] | None = None
-    """The peft LoRA layers of ``base`` (found on first use: :meth:`lora_layers`)."""
-    prefix: list[torch.nn.Module] | None = None
-    """The modules the reference and policy forwards share (:meth:`prefix_modules`)."""
 
     @property
     def device(self) -> torch.device:
         return self.acc.device
-
-    def lora_layers(self) -> list[torch.nn.Module]:
-        """``base``'s LoRA layers, in module order (collected once: the adapter's set of
-        layers does not change during training)."""
-        if self.lora is None:
-            self.lora = lora_layers(self.base)
-        return self.lora
-
-    def prefix_modules(self) -> list[torch.nn.Module]:
-        """:func:`prefix_modules` of ``base`` (found once: which weights train does not
-        change during training)."""
-        if self.prefix is None:
-            self.prefix = prefix_modules(self.base)
-        return self.prefix
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast when the accelerator was set up for it, else a no-op."""
@@ -268,192 +249,6 @@ def draw_noise(
     return torch.cat(sig), torch.stack(n1), noise_l
 
 
-def lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The peft LoRA layers of ``model`` in module order: those diffusers'
-    ``disable_adapters``/``enable_adapters`` switch."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-
-
-@contextlib.contextmanager
-def layers_disabled(layers: list[torch.nn.Module]) -> Iterator[None]:
-    """:func:`~spatialalign.lora.adapter.adapter_disabled` on a known list of LoRA layers
-    (:func:`lora_layers`): the same per-layer ``enable_adapters(False)`` / ``(True)`` calls
-    in the same order, without diffusers' walk over every module of the model and its
-    reading of peft's package metadata at each switch (~2 ms a step on the toy)."""
-    for layer in layers:
-        layer.enable_adapters(False)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.enable_adapters(True)
-
-
-SHARED_PREFIX: tuple[str, ...] = (
-    "rope",
-    "patch_embedding",
-    "condition_embedder.timesteps_proj",
-    "condition_embedder.time_embedder",
-    "condition_embedder.time_proj",
-    "blocks.0.norm1",
-    "blocks.0.attn1",
-    "blocks.0.norm2",
-    "blocks.0.attn2.to_q",
-    "blocks.0.attn2.norm_q",
-)
-"""The modules of a diffusers Wan transformer that the reference and the policy forward of
-one step call on the same inputs: all that runs before the first LoRA layer (the adapter
-sits on the text projection and the cross-attentions' keys/values, so the two forwards part
-at the first cross-attention). :func:`shared_prefix` reuses their outputs; a name the model
-lacks is skipped."""
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """``t`` viewed as integers of its width, so that equality is equality of bit patterns
-    (``-0.0`` differs from ``0.0``; a NaN equals itself)."""
-    if t.is_floating_point() or t.is_complex():
-        width = t.element_size()
-        return t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[width])
-    return t
-
-
-def _same_input(a: Any, b: Any) -> bool:
-    """Whether two call arguments are the same: the same tensor, or tensors of the same
-    dtype, device, shape and strides holding the same bits; tuples and lists element-wise;
-    anything else equal."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return False
-        if a is b:
-            return True
-        if (a.dtype, a.device, a.shape, a.stride()) != (b.dtype, b.device, b.shape, b.stride()):
-            return False
-        if a.dtype.itemsize not in (1, 2, 4, 8) or type(a) is not torch.Tensor:
-            return False  # packed/sub-byte dtypes, tensor subclasses (DTensor): no reuse
-        return torch.equal(_bits(a), _bits(b))
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return (type(a) is type(b) and len(a) == len(b)
-                and all(_same_input(x, y) for x, y in zip(a, b, strict=True)))  # fmt: skip
-    return type(a) is type(b) and a == b
-
-
-def _tensors(x: Any) -> list[torch.Tensor]:
-    if isinstance(x, torch.Tensor):
-        return [x]
-    if isinstance(x, (tuple, list)):
-        return [t for item in x for t in _tensors(item)]
-    if isinstance(x, dict):
-        return [t for item in x.values() for t in _tensors(item)]
-    return []
-
-
-def _versions(x: Any) -> list[int]:
-    return [t._version for t in _tensors(x)]
-
-
-def _autocast_state() -> tuple:
-    """What autocast would make of a call: enabled and dtype, per device type."""
-    return tuple(
-        (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")
-    )
-
-
-def prefix_modules(
-    model: torch.nn.Module, names: tuple[str, ...] = SHARED_PREFIX
-) -> list[torch.nn.Module]:
-    """The modules of ``names`` that ``model`` has and whose output the adapter and the
-    optimizer cannot change: no LoRA layer inside, no trainable parameter."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    modules = dict(model.named_modules())
-    out = []
-    for name in names:
-        module = modules.get(name)
-        if module is None:
-            continue
-        if any(isinstance(m, BaseTunerLayer) for m in module.modules()):
-            continue
-        if any(p.requires_grad for p in module.parameters()):
-            continue
-        out.append(module)
-    return out
-
-
-@contextlib.contextmanager
-def shared_prefix(
-    model: torch.nn.Module,
-    names: tuple[str, ...] = SHARED_PREFIX,
-    *,
-    modules: list[torch.nn.Module] | None = None,
-) -> Iterator[None]:
-    """While active, each of :func:`prefix_modules` (``model``'s modules of ``names`` that
-    hold no LoRA layer and no trainable parameter; or ``modules``, that list found before)
-    returns its previous output when called again with the same arguments
-    (:func:`_same_input`: bit for bit), so the policy forward of a step takes what the
-    reference forward computed of their common beginning instead of computing it again.
-
-    A module's output is a function of its arguments and its frozen weights, so the reused
-    output is bit-identical to a fresh one. It is recomputed when an argument differs or
-    needs a gradient (such a call is not kept either), when autocast differs, or when either
-    the argument or the output was modified in place since (tensor version counters). Nothing is reused across steps: the memory lives in this
-    context; each module's own ``forward`` is restored on exit."""
-    if modules is None:
-        modules = prefix_modules(model, names)
-    patched: list[torch.nn.Module] = []
-
-    def memoized(module: torch.nn.Module) -> Callable:
-        forward = module.forward
-        memo: list = []  # [args, kwargs, input versions, autocast, output, output versions]
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if any(t.requires_grad for t in _tensors((args, kwargs))):
-                return forward(*args, **kwargs)  # a graph to record: neither reused nor kept
-            if memo:
-                m_args, m_kwargs, m_in, m_cast, out, m_out = memo
-                if (
-                    _versions((m_args, m_kwargs)) == m_in
-                    and _versions(out) == m_out
-                    and _autocast_state() == m_cast
-                    and _same_input(args, m_args)
-                    and kwargs.keys() == m_kwargs.keys()
-                    and all(_same_input(kwargs[k], m_kwargs[k]) for k in kwargs)
-                ):
-                    return out
-            out = forward(*args, **kwargs)
-            memo[:] = [args, kwargs, _versions((args, kwargs)), _autocast_state(), out,
-                       _versions(out)]  # fmt: skip
-            return out
-
-        return call
-
-    try:
-        for module in modules:
-            if "forward" in module.__dict__:
-                continue  # its forward already patched by someone
-            module.forward = memoized(module)
-            patched.append(module)
-        yield
-    finally:
-        for module in patched:
-            del module.forward
-
-
-def reference_and_policy(
-    ctx: TrainState, x_t: torch.Tensor, sigmas: torch.Tensor, context: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference prediction (the adapter disabled, ``no_grad``) and the policy's (with
-    autograd) of the same noisy latents: two forwards that share what runs before the first
-    LoRA layer (:func:`shared_prefix`), bit-identical to two independent forwards."""
-    with shared_prefix(ctx.base, modules=ctx.prefix_modules()):
-        with torch.no_grad(), layers_disabled(ctx.lora_layers()), ctx.autocast():
-            ref = predict_velocity(ctx.base, x_t, sigmas, context)
-        with ctx.autocast():
-            pred = predict_velocity(ctx.model, x_t, sigmas, context)
-    return ref, pred
-
-
 def pair_step(
     ctx: TrainState, x_w: torch.Tensor, x_l: torch.Tensor, text: torch.Tensor, positions: list[int]
 ) -> dict[str, torch.Tensor]:
@@ -466,7 +261,10 @@ def pair_step(
     sig2 = torch.cat([sig, sig]).to(ctx.device)
     text2 = torch.cat([text, text]).to(ctx.device)
     x_t = noisy_latents(x0, noise, sig2)
-    ref, pred = reference_and_policy(ctx, x_t, sig2, text2)
+    with torch.no_grad(), adapter_disabled(ctx.base), ctx.autocast():
+        ref = predict_velocity(ctx.base, x_t, sig2, text2)
+    with ctx.autocast():
+        pred = predict_velocity(ctx.model, x_t, sig2, text2)
     target = velocity_target(x0, noise)
     (pw, pl), (rw, rl), (tw, tl) = pred.chunk(2), ref.chunk(2), target.chunk(2)
     return pair_loss(
