@@ -56,6 +56,8 @@ AFTER = {
     "loop": BEFORE_LOOP
     + " "
     + " ".join(f for f in _MODEL_FLAGS.split() if f not in ("--adapter", "--steps")),
+    # train's model options come from the same spec, which also spells --model-path --model-dir
+    "train": BEFORE["train"] + " --model-dir",
 }
 DETECTOR_DEFAULTS = {"--detector": "toy", "--onnx-dir": None, "--gdino-dir": None, "--sam": None}
 

@@ -151,8 +151,10 @@ class BackendConfig:
     )
     vae_tiling: bool = _f(
         False,
-        "wan only: tiled VAE decoding (less memory).",
-        "Bounded memory; recorded in each video's settings.",
+        "wan only: the VAE in tiles (bounded memory at any resolution): decoding when "
+        "sampling, encoding when training (frames larger than a tile get other latents, so "
+        "train's cache re-encodes when this changes).",
+        "Recorded in each video's settings and in the cache's fingerprint.",
         flags=("--vae-tiling",),
     )
     vae_slicing: bool = _f(

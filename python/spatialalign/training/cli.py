@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import click
 
-from spatialalign.core.options import NamedChoice, click_options
-from spatialalign.models.registry import DEFAULT_MODEL, MODELS
+from spatialalign.core.options import click_options
+from spatialalign.models.backends import BackendConfig
 from spatialalign.training.config import (
     RECIPE_FOR_MODEL,
     RECIPES,
@@ -31,31 +32,16 @@ EXPLICIT = (
 )
 
 
+TRAIN_MODEL_FIELDS = ("model", "model_path", "text_encoder_dir", "vae_tiling")
+"""The back end's settings training needs (the model to load and how to encode for it)."""
+NOT_TRAIN_MODEL_FIELDS = tuple(
+    f.name for f in fields(BackendConfig) if f.name not in TRAIN_MODEL_FIELDS
+)
+
+
 @click.command("train")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--model", type=NamedChoice(MODELS, "model"), default=DEFAULT_MODEL, show_default=True
-)
-@click.option(
-    "--model-path",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Model directory (toy: default the shipped weights; wan: a local diffusers "
-    "WanPipeline directory or the original Wan2.1 files).",
-)
-@click.option(
-    "--text-encoder-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="wan, original Wan2.1 layout: a transformers UMT5 encoder directory (e.g. "
-    "Wan2.1-T2V-1.3B-Diffusers or its text_encoder/); default text_encoder/ beside the files.",
-)
-@click.option(
-    "--vae-tiling",
-    is_flag=True,
-    help="wan: encode the videos in VAE tiles (bounded memory at any resolution; frames "
-    "larger than a tile get other latents, so the cache re-encodes when this changes).",
-)
+@click_options(BackendConfig, exclude=NOT_TRAIN_MODEL_FIELDS)
 @click.option(
     "--gradient-checkpointing/--no-gradient-checkpointing",
     "gradient_checkpointing",
@@ -86,8 +72,8 @@ EXPLICIT = (
 def train(
     run_dir: Path,
     model: str,
-    model_path: Path | None,
-    text_encoder_dir: Path | None,
+    model_path: str | None,
+    text_encoder_dir: str | None,
     vae_tiling: bool,
     gradient_checkpointing: bool | None,
     encode: bool,
