@@ -9,6 +9,7 @@ import click
 
 from spatialalign.core.options import click_options, from_options
 from spatialalign.detection.spec import TrackSpec
+from spatialalign.parallel.workers import WorkerSpec
 
 TRACK_FLAGS = {"gdino_dir": ("--model-dir",)}
 """``track`` names the GroundingDINO checkpoint ``--model-dir`` (``eval``/``loop``: ``--gdino-dir``)."""
@@ -22,9 +23,7 @@ TRACK_FLAGS = {"gdino_dir": ("--model-dir",)}
 @click.option("--overwrite", is_flag=True, help="Redo samples already tracked with these settings.")
 @click.option("--merge-timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
               help="Seconds rank 0 waits for the other ranks' parts before giving up.")  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes that share the work [toy detector on the CPU: one per core and "
-              "per 200 videos, up to 8; else 1; under torchrun 1].")  # fmt: skip
+@click_options(WorkerSpec)
 def track(
     run_dir: Path,
     prompts_file: Path | None,

@@ -9,7 +9,9 @@ import click
 
 from spatialalign.core.options import click_options, from_options
 from spatialalign.detection.spec import DetectorSpec
+from spatialalign.parallel.workers import WorkerSpec
 from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.sampling.batching import BatchSpec
 from spatialalign.sampling.model_options import model_options, pop_backend_config
 from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 
@@ -39,11 +41,8 @@ def _str(path: Path | None) -> str | None:
               ".pth read with weights_only); needs the iqa extra.")  # fmt: skip
 @click.option("--dinov2-size", type=click.IntRange(min=14), default=518, show_default=True,
               help="DINOv2 input side for the animal crops.")  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Videos generated together [toy 16, wan 1].")  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes that share sampling and tracking [toy on the CPU: one per "
-              "core, up to 8; else 1]. The results do not depend on it.")  # fmt: skip
+@click_options(BatchSpec)
+@click_options(WorkerSpec)
 @model_options
 def eval_cmd(
     run_dir: Path,

@@ -26,7 +26,9 @@ from spatialalign.core.options import check_finite, document_fields
 from spatialalign.detection.spec import DetectorSpec
 from spatialalign.models.backends import BackendConfig, check_config
 from spatialalign.models.registry import check_model
+from spatialalign.parallel.workers import workers_field
 from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.sampling.batching import batch_size_field
 from spatialalign.sampling.model_options import CLI_EXCLUDED
 from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
 from spatialalign.training.config import TrainConfig
@@ -114,7 +116,7 @@ class LoopConfig:
         "The evaluation's first seed (as eval --first-seed). TRAIN seeds start at the first "
         "multiple of 1000 above the last evaluation seed.",
     )
-    batch_size: int | None = _f(None, "Videos generated together [toy 16, wan 1].")
+    batch_size: int | None = batch_size_field()
     tau: float = _f(0.7, "Pairs: valid samples with DSR >= tau win, the other valid ones lose.")
     max_pairs_per_prompt: int = _f(6, "Pairs: most pairs kept per prompt (seeded subset).")
     pair_seed: int = _f(0, "Pairs: seeds the kept subset.")
@@ -126,11 +128,7 @@ class LoopConfig:
     detection: DetectorSpec = field(
         default_factory=DetectorSpec, metadata={"help": "The detector (as track's and eval's)."}
     )
-    workers: int | None = _f(
-        None,
-        "Processes that share sampling and tracking [toy on the CPU: one per core, up to 8; "
-        "else 1]. The results do not depend on it.",
-    )
+    workers: int | None = workers_field()
     train: TrainConfig = field(default_factory=loop_train_config, metadata={"help": "-"})
 
     def validate(self) -> None:

@@ -15,7 +15,10 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import click
 
 from spatialalign.core.errors import SpatialAlignError
 
@@ -25,6 +28,27 @@ MAX_AUTO_WORKERS = 8
 VIDEOS_PER_WORKER = 200
 """Fewest videos worth another process when not told: starting one (importing diffusers
 and loading the toy model) costs about 15 s, the time of some 120 toy videos."""
+
+
+def workers_field() -> Any:
+    """The ``--workers`` setting, one definition for every verb and config that spreads its
+    work over processes (``sample``, ``track``, ``eval``, ``loop``)."""
+    return field(
+        default=None,
+        metadata={
+            "help": "Processes that share the work [the toy model or detector on the CPU: one "
+            f"per core and per {VIDEOS_PER_WORKER} videos, up to {MAX_AUTO_WORKERS}; else 1; "
+            "under torchrun 1]. The results do not depend on it.",
+            "type": click.IntRange(min=1),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How many processes share a stage's work (the verbs derive ``--workers`` from it)."""
+
+    workers: int | None = workers_field()
 
 
 def _cgroup_cores() -> int | None:

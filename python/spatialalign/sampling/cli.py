@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from spatialalign.core.options import click_options
+from spatialalign.parallel.workers import WorkerSpec
+from spatialalign.sampling.batching import BatchSpec
 from spatialalign.sampling.model_options import model_options, pop_backend_config
 from spatialalign.sampling.seeds import SeedRange, pop_seed_range
 
@@ -29,19 +31,8 @@ from spatialalign.sampling.seeds import SeedRange, pop_seed_range
     help="Which prompts of the file to sample.",
 )
 @click_options(SeedRange)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Videos generated together [toy 16, wan 1].",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Processes that share the work [toy on the CPU: one per core and per 200 videos, "
-    "up to 8; else 1; under torchrun 1]. The videos do not depend on it.",
-)
+@click_options(BatchSpec)
+@click_options(WorkerSpec)
 @model_options
 def sample(
     run_dir: Path,

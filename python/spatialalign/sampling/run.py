@@ -19,6 +19,7 @@ from spatialalign.models.backends import BackendConfig, check_config, load_backe
 from spatialalign.parallel.ranks import DistContext, dist_context
 from spatialalign.parallel.workers import Workers
 from spatialalign.rundir.layout import RunDir
+from spatialalign.sampling.batching import resolve_batch_size
 from spatialalign.sampling.run_prompts import ensure_run_prompts
 from spatialalign.sampling.sampler import SampleRunResult, sample_videos, select_prompts
 from spatialalign.sampling.seeds import check_seeds
@@ -43,8 +44,7 @@ def run_sample(
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
     is absent, so later stages find the prompts of the run; an existing one must know
     every sampled prompt id, and manifest rows of prompts it no longer has are dropped.
-    ``batch_size`` defaults to 16 for toy and 1 for wan (81 frames at 480x832 fill a GPU
-    quickly). ``rank``/``world_size`` (both or neither) make this one of several workers
+    ``batch_size`` defaults to the model's (:data:`~spatialalign.sampling.batching.DEFAULT_BATCH_SIZE`). ``rank``/``world_size`` (both or neither) make this one of several workers
     that coordinate through files; by default they come from ``torchrun``'s environment.
     """
     # every user error is refused here, before the model is loaded
@@ -78,7 +78,7 @@ def run_sample(
             chosen,
             seeds=seeds,
             first_seed=first_seed,
-            batch_size=batch_size or (16 if config.model == "toy" else 1),
+            batch_size=resolve_batch_size(batch_size, config.model),
             adapter=adapter,
             run_prompt_ids={p.prompt_id for p in run_prompts},
             dist=ctx,
