@@ -13,8 +13,9 @@ Three parts, all in one process at ``--threads`` torch threads:
    block's q/k/v/o, cross-attention q/o and both FFN matmuls, tokens x in @ in x out),
    timed in the same run. Achieved = FLOPs / time of ``sample_latents``.
 2. **Old vs new, side by side.** ``legacy_sample_latents`` (the loop before issue 21:
-   ``torch.no_grad``, text projection and cross-attention keys/values recomputed every
-   step) and ``ToyPipeline.sample_latents`` alternate on the same batch, ``--repeats``
+   ``sample_latents(reuse_constants=False)``, the text projection and cross-attention
+   keys/values recomputed every step; now under ``inference_mode`` too, which alone
+   measured ~0.7 ms a batch) and ``ToyPipeline.sample_latents`` alternate on the same batch, ``--repeats``
    times each; the latents are checked bit-identical. Medians of wall time and of process
    CPU time (on a shared machine the CPU time is the steadier of the two).
 3. **End to end.** ``sample_videos`` (what ``spatialalign sample --model toy`` does) into a
@@ -29,7 +30,6 @@ Prompts: the first ``videos / seeds`` of the official 120 test prompts, seeds
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import tempfile
@@ -58,26 +58,14 @@ def legacy_sample_latents(
     num_inference_steps: int = 20,
     guidance_scale: float = 3.0,
 ) -> torch.Tensor:
-    """``ToyPipeline.sample_latents`` as it was before issue 21 (the baseline)."""
-    latents = pipe.prepare_latents(seeds)
-    cond = pipe.encode_prompt(prompts)
-    cfg = guidance_scale > 1.0
-    context = torch.cat([cond, pipe.encode_prompt([""] * len(prompts))]) if cfg else cond
-    scheduler = copy.deepcopy(pipe.scheduler)
-    scheduler.set_timesteps(num_inference_steps, device=pipe.device)
-    for t in scheduler.timesteps:
-        x = torch.cat([latents, latents]) if cfg else latents
-        v = pipe.transformer(
-            hidden_states=x,
-            timestep=t.expand(x.shape[0]),
-            encoder_hidden_states=context,
-            return_dict=False,
-        )[0]
-        if cfg:
-            v_cond, v_uncond = v.chunk(2)
-            v = v_uncond + guidance_scale * (v_cond - v_uncond)
-        latents = scheduler.step(v, t, latents, return_dict=False)[0]
-    return latents
+    """The loop before issue 21 (the baseline): every module runs at every step."""
+    return pipe.sample_latents(
+        prompts,
+        seeds,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        reuse_constants=False,
+    )
 
 
 class LegacyPipeline:

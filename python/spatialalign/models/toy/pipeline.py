@@ -13,7 +13,7 @@ import copy
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -303,18 +303,22 @@ class ToyPipeline:
         *,
         num_inference_steps: int = 20,
         guidance_scale: float = 3.0,
+        reuse_constants: bool = True,
     ) -> torch.Tensor:
         """Denoised (normalised) latents ``[B, C, F, h, w]``.
 
         Runs under ``torch.inference_mode`` with what is constant across the steps (the
         text projection, each cross-attention's keys and values) computed once
-        (:func:`constant_context`); the same latents, bit for bit, as computing them every
-        step. The result is an ordinary tensor (usable in autograd afterwards).
+        (:func:`constant_context`; ``reuse_constants=False`` recomputes it every step, the
+        baseline ``scripts/bench_sampling.py`` times): the same latents, bit for bit,
+        either way. The result is an ordinary tensor (usable in autograd afterwards).
         """
         if len(prompts) != len(seeds):
             raise SpatialAlignError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         with torch.inference_mode():
-            latents = self._denoise(prompts, seeds, num_inference_steps, guidance_scale)
+            latents = self._denoise(
+                prompts, seeds, num_inference_steps, guidance_scale, reuse_constants
+            )
         return latents.clone()
 
     def _denoise(
@@ -323,6 +327,7 @@ class ToyPipeline:
         seeds: Sequence[int],
         num_inference_steps: int,
         guidance_scale: float,
+        reuse_constants: bool = True,
     ) -> torch.Tensor:
         latents = self.prepare_latents(seeds)
         cond = self.encode_prompt(prompts)
@@ -334,7 +339,8 @@ class ToyPipeline:
             context = cond
         scheduler = copy.deepcopy(self.scheduler)
         scheduler.set_timesteps(num_inference_steps, device=self.device)
-        with constant_context(self.transformer):
+        reuse = constant_context(self.transformer) if reuse_constants else nullcontext()
+        with reuse:
             for t in scheduler.timesteps:
                 x = torch.cat([latents, latents]) if cfg else latents
                 v = self.transformer(
