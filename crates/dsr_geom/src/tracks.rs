@@ -73,6 +73,18 @@ struct Counted {
     n_unknown: usize,
 }
 
+impl Counted {
+    /// No rows counted yet, for `n_videos` videos.
+    fn empty(n_videos: usize) -> Self {
+        Counted {
+            counts: vec![0; n_videos],
+            min_frame: vec![i64::MAX; n_videos],
+            max_frame: vec![i64::MIN; n_videos],
+            n_unknown: 0,
+        }
+    }
+}
+
 /// The first row of each kind of problem the checking pass met (row, video, frame).
 #[derive(Default)]
 struct FirstProblems {
@@ -165,12 +177,7 @@ struct Block {
 /// The checking pass of one block, in input order: every check but duplicates, and
 /// per-video counts and frame ranges.
 fn count_block(c: &TrackChunk<'_>, block: Block, n_videos: usize) -> (Counted, FirstProblems) {
-    let mut out = Counted {
-        counts: vec![0; n_videos],
-        min_frame: vec![i64::MAX; n_videos],
-        max_frame: vec![i64::MIN; n_videos],
-        n_unknown: 0,
-    };
+    let mut out = Counted::empty(n_videos);
     let mut first = FirstProblems::default();
     let base = block.base;
     for i in block.start..block.end {
@@ -240,12 +247,7 @@ fn count_rows(chunks: &[TrackChunk<'_>], n_videos: usize) -> Result<Counted, Inp
         .into_par_iter()
         .map(|b| count_block(&chunks[b.chunk], b, n_videos))
         .collect();
-    let mut out = Counted {
-        counts: vec![0; n_videos],
-        min_frame: vec![i64::MAX; n_videos],
-        max_frame: vec![i64::MIN; n_videos],
-        n_unknown: 0,
-    };
+    let mut out = Counted::empty(n_videos);
     let mut first = FirstProblems::default();
     for (part, f) in parts {
         for v in 0..n_videos {
