@@ -49,7 +49,20 @@ OFFICIAL = ScoringConfig()
 # max_redundant=3: the most a clip with 6 valid frames can have.
 TOY = ScoringConfig(m=2, min_frames=6, max_redundant=3, min_valid=6, min_run=3)
 
-PRESETS: dict[str, ScoringConfig] = {"official": OFFICIAL, "wan": OFFICIAL, "toy": TOY}
+# The hard toy world (``toy-hard``: 12 frames, distractors, occlusion when the animal passes
+# the object). m=2 as in the toy world (the renderer rests the animal >= 2 frames at each
+# end). min_frames = min_valid = 8: two thirds of 12, as in the toy preset. min_run=4: a third
+# of the clip tracked steadily. max_redundant=2: a rendered clip splits the animal into two
+# pieces behind the object for at most two frames; a model that draws duplicates (a second
+# fox, a distractor in the prompt's colour) for longer is rejected.
+TOY_HARD = ScoringConfig(m=2, min_frames=8, max_redundant=2, min_valid=8, min_run=4)
+
+PRESETS: dict[str, ScoringConfig] = {
+    "official": OFFICIAL,
+    "wan": OFFICIAL,
+    "toy": TOY,
+    "toy-hard": TOY_HARD,
+}
 
 
 def preset_for(detector: str) -> str:
@@ -59,7 +72,8 @@ def preset_for(detector: str) -> str:
 
 
 def scoring_config(name: str = "official", **overrides: float | int) -> ScoringConfig:
-    """Returns a named preset (``official``/``wan``/``toy``) with optional overrides."""
+    """Returns a named preset (``official``/``wan``/``toy``/``toy-hard``) with optional
+    overrides."""
     try:
         base = PRESETS[name]
     except KeyError:

@@ -23,6 +23,9 @@ from spatialalign.core.dsr.vocab import (
 )
 from spatialalign.core.errors import SpatialAlignError
 
+MIXED = "mixed"
+"""``form`` value drawing each prompt's phrasing from :data:`FORMS`, balanced."""
+
 _KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "indoor": (INDOOR_OBJECTS, INDOOR_SCENES),
     "outdoor": (OUTDOOR_OBJECTS, OUTDOOR_SCENES),
@@ -50,6 +53,7 @@ def _split(
     rng: random.Random,
     form: str,
 ) -> list[DSRPrompt]:
+    forms = _balanced(FORMS, n, rng) if form == MIXED else [form] * n
     kinds = _balanced(tuple(_KINDS), n, rng)
     animals = _balanced(ANIMALS, n, rng)
     type_list = _balanced(types, n, rng)
@@ -71,7 +75,7 @@ def _split(
             prompt_id=f"{name}_{i + 1:04d}_{dsr_type}",
             split=name,
         )
-        prompts.append(DSRPrompt(**{**p.to_dict(), "text": format_prompt(p, form)}))
+        prompts.append(DSRPrompt(**{**p.to_dict(), "text": format_prompt(p, forms[i])}))
     return prompts
 
 
@@ -101,15 +105,18 @@ def generate_dataset(
 ) -> list[DSRPrompt]:
     """The DSR-Dataset: ``n_train`` then ``n_test`` prompts (split ``"train"``/``"test"``).
 
-    Ids are ``train_0001_LR`` style; texts use ``form`` (``"then"`` or ``"from-to"``).
+    Ids are ``train_0001_LR`` style; texts use ``form`` (``"then"`` or ``"from-to"``, or
+    ``"mixed"``: each phrasing for half of each split, drawn by seed).
     The toy model's draw (500 / 120, seed 0) is :data:`spatialalign.prompts.splits.TOY_SPLIT`.
     """
     if n_train < 0 or n_test < 0:
         raise SpatialAlignError(f"prompt counts must be >= 0, got train={n_train} test={n_test}")
     if n_train + n_test == 0:
         raise SpatialAlignError("nothing to generate: train and test are both 0")
-    if form not in FORMS:
-        raise SpatialAlignError(f"unknown prompt form {form!r} (expected one of {FORMS})")
+    if form not in (*FORMS, MIXED):
+        raise SpatialAlignError(
+            f"unknown prompt form {form!r} (expected one of {(*FORMS, MIXED)})"
+        )
     limit = capacity()
     if n_train + n_test > limit:
         raise SpatialAlignError(
