@@ -215,3 +215,24 @@ def scene_background(scene: str, height: int, width: int) -> np.ndarray:
     if "lamp" in text:
         img[: height // 4, : max(2, width // 5)] += 5
     return img
+
+
+def scene_texture(scene: str, height: int, width: int, amplitude: int = 12) -> np.ndarray:
+    """A scene's texture (int16 [H, W, 3], values within +-``amplitude``), added to its
+    background in the hard world: two gratings of scene-drawn orientation and period plus
+    fixed fine grain, nearly grey (a faint tint), so every pixel stays a muted mid-tone far
+    from the sprite colours. Deterministic in the scene text."""
+    rng = np.random.default_rng(zlib.crc32(scene.strip().lower().encode("utf-8")))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    field = np.zeros((height, width))
+    for weight in (0.55, 0.3):
+        angle = rng.uniform(0, np.pi)
+        period = rng.uniform(3.0, 9.0)
+        phase = rng.uniform(0, 2 * np.pi)
+        field += weight * np.sin(
+            2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period + phase
+        )
+    field += 0.15 * rng.uniform(-1, 1, size=(height, width))
+    tint = 1.0 + rng.uniform(-0.25, 0.25, size=3)
+    out = np.rint(amplitude * field[..., None] * tint[None, None] / 1.25)
+    return np.clip(out, -amplitude, amplitude).astype(np.int16)

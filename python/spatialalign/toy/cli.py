@@ -17,6 +17,13 @@ def toy() -> None:
 
 @toy.command("pretrain")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--world",
+    type=click.Choice(["toy", "hard"]),
+    default="toy",
+    show_default=True,
+    help="The world to render and its defaults (hard: the toy-hard model's, docs/TOY_MODEL.md).",
+)
 @click.option("--minutes", type=float, default=None, help="Total wall-clock budget.")
 @click.option("--max-steps", type=int, default=None, help="Transformer steps (else: by time).")
 @click.option("--codec-minutes", type=float, default=None)
@@ -46,6 +53,7 @@ def toy() -> None:
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 def pretrain_cmd(
     out_dir: Path,
+    world: str,
     minutes: float | None,
     max_steps: int | None,
     codec_minutes: float | None,
@@ -63,10 +71,11 @@ def pretrain_cmd(
 
     The model lands in OUT_DIR/model (config.json + model.safetensors).
     """
-    from spatialalign.toy.pretrain import PretrainConfig, pretrain
+    from spatialalign.toy.pretrain import pretrain, pretrain_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     overrides = {
+        "seed": seed,
         "minutes": minutes,
         "max_steps": max_steps,
         "codec_minutes": codec_minutes,
@@ -79,7 +88,7 @@ def pretrain_cmd(
         "batch_size": batch_size,
         "threads": threads,
     }
-    cfg = PretrainConfig(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = pretrain_config(world, **overrides)
     pipe = pretrain(out_dir, cfg)
     meta = pipe.metadata
     click.echo(

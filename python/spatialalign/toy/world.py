@@ -1,4 +1,11 @@
-"""The toy world renderer: a DSR prompt and a seed -> a short clip with exact boxes.
+"""The toy worlds' renderer: a DSR prompt and a seed -> a short clip with exact boxes.
+
+Two worlds: ``toy`` (:class:`ToyWorldConfig`, the shipped toy model's: two sprites on a
+flat scene) and ``hard`` (:class:`HardWorldConfig`, ``toy-hard``'s: the same animal and
+object motion plus distractors, a textured scene, a slow camera pan and partial
+occlusion; see its docstring). :data:`WORLDS` names them; :func:`render_clip` takes either.
+
+The ``toy`` world:
 
 An animal sprite rests at the prompt's initial relation to a static object
 sprite, moves along a path that never overlaps the object (an L-shaped path
@@ -24,7 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from spatialalign.core.dsr.model import DSRPrompt
-from spatialalign.detection.palette import animal_style, object_style, scene_background, sprite_mask
+from spatialalign.detection.palette import (
+    ANIMALS,
+    OBJECTS,
+    SpriteStyle,
+    animal_style,
+    object_style,
+    scene_background,
+    scene_texture,
+    sprite_mask,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,77 @@ class ToyWorldConfig:
             raise ValueError(f"frames must be at least 16x16, got {self.height}x{self.width}")
 
 
+@dataclass(frozen=True)
+class HardWorldConfig:
+    """The hard world (``toy-hard``): what makes it harder than :class:`ToyWorldConfig`.
+
+    * all four relations (the prompts' job: :data:`spatialalign.prompts.splits.HARD_SPLIT`);
+    * ``distractors`` other sprites (another animal and/or another object, classes not in the
+      prompt, colours at least ``distractor_distance`` from the prompt's two), each moving on
+      its own, drawn behind the prompt's sprites;
+    * a textured scene (:func:`~spatialalign.detection.palette.scene_texture`) and a slow
+      camera pan of up to ``pan`` pixels per axis over the clip: everything shifts together,
+      so the relation is unchanged, but the object's box moves;
+    * with probability ``occlusion``, the animal takes the straight path between its two
+      rest positions, passing behind the object (partly hidden) instead of around it;
+    * 12 frames (the ``toy-hard`` validity preset, :data:`spatialalign.core.presets.TOY_HARD`).
+
+    The prompt's sprites move inside the 17x17 stage that every panned view shows whole.
+    """
+
+    num_frames: int = 12
+    height: int = 20
+    width: int = 20
+    fps: int = 8
+    pan: int = 3
+    """Largest camera shift per axis over the clip, pixels."""
+    distractors: tuple[int, int] = (1, 2)
+    """Inclusive (min, max) distractor sprites per clip."""
+    distractor_distance: float = 120.0
+    """Least RGB distance of a distractor's colour from the prompt's animal and object."""
+    occlusion: float = 0.5
+    """Probability that the animal passes behind the object (opposite and perpendicular types)."""
+    texture: int = 12
+    """Amplitude of the scene texture, grey levels."""
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 5:
+            raise ValueError(f"num_frames must be at least 5, got {self.num_frames}")
+        if self.height - self.pan < 16 or self.width - self.pan < 16:
+            raise ValueError(
+                f"frames minus the pan must be at least 16x16, got {self.height}x{self.width} "
+                f"with pan {self.pan}"
+            )
+        lo, hi = self.distractors
+        if not 0 <= lo <= hi:
+            raise ValueError(f"distractors must be 0 <= min <= max, got {self.distractors}")
+
+    @property
+    def stage(self) -> ToyWorldConfig:
+        """The region every panned view shows, where the prompt's sprites move."""
+        return ToyWorldConfig(
+            num_frames=self.num_frames,
+            height=self.height - self.pan,
+            width=self.width - self.pan,
+            fps=self.fps,
+        )
+
+
+WORLDS: dict[str, ToyWorldConfig | HardWorldConfig] = {
+    "toy": ToyWorldConfig(),
+    "hard": HardWorldConfig(),
+}
+"""The toy worlds by name: ``toy`` (the shipped toy model's) and ``hard`` (``toy-hard``'s)."""
+
+
+def world_config(name: str) -> ToyWorldConfig | HardWorldConfig:
+    """The world called ``name``; one clear error for an unknown name."""
+    try:
+        return WORLDS[name]
+    except KeyError:
+        raise ValueError(f"unknown toy world {name!r} (choose from {', '.join(WORLDS)})") from None
+
+
 @dataclass
 class Clip:
     """A rendered clip and its exact per-frame ground-truth boxes."""
@@ -53,6 +140,9 @@ class Clip:
     """float32 [F, 4] xyxy pixels (x1/y1 are exclusive pixel edges), y down."""
     object_boxes: np.ndarray
     """float32 [F, 4]."""
+    distractor_boxes: np.ndarray | None = None
+    """float32 [D, F, 4] boxes of the distractor sprites (hard world), clipped to the frame;
+    all zeros in frames where a distractor is out of view."""
 
 
 # verb -> (easing, bounce amplitude in px, speed: "quick" | "steady" | None)
@@ -246,8 +336,10 @@ def _trajectory(
     route: str | None,
     cfg: ToyWorldConfig,
     rng: np.random.Generator,
+    straight: bool = False,
 ) -> np.ndarray:
-    """Integer top-left animal positions, int [F, 2]."""
+    """Integer top-left animal positions, int [F, 2]; ``straight``: the direct line between
+    the rest positions, which may pass behind the object (the hard world's occlusion)."""
     F = cfg.num_frames
     verb = prompt.verb.strip().lower()
     easing, bounce, speed = _VERB_MOTION.get(verb, (None, int(rng.integers(0, 2)), None))
@@ -257,7 +349,9 @@ def _trajectory(
     p1 = _rest_position(prompt.final, lay, cfg, rng, away=prompt.initial)
     if prompt.initial == prompt.final and np.array_equal(p0, p1):
         p1 = _rest_position(prompt.final, lay, cfg, rng, away=None)
-    pts = _waypoints(p0, p1, prompt.initial, prompt.final, route, lay, cfg)
+    pts = (
+        [p0, p1] if straight else _waypoints(p0, p1, prompt.initial, prompt.final, route, lay, cfg)
+    )
 
     # rest for the first / last few frames (>= 2 each, so the m=2 ends are at rest)
     margin = max(1, F // 4)
@@ -286,19 +380,24 @@ def _trajectory(
     # anything that would touch the object or leave the frame falls back to the path point
     path = np.rint(_along(pts, _ease(u, easing))).astype(np.int64)
     for i in range(F):
-        if _overlaps(*out[i], lay) or not _in_frame(*out[i], lay, cfg):
+        if (_overlaps(*out[i], lay) and not straight) or not _in_frame(*out[i], lay, cfg):
             out[i] = path[i]
-        if _overlaps(*out[i], lay) or not _in_frame(*out[i], lay, cfg):
+        if (_overlaps(*out[i], lay) and not straight) or not _in_frame(*out[i], lay, cfg):
             raise RuntimeError(f"toy path hits the object at frame {i}")  # pragma: no cover
     return out
 
 
-def render_clip(prompt: DSRPrompt, seed: int, config: ToyWorldConfig = ToyWorldConfig()) -> Clip:
-    """Renders ``prompt`` as a clip; the same (prompt, seed, config) gives the same clip.
+def render_clip(
+    prompt: DSRPrompt, seed: int, config: ToyWorldConfig | HardWorldConfig = ToyWorldConfig()
+) -> Clip:
+    """Renders ``prompt`` as a clip in the world ``config`` describes; the same (prompt, seed,
+    config) gives the same clip.
 
     To render a clip whose motion disagrees with its caption (imperfect
     pretraining data), render ``dataclasses.replace(prompt, final=X)``.
     """
+    if isinstance(config, HardWorldConfig):
+        return _render_hard(prompt, seed, config)
     rng = _clip_rng(prompt, seed)
     ast = animal_style(prompt.animal)
     ost = object_style(prompt.object)
@@ -329,10 +428,117 @@ def render_clip(prompt: DSRPrompt, seed: int, config: ToyWorldConfig = ToyWorldC
     return Clip(frames=frames, animal_boxes=animal_boxes, object_boxes=object_boxes)
 
 
+def _distractor_styles(
+    prompt: DSRPrompt, n: int, min_distance: float, rng: np.random.Generator
+) -> list[SpriteStyle]:
+    """``n`` sprite styles of classes not in the prompt (animals and objects alternate, order
+    drawn by seed) whose colours are at least ``min_distance`` from the prompt's two."""
+    mine = np.asarray([animal_style(prompt.animal).color, object_style(prompt.object).color], float)
+
+    def far(style: SpriteStyle) -> bool:
+        return bool(
+            np.linalg.norm(mine - np.asarray(style.color, float), axis=1).min() >= min_distance
+        )
+
+    animals = [s for k, s in ANIMALS.items() if k != prompt.animal.strip().lower() and far(s)]
+    objects = [s for k, s in OBJECTS.items() if k != prompt.object.strip().lower() and far(s)]
+    pools = [animals, objects] if rng.random() < 0.5 else [objects, animals]
+    out: list[SpriteStyle] = []
+    for i in range(n):
+        pool = [s for s in pools[i % 2] if s not in out] or [
+            s for s in pools[(i + 1) % 2] if s not in out
+        ]
+        if not pool:
+            break
+        out.append(pool[int(rng.integers(len(pool)))])
+    return out
+
+
+def _paste(frame: np.ndarray, mask: np.ndarray, x: int, y: int, color) -> np.ndarray:
+    """Paints ``mask`` at top-left (x, y) (may be partly outside); returns the drawn box."""
+    H, W = frame.shape[:2]
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+    if x0 >= x1 or y0 >= y1:
+        return np.zeros(4, np.float32)
+    sub = mask[y0 - y : y1 - y, x0 - x : x1 - x]
+    frame[y0:y1, x0:x1][sub] = color
+    ys, xs = np.nonzero(sub)
+    return np.array(
+        [x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1], np.float32
+    )
+
+
+def _render_hard(prompt: DSRPrompt, seed: int, config: HardWorldConfig) -> Clip:
+    """The hard world (:class:`HardWorldConfig`)."""
+    rng = _clip_rng(prompt, seed)
+    stage = config.stage
+    ast = animal_style(prompt.animal)
+    ost = object_style(prompt.object)
+    route = _route(prompt.initial, prompt.final, prompt.verb.strip().lower(), rng)
+    straight = prompt.initial != prompt.final and rng.random() < config.occlusion
+    needed = {prompt.initial, prompt.final} | ({route} if route and not straight else set())
+    lay = _layout(needed, ast, ost, stage, rng)
+    traj = _trajectory(prompt, lay, route, stage, rng, straight=straight)
+
+    F, H, W, P = config.num_frames, config.height, config.width, config.pan
+    # the camera: the view's top-left corner on a (H+P, W+P) canvas, moving in a line by
+    # at least 2 px; the stage sits at canvas [P, P+17), inside every view
+    start = rng.integers(0, P + 1, size=2)
+    while True:
+        end = rng.integers(0, P + 1, size=2)
+        if np.abs(end - start).sum() >= min(2, 2 * P):
+            break
+    u = np.arange(F) / max(F - 1, 1)
+    view = np.rint(start[None] + (end - start)[None] * u[:, None]).astype(np.int64)  # [F, (y,x)]
+    shift = P - view  # stage -> frame offset per frame, [F, (y, x)]
+
+    canvas = scene_background(prompt.scene, H + P, W + P)
+    canvas = canvas + scene_texture(prompt.scene, H + P, W + P, config.texture)
+    canvas = canvas + int(rng.integers(-4, 5))  # per-seed lighting
+    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
+
+    # distractors: own straight walks over the canvas, possibly partly out of view
+    n_d = int(rng.integers(config.distractors[0], config.distractors[1] + 1))
+    styles = _distractor_styles(prompt, n_d, config.distractor_distance, rng)
+    walks = []
+    for st in styles:
+        w = int(rng.integers(st.widths[0], st.widths[1] + 1))
+        h = int(rng.integers(st.heights[0], st.heights[1] + 1))
+        a = np.array([rng.integers(0, W + P - w + 1), rng.integers(0, H + P - h + 1)], float)
+        b = np.array([rng.integers(0, W + P - w + 1), rng.integers(0, H + P - h + 1)], float)
+        t0, t1 = sorted(int(t) for t in rng.integers(0, F, size=2))
+        s = np.clip((np.arange(F) - t0) / max(t1 - t0, 1), 0.0, 1.0)
+        pos = np.rint(a[None] + (b - a)[None] * s[:, None]).astype(np.int64)  # canvas (x, y)
+        walks.append((st, sprite_mask(st.shape, w, h), pos))
+
+    block = np.ones((lay.scale, lay.scale), dtype=bool)
+    amask = np.kron(sprite_mask(ast.shape, lay.wa // lay.scale, lay.ha // lay.scale), block)
+    omask = np.kron(sprite_mask(ost.shape, lay.wo // lay.scale, lay.ho // lay.scale), block)
+    frames = np.empty((F, H, W, 3), dtype=np.uint8)
+    animal_boxes = np.empty((F, 4), np.float32)
+    object_boxes = np.empty((F, 4), np.float32)
+    d_boxes = np.zeros((len(walks), F, 4), np.float32)
+    for i in range(F):
+        vy, vx = view[i]
+        frame = canvas[vy : vy + H, vx : vx + W].copy()
+        for j, (st, mask, pos) in enumerate(walks):
+            d_boxes[j, i] = _paste(frame, mask, int(pos[i, 0]) - vx, int(pos[i, 1]) - vy, st.color)
+        dy, dx = shift[i]
+        ax, ay = int(traj[i, 0]) + dx, int(traj[i, 1]) + dy
+        ox, oy = lay.ox + dx, lay.oy + dy
+        _paste(frame, amask, ax, ay, ast.color)
+        _paste(frame, omask, ox, oy, ost.color)  # in front: hides a passing animal
+        animal_boxes[i] = (ax, ay, ax + lay.wa, ay + lay.ha)
+        object_boxes[i] = (ox, oy, ox + lay.wo, oy + lay.ho)
+        frames[i] = frame
+    return Clip(frames, animal_boxes, object_boxes, distractor_boxes=d_boxes)
+
+
 def render_batch(
     prompts: Sequence[DSRPrompt],
     seeds: Sequence[int],
-    config: ToyWorldConfig = ToyWorldConfig(),
+    config: ToyWorldConfig | HardWorldConfig = ToyWorldConfig(),
 ) -> list[Clip]:
     """Renders ``prompts[i]`` with ``seeds[i]`` for every i."""
     if len(prompts) != len(seeds):
