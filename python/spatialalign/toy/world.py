@@ -464,6 +464,8 @@ def _paste(frame: np.ndarray, mask: np.ndarray, x: int, y: int, color) -> np.nda
     sub = mask[y0 - y : y1 - y, x0 - x : x1 - x]
     frame[y0:y1, x0:x1][sub] = color
     ys, xs = np.nonzero(sub)
+    if ys.size == 0:
+        return np.zeros(4, np.float32)
     return np.array(
         [x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1], np.float32
     )
