@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rundir", "trainlib", "models"),
     ("prompts", "detection", "scoring", "pairs", "sampling"),
     ("training", "evaluation"),
-    ("toy", "report"),
+    ("toy", "report", "rl"),
     ("loop",),
     ("demo",),
     ("cli",),

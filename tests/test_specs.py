@@ -58,6 +58,19 @@ AFTER = {
     + " ".join(f for f in _MODEL_FLAGS.split() if f not in ("--adapter", "--steps")),
     # train's model options come from the same spec, which also spells --model-path --model-dir
     "train": BEFORE["train"] + " --model-dir",
+    # rl (new with its spec, RLConfig): sample's model options less --adapter, --offload,
+    # --compile and --vae-slicing; track's detector options (--batch-size spelled
+    # --detector-batch-size; the device is the model's)
+    "rl": "--adam-beta1 --adam-beta2 --advantage-clip --attention --box-threshold --clip-range "
+    "--detector --detector-batch-size --device --dtype --first-seed --fps --gdino-dir "
+    "--gradient-checkpointing --group-size --guidance --height --invalid-reward --iterations "
+    "--keep-checkpoints --keep-videos --kl-coef --learning-rate --log-every --lora-alpha "
+    "--lora-rank --lr-warmup-steps --max-grad-norm --min-group-std --mixed-precision --model "
+    "--model-dir --model-path --negative-prompt --no-gradient-checkpointing --no-keep-videos "
+    "--no-normalize-per-prompt --noise-level --normalize-per-prompt --num-frames --onnx-dir "
+    "--preset --prompts-per-iteration --quiet --sam --sample-batch-size --seed --steps "
+    "--text-encoder-dir --text-threshold --top-k --train-batch-size --train-steps "
+    "--updates-per-iteration --vae-tiling --weight-decay --width -q",
 }
 DETECTOR_DEFAULTS = {"--detector": "toy", "--onnx-dir": None, "--gdino-dir": None, "--sam": None}
 

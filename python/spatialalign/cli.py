@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "score-batch": "spatialalign.scoring.cli:score_batch",
     "pairs": "spatialalign.pairs.cli:pairs",
     "train": "spatialalign.training.cli:train",
+    "rl": "spatialalign.rl.cli:rl",
     "export-adapter": "spatialalign.training.cli:export_adapter",
     "eval": "spatialalign.evaluation.cli:eval_cmd",
     "compare": "spatialalign.evaluation.compare_cli:compare",
