@@ -54,7 +54,20 @@ def test_compare_writes_table_json_and_curves(synthetic_run, tmp_path, capsys) -
     assert lines[0].startswith("| run | videos | prompts | validness | Correct@0.7 [95% CI]")
     assert lines[2].startswith("| base | 90 |") and lines[3].startswith("| worse | 90 |")
     assert lines[-1].startswith("compare: 2 run(s), baseline 'base' -> ")
-    assert (out / "comparison.md").read_text() == "\n".join(lines[:4]) + "\n"
+    md = (out / "comparison.md").read_text()
+    assert md.startswith("\n".join(lines[:4]) + "\n\n")  # the table, then the breakdown
+    assert "Correct@0.7 (validness) per DSR type:" in md
+    assert "Invalid videos by rejection reason:" in md
+    # the breakdown's figures are score-batch's own (summary.json) for the unchanged run
+    summary = json.loads((synthetic_run / "summary.json").read_text())
+    base_breakdown = json.loads((out / "comparison.json").read_text())["breakdown"][0]
+    assert base_breakdown["reasons"] == summary["counts"]["reasons"]
+    assert set(base_breakdown["per_type"]) == set(summary["per_type"])
+    for t, group in summary["per_type"].items():
+        figures = base_breakdown["per_type"][t]
+        assert figures["videos"] == group["n"]
+        assert figures["validness"] == pytest.approx(group["validness"], abs=1e-12)
+        assert figures["correctness"] == pytest.approx(group["correctness_at_0.7"], abs=1e-12)
     data = json.loads((out / "comparison.json").read_text())
     assert [r["name"] for r in data["runs"]] == ["base", "worse"]
     assert data["config"]["n_boot"] == 200

@@ -135,3 +135,39 @@ def test_empty_run_has_no_estimate():
     assert cmp.differences[0].n_shared_prompts == 0
     assert "| empty | 0 | 0 | - | - [-, -] | - [-, -] |" in cmp.to_markdown()
     json.dumps(cmp.to_dict(), allow_nan=False)
+
+
+def test_breakdown_per_type_and_reason_by_hand():
+    # base: p1 (LR) hits twice; p2 (TB) DSR exactly 0.7 (no hit) and one no_stable_run
+    base = TINY.append_column("reason", pa.array(["", "", "", "no_stable_run"]))
+    # aligned: p1 one hit and one redundant, p2 both hits
+    aligned = scores(["p1", "p1", "p2", "p2"], [0.95, np.nan, 0.71, 0.9])
+    aligned = aligned.append_column("reason", pa.array(["", "redundant", "", ""]))
+    types = {"p1": "LR", "p2": "TB"}
+    cmp = compare_runs(
+        [("base", base), ("aligned", aligned)],
+        config=CompareConfig(n_boot=4),
+        dsr_types=[types, types],
+    )
+    b, a = cmp.breakdowns
+    assert b.per_type["LR"] == a.per_type["TB"]  # two valid hits of two
+    assert (b.per_type["LR"].videos, b.per_type["LR"].validness) == (2, 1.0)
+    assert b.per_type["LR"].correctness == 1.0
+    assert (b.per_type["TB"].validness, b.per_type["TB"].correctness) == (0.5, 0.0)
+    assert (a.per_type["LR"].validness, a.per_type["LR"].correctness) == (0.5, 0.5)
+    assert b.reasons == {"no_stable_run": 1} and a.reasons == {"redundant": 1}
+    md = cmp.breakdown_markdown().splitlines()
+    assert "| DSR type | videos | base | aligned |" in md
+    assert "| LR | 2 | 1.000 (1.000) | 0.500 (0.500) |" in md
+    assert "| TB | 2 | 0.000 (0.500) | 1.000 (1.000) |" in md
+    assert "| no_stable_run | 1 | 0 |" in md and "| redundant | 0 | 1 |" in md
+    assert "| all invalid | 1 | 1 |" in md
+    d = cmp.to_dict()["breakdown"]
+    assert d[1]["per_type"]["LR"] == {"videos": 2, "validness": 0.5, "correctness": 0.5}
+    # without prompt types: only the reasons; a prompt the types do not name is "?"
+    plain = compare_runs([("base", base)], config=CompareConfig(n_boot=4))
+    assert plain.breakdowns[0].per_type == {} and "DSR type" not in plain.breakdown_markdown()
+    partial = compare_runs([("base", base)], config=CompareConfig(n_boot=4), dsr_types=[{}])
+    assert set(partial.breakdowns[0].per_type) == {"?"}
+    with pytest.raises(ValueError, match="dsr_types has 1 entries for 2 runs"):
+        compare_runs([("a", base), ("b", base)], dsr_types=[types])

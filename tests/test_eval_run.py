@@ -304,7 +304,10 @@ def test_unknown_model_is_one_line_in_every_verb_that_samples(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main([verb, str(tmp_path / verb), "--model", "sora"])
         assert e.value.code == 1
-        assert capsys.readouterr().err == "error: unknown model 'sora' (choose from toy, wan)\n"
+        assert (
+            capsys.readouterr().err
+            == "error: unknown model 'sora' (choose from toy, toy-hard, wan)\n"
+        )
         assert not (tmp_path / verb).exists()
 
 

@@ -14,7 +14,7 @@ from spatialalign.core.fileio import read_json, write_json
 from spatialalign.core.presets import PRESETS, preset_for
 from spatialalign.core.provenance import fingerprint
 from spatialalign.detection.registry import DETECTORS
-from spatialalign.detection.spec import DetectorSpec, TrackSpec
+from spatialalign.detection.spec import DetectorSpec, TrackSpec, preset_for_model
 from spatialalign.loop import stages
 from spatialalign.loop.config import TRAIN_SEED_RULE, LoopConfig, loop_train_config
 from spatialalign.loop.layout import LoopDir
@@ -341,16 +341,19 @@ def test_the_worker_count_is_not_a_setting_of_the_loop():
 
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_loop_tracks_and_scores_with_the_preset_eval_and_track_use(detector, monkeypatch):
-    # one rule (config.preset_for) behind track's TrackSpec, eval and the loop's stages
+    # one rule (detection.spec.preset_for_model: the model's preset) behind track's TrackSpec,
+    # eval and the loop's stages; the detector's rule (preset_for) only where no model is known
     seen = []
     monkeypatch.setattr(
         "spatialalign.scoring.batch.score_run",
         lambda root, config, preset, progress: seen.append(preset),
     )
     stages.score(LoopDir("unused").train_run(1), LoopConfig(detection=DetectorSpec(detector)))
-    assert seen == [preset_for(detector)]
+    assert seen == [preset_for_model("toy", detector)] == ["toy"]  # the loop's model: toy
     spec = stages.track_spec(LoopConfig(detection=DetectorSpec(detector)))
-    assert spec.preset_name == preset_for(detector)
+    assert spec.preset_name == "toy"
+    hard = LoopConfig(backend=BackendConfig(model="toy-hard"), detection=DetectorSpec(detector))
+    assert stages.track_spec(hard).preset_name == "toy-hard"
     assert TrackSpec(DetectorSpec(detector)).preset_name == preset_for(detector)
     assert preset_for(detector) in PRESETS
     assert (preset_for(detector) == "toy") == (detector == "toy")

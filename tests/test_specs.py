@@ -15,7 +15,7 @@ from spatialalign.core.options import click_options, from_options
 from spatialalign.detection.spec import DetectorSpec, TrackSpec
 from spatialalign.loop.config import LoopConfig
 from spatialalign.models.backends import BackendConfig
-from spatialalign.models.registry import MODELS, backend_class
+from spatialalign.models.registry import MODELS, backend_class, is_toy, scoring_preset
 
 # The flags each verb offered before its options were derived from the specs.
 _TRAIN_FLAGS = (
@@ -176,8 +176,11 @@ def test_an_unknown_detector_is_one_line(tmp_path, capsys, verb):
 
 
 def test_one_model_registry():
-    assert MODELS == ("toy", "wan")
+    assert MODELS == ("toy", "toy-hard", "wan")
     assert [backend_class(m).model for m in MODELS] == list(MODELS)
+    assert [is_toy(m) for m in MODELS] == [True, True, False]
+    assert [scoring_preset(m) for m in MODELS] == ["toy", "toy-hard", "official"]
+    assert not is_toy("sd")
     with pytest.raises(SpatialAlignError, match="unknown model 'sd'"):
         backend_class("sd")
 

@@ -76,18 +76,20 @@ def test_a_killed_worker_is_one_clear_error_and_the_next_run_starts_afresh():
 def test_default_count(monkeypatch):
     monkeypatch.setattr("spatialalign.parallel.workers.usable_cores", lambda: 4)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert default_workers("toy", "cpu") == 4
-    assert default_workers("toy", "cpu", videos=4000) == 4
-    assert default_workers("toy", "cpu", videos=2 * VIDEOS_PER_WORKER) == 2
-    assert default_workers("toy", "cpu", videos=12) == 1  # not worth a process start
-    assert default_workers("toy", "cuda:0", videos=4000) == 1
-    assert default_workers("wan", "cpu", videos=4000) == 1
-    assert resolve_workers(3, "wan", "cuda") == 3
+    assert default_workers(True, "cpu") == 4
+    assert default_workers(True, "cpu", videos=4000) == 4
+    assert default_workers(True, "cpu", videos=2 * VIDEOS_PER_WORKER) == 2
+    assert default_workers(True, "cpu", videos=12) == 1  # not worth a process start
+    assert default_workers(True, "cuda:0", videos=4000) == 1
+    assert default_workers(False, "cpu", videos=4000) == 1
+    assert resolve_workers(3, False, "cuda") == 3
     with pytest.raises(SpatialAlignError, match="--workers must be >= 1"):
-        resolve_workers(0, "toy", "cpu")
+        resolve_workers(0, True, "cpu")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert default_workers("toy", "cpu", videos=4000) == 1  # already a launcher's rank
+    assert default_workers(True, "cpu", videos=4000) == 1  # already a launcher's rank
+    with pytest.raises(TypeError, match="is_toy"):  # a model name: the caller says is_toy(model)
+        default_workers("toy", "cpu")
 
 
 def _videos(run: RunDir) -> dict[str, np.ndarray]:
@@ -143,13 +145,13 @@ def test_an_explicit_count_is_capped_at_the_cores_and_the_work_items(monkeypatch
     in one printed line."""
     monkeypatch.setattr("spatialalign.parallel.workers.usable_cores", lambda: 2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert resolve_workers(12, "toy", "cpu", videos=6) == 2
+    assert resolve_workers(12, True, "cpu", videos=6) == 2
     assert capsys.readouterr().err.strip() == "--workers 12 capped to 2 (2 cores, 6 videos)"
-    assert resolve_workers(1000, "toy", "cpu") == 2
+    assert resolve_workers(1000, True, "cpu") == 2
     assert capsys.readouterr().err.strip() == "--workers 1000 capped to 2 (2 cores)"
-    assert resolve_workers(3, "toy", "cpu", videos=1) == 1
+    assert resolve_workers(3, True, "cpu", videos=1) == 1
     assert capsys.readouterr().err.strip() == "--workers 3 capped to 1 (2 cores, 1 video)"
-    assert resolve_workers(2, "toy", "cpu", videos=6) == 2  # within both: no line
+    assert resolve_workers(2, True, "cpu", videos=6) == 2  # within both: no line
     assert capsys.readouterr().err == ""
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from spatialalign.core.options import click_options, from_options
-from spatialalign.detection.spec import TrackSpec
+from spatialalign.detection.spec import TrackSpec, manifest_preset
 from spatialalign.parallel.workers import WorkerSpec
 
 TRACK_FLAGS = {"gdino_dir": ("--model-dir",)}
@@ -34,6 +35,9 @@ def track(
 ) -> None:
     """Write RUN_DIR/tracks.parquet and detections.parquet from the run's videos.
 
+    The validity preset defaults to the one of the model that sampled the videos (the
+    manifest's model: toy, toy-hard; official for wan), else to the detector's.
+
     Resumable: a sample is skipped only when it was tracked with these settings from a
     video with the same content (a rerun says how many it redid and why). Sharded by
     RANK/WORLD_SIZE under torchrun or accelerate launch; rank 0 merges the tables.
@@ -44,10 +48,13 @@ def track(
 
     spec = from_options(TrackSpec, options)
     spec.detection.validate()
+    if spec.preset is None:  # the preset of the model that sampled the videos, if known
+        spec = replace(spec, preset=manifest_preset(run_dir) or spec.preset_name)
     n = 1
     if not overwrite and workers != 1:
         videos = RunDir(run_dir).require().read_manifest(["seed"], resolve_paths=False).num_rows
-        n = resolve_workers(workers, spec.detection.detector, spec.device, videos)
+        toy = spec.detection.detector == "toy"  # the colour detector: tiny CPU work
+        n = resolve_workers(workers, toy, spec.device, videos)
     if n == 1:  # one process (or one of a launcher's ranks)
         summary = track_with(
             spec, run_dir, prompts=prompts_file, overwrite=overwrite, merge_timeout=merge_timeout

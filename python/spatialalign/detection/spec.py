@@ -5,11 +5,18 @@ One definition for every verb that tracks (``track``, ``eval``, ``loop``): each 
 ``DetectorSpec`` and derives its ``--detector``/``--onnx-dir``/``--gdino-dir``/``--sam``
 options from these fields (:func:`spatialalign.core.options.click_options`), so the
 settings, their help and their checks cannot drift apart.
+
+**Which validity preset.** ``--preset`` when given; else the preset of the model that made
+the videos (:func:`preset_for_model`: ``toy``, ``toy-hard``, ``official`` for Wan) — ``eval``
+and ``loop`` know their model, ``track RUN`` reads it from the run's manifest
+(:func:`manifest_preset`); else the detector's (``toy`` for the toy detector, else
+``official``). ``score-batch`` then uses the preset ``track`` recorded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import click
@@ -18,6 +25,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.options import NamedChoice, document_fields
 from spatialalign.core.presets import PRESETS, preset_for
 from spatialalign.detection.registry import DEFAULT_ONNX_DIR, DETECTORS, detector_weights
+from spatialalign.models.registry import REGISTRY, scoring_preset
 
 
 def _f(default: Any, help_: str, **meta: Any) -> Any:
@@ -64,7 +72,9 @@ class TrackSpec:
     """The detector and its local weights (as ``eval`` and ``loop`` are told them)."""
     preset: str | None = _f(
         None,
-        "Validity thresholds.  [default: toy for the toy detector, else official]",
+        "Validity thresholds.  [default: the preset of the model that sampled the videos "
+        "(toy, toy-hard; official for wan); for other videos toy for the toy detector, else "
+        "official]",
         type=click.Choice(sorted(PRESETS)),
     )
     box_threshold: float | None = _f(
@@ -86,6 +96,13 @@ class TrackSpec:
     def preset_name(self) -> str:
         return self.preset or preset_for(self.detection.detector)
 
+    def for_model(self, model: str | None) -> TrackSpec:
+        """This spec with the preset of videos made by ``model`` when none is set
+        (:func:`preset_for_model`)."""
+        if self.preset is not None:
+            return self
+        return replace(self, preset=preset_for_model(model, self.detection.detector))
+
     def scoring(self):
         from spatialalign.core.presets import scoring_config
 
@@ -96,3 +113,35 @@ class TrackSpec:
     def weights(self) -> dict[str, str | None]:
         """The detector's identity recorded in the track settings."""
         return self.detection.weights()
+
+
+def preset_for_model(model: str | None, detector: str) -> str:
+    """The validity preset for videos of ``model`` tracked with ``detector``: the model's
+    (:func:`spatialalign.models.registry.scoring_preset`: its validity rules are scaled to
+    its clip length) when ``model`` is a known model name, else the detector's
+    (:func:`spatialalign.core.presets.preset_for`)."""
+    if model in REGISTRY:
+        return scoring_preset(model)
+    return preset_for(detector)
+
+
+def manifest_preset(run_dir: str | os.PathLike[str]) -> str | None:
+    """The preset of the model(s) that sampled ``run_dir``'s videos (the manifest's
+    ``model`` column): the models' one preset; None when the run has no manifest or no
+    video names a known model (ingested videos: ``external``); one clear error when its
+    videos come from models with different presets."""
+    from spatialalign.rundir.layout import RunDir
+
+    run = RunDir(run_dir)
+    if not run.manifest_path.is_file():
+        return None
+    models = set(run.read_manifest(["model"], resolve_paths=False).column("model").to_pylist())
+    known = sorted(m for m in models if m in REGISTRY)
+    presets = sorted({scoring_preset(m) for m in known})
+    if len(presets) > 1:
+        raise SpatialAlignError(
+            f"{run.root} holds videos of models {', '.join(known)}, which are scored with "
+            f"different presets ({', '.join(presets)}): pass --preset, or track them in "
+            "separate run directories"
+        )
+    return presets[0] if presets else None

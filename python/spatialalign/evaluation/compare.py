@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import atomic_path
+from spatialalign.evaluation.breakdown import RunBreakdown, breakdown_markdown, run_breakdown
 from spatialalign.scoring.summary import HEADLINE_INDEX, HEADLINE_KEY, THRESHOLDS, correctness
 
 # scores.parquet columns that are not metrics to average
@@ -106,6 +107,8 @@ class Comparison:
     differences: list[Difference]
     config: CompareConfig
     metric_names: list[str] = field(default_factory=list)
+    breakdowns: list[RunBreakdown] = field(default_factory=list)
+    """Per run: figures per DSR type and invalid videos per rejection reason."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (NaN -> None)."""
@@ -118,6 +121,7 @@ class Comparison:
                 "differences": [asdict(d) for d in self.differences],
                 "metrics": self.metric_names,
                 "config": asdict(self.config),
+                "breakdown": [asdict(b) for b in self.breakdowns],
             }
         )
 
@@ -159,6 +163,11 @@ class Comparison:
             cells += [_num(r.metrics.get(m, math.nan)) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+    def breakdown_markdown(self) -> str:
+        """Correct@0.7 (validness) per DSR type and invalid videos per rejection reason, a
+        column per run (:func:`~spatialalign.evaluation.breakdown.breakdown_markdown`)."""
+        return breakdown_markdown(self.breakdowns)
 
 
 def _finite(x: float | None) -> bool:
@@ -304,11 +313,13 @@ def compare_runs(
     *,
     metrics: Sequence[str] | None = None,
     config: CompareConfig | None = None,
+    dsr_types: Sequence[Mapping[str, str] | None] | None = None,
 ) -> Comparison:
     """Compares named score tables; the first is the baseline.
 
     ``metrics`` lists the extra columns to average (default: every numeric column that
-    is not a scores.parquet column).
+    is not a scores.parquet column). ``dsr_types``: per run, its prompt ids' DSR types (for
+    the per-type breakdown; None: none).
     """
     config = config or CompareConfig()
     if not runs:
@@ -320,7 +331,11 @@ def compare_runs(
     summaries = [summarise_run(n, t, metric_names, config) for n, t in runs]
     base_name, base = runs[0]
     diffs = [paired_difference(n, base, t, config) for n, t in runs[1:]]
-    return Comparison(summaries, diffs, config, metric_names)
+    types = list(dsr_types) if dsr_types is not None else [None] * len(runs)
+    if len(types) != len(runs):
+        raise ValueError(f"dsr_types has {len(types)} entries for {len(runs)} runs")
+    breakdowns = [run_breakdown(n, t, ty) for (n, t), ty in zip(runs, types, strict=True)]
+    return Comparison(summaries, diffs, config, metric_names, breakdowns)
 
 
 def curves_png(comparison: Comparison, path: str | os.PathLike[str]) -> Path:

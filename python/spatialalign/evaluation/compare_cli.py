@@ -10,6 +10,7 @@ from spatialalign.core.options import click_options, from_options
 from spatialalign.evaluation.compare import CompareConfig, compare_runs
 from spatialalign.evaluation.run_tables import (
     read_prompt_texts,
+    read_prompt_types,
     read_run_table,
     refuse_other_texts,
     run_names,
@@ -38,14 +39,16 @@ def compare(
     **bootstrap: float,
 ) -> None:
     """Compare scored runs (the first is the baseline): Correct@0.7 with a prompt-bootstrap
-    interval, validness, metric means, and the overlaid correctness curves."""
+    interval, validness, metric means, and the overlaid correctness curves; comparison.md
+    also breaks each run down per DSR type and per rejection reason."""
     labels = run_names(run_dirs, names)
     tables = [(name, read_run_table(d)) for name, d in zip(labels, run_dirs, strict=True)]
     warnings = refuse_other_texts(
         [(n, t, read_prompt_texts(d)) for (n, t), d in zip(tables, run_dirs, strict=True)]
     )
     config = from_options(CompareConfig, bootstrap)
-    comparison = compare_runs(tables, config=config)
+    types = [read_prompt_types(d) for d in run_dirs]
+    comparison = compare_runs(tables, config=config, dsr_types=types)
     files = write_comparison(comparison, out_dir)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -30,9 +30,9 @@ import pyarrow.compute as pc
 
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import write_json, write_parquet
-from spatialalign.core.presets import preset_for, scoring_config
+from spatialalign.core.presets import scoring_config
 from spatialalign.core.provenance import fingerprint
-from spatialalign.detection.spec import DetectorSpec
+from spatialalign.detection.spec import DetectorSpec, preset_for_model
 from spatialalign.evaluation.bestofn import (
     check_best_of,
     select_best,
@@ -48,7 +48,7 @@ from spatialalign.evaluation.eval_prompts import (
 )
 from spatialalign.evaluation.metrics_file import MetricsResult, metric_means, write_metrics
 from spatialalign.models.backends import BackendConfig, check_config
-from spatialalign.models.registry import check_model
+from spatialalign.models.registry import check_model, is_toy
 from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
 from spatialalign.rundir.layout import RunDir
 from spatialalign.sampling.sampler import SPLITS
@@ -64,7 +64,8 @@ class EvalRunConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     """The T2V model, adapter and sampler settings (as ``sample``'s options)."""
     prompts: str | None = None
-    """A prompt file, ``toy-test[:N]``, or None for ``RUN/prompts.parquet``."""
+    """A prompt file, ``toy-test[:N]`` / ``toy-hard-test[:N]``, or None for
+    ``RUN/prompts.parquet``."""
     split: str = AUTO_SPLIT
     """Prompts of the file to evaluate: ``auto`` is ``test`` when the file has a test split,
     else all."""
@@ -335,8 +336,9 @@ def eval_run(
     if workers is not None:
         return _evaluate(run, cfg, prompts_file, split, prompt_ids, echo, workers)
     videos = len(prompt_ids) * cfg.seeds * cfg.best_of
-    n = resolve_workers(cfg.workers, cfg.backend.model, cfg.backend.device, videos)
-    with Workers(n, preload_for(cfg.backend.model)) as own:
+    toy = is_toy(cfg.backend.model)
+    n = resolve_workers(cfg.workers, toy, cfg.backend.device, videos)
+    with Workers(n, preload_for(toy)) as own:
         return _evaluate(run, cfg, prompts_file, split, prompt_ids, echo, own)
 
 
@@ -349,7 +351,7 @@ def _evaluate(
     echo: Echo,
     workers: Workers,
 ) -> EvalResult:
-    preset = preset_for(cfg.detection.detector)
+    preset = preset_for_model(cfg.backend.model, cfg.detection.detector)
     stages = _Stages(cfg, prompts_file, split, preset, echo, workers)
     models = _NeuralModels.load(cfg)  # a bad model directory fails before sampling
 

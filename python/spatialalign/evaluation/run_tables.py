@@ -65,6 +65,14 @@ def read_prompt_texts(run_dir: str | os.PathLike[str]) -> dict[str, str] | None:
     return {p.prompt_id: p.text for p in run.read_prompts()}
 
 
+def read_prompt_types(run_dir: str | os.PathLike[str]) -> dict[str, str] | None:
+    """prompt_id -> DSR type of the run's prompts.parquet (None when it has none)."""
+    run = RunDir(run_dir)
+    if not run.prompts_path.is_file():
+        return None
+    return {p.prompt_id: p.dsr_type for p in run.read_prompts()}
+
+
 def _same_text(text: str) -> str:
     return " ".join(text.split())
 
@@ -141,12 +149,14 @@ class ComparisonFiles:
 
 
 def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str]) -> ComparisonFiles:
-    """Writes ``comparison.md``, ``comparison.json`` and ``correctness_curves.png``, atomically."""
+    """Writes ``comparison.md`` (the table, then the breakdown per DSR type and per rejection
+    reason), ``comparison.json`` and ``correctness_curves.png``, atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "comparison.md"
+    text = comparison.to_markdown() + "\n\n" + comparison.breakdown_markdown() + "\n"
     with atomic_path(md) as tmp:
-        tmp.write_text(comparison.to_markdown() + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     js = write_json(comparison.to_dict(), out / "comparison.json")
     png = curves_png(comparison, out / "correctness_curves.png")
     return ComparisonFiles(md, Path(js), png)

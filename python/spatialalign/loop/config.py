@@ -24,10 +24,11 @@ from typing import Any, Literal
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.options import check_finite, document_fields
 from spatialalign.detection.spec import DetectorSpec
+from spatialalign.evaluation.eval_prompts import default_test_set
 from spatialalign.models.backends import BackendConfig, check_config
-from spatialalign.models.registry import check_model
+from spatialalign.models.registry import check_model, is_toy
 from spatialalign.parallel.workers import workers_field
-from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.prompts.splits import HARD_SPLIT, TOY_SPLIT, model_split
 from spatialalign.sampling.batching import batch_size_field
 from spatialalign.sampling.model_options import CLI_EXCLUDED
 from spatialalign.sampling.seeds import MAX_SEEDS, SEED_LIMIT, check_seeds
@@ -93,7 +94,11 @@ class LoopConfig:
         "reference) and fuses it into round_k/model; continue: one adapter on the starting "
         "model trained on across rounds (reference: the starting model).",
     )
-    train_prompts: int = _f(TOY_SPLIT.n_train, "Generated TRAIN prompts, sampled every round.")
+    train_prompts: int | None = _f(
+        None,
+        "Generated TRAIN prompts, sampled every round [the model's split's: toy and wan "
+        f"{TOY_SPLIT.n_train}, toy-hard {HARD_SPLIT.n_train}].",
+    )
     prompt_seed: int = _f(
         TOY_SPLIT.seed, "Seed of the TRAIN prompt generator (0: toy evaluate's split)."
     )
@@ -102,11 +107,11 @@ class LoopConfig:
         "Samples per TRAIN prompt per round (at most 1000), from fresh seeds each round: round "
         "k samples 1000*k .. 1000*k+N-1 (with eval seeds below 1000; loop.json lists them).",
     )
-    test_prompts: str = _f(
-        "toy-test",
-        "Evaluation prompts: toy-test[:N] or a prompt file: its test split (a file whose "
-        "prompts name no split, like the official CSV: all of them; a file with other splits "
-        "only is refused).",
+    test_prompts: str | None = _f(
+        None,
+        "Evaluation prompts: toy-test[:N], toy-hard-test[:N] or a prompt file: its test split "
+        "(a file whose prompts name no split, like the official CSV: all of them; a file with "
+        "other splits only is refused) [toy-hard-test for toy-hard, else toy-test].",
     )
     eval_seeds: int = _f(
         5, "Evaluation seeds per TEST prompt: S..S+N-1 from --first-seed S (the paper's 0-4)."
@@ -131,6 +136,14 @@ class LoopConfig:
     workers: int | None = workers_field()
     train: TrainConfig = field(default_factory=loop_train_config, metadata={"help": "-"})
 
+    def __post_init__(self) -> None:
+        # the model's prompts where not told (recorded resolved, so loop.json of a toy loop
+        # holds the 500 / toy-test it held before these followed the model)
+        if self.train_prompts is None:
+            self.train_prompts = model_split(self.backend.model).n_train
+        if self.test_prompts is None:
+            self.test_prompts = default_test_set(self.backend.model)
+
     def validate(self) -> None:
         """Raises :class:`SpatialAlignError` naming the first bad setting (one line)."""
         try:
@@ -145,9 +158,9 @@ class LoopConfig:
             raise SpatialAlignError("the loop trains its own adapters: do not set one")
         if self.mode not in MODES:
             raise SpatialAlignError(f"unknown mode {self.mode!r} (merge or continue)")
-        if self.backend.model != "toy" and self.mode == "merge":
+        if not is_toy(self.backend.model) and self.mode == "merge":
             raise SpatialAlignError(
-                "--merge is implemented for the toy model only; use --continue-adapter"
+                "--merge is implemented for the toy model only (toy, toy-hard); use --continue-adapter"
             )
         for name in ("train_prompts", "seeds", "eval_seeds", "max_pairs_per_prompt"):
             if getattr(self, name) < 1:

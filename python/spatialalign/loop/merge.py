@@ -17,17 +17,20 @@ from pathlib import Path
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.provenance import fingerprint
 from spatialalign.lora.adapter import fuse_adapter, resolve_adapter
+from spatialalign.models.registry import is_toy
+from spatialalign.models.toy.shipped import toy_model_dir
 
 MERGE_KEY = "merged_lora"
 """Key, in a merged toy model's metadata (``config.json``), of what it was merged from."""
 
 
-def merge_record(base: str | os.PathLike[str] | None, adapter: str | os.PathLike[str]) -> dict:
-    """What a merged model is made from: the base weights and the adapter (fingerprints)."""
-    from spatialalign.models.toy.pipeline import WEIGHTS_DIR
-
+def merge_record(
+    base: str | os.PathLike[str] | None, adapter: str | os.PathLike[str], model: str = "toy"
+) -> dict:
+    """What a merged model is made from: the base weights (None: toy-family ``model``'s
+    shipped ones) and the adapter (fingerprints)."""
     return {
-        "base": fingerprint(base if base is not None else WEIGHTS_DIR),
+        "base": fingerprint(toy_model_dir(model, base)),
         "adapter": fingerprint(resolve_adapter(adapter)),
     }
 
@@ -45,16 +48,17 @@ def merge_toy(
     base: str | os.PathLike[str] | None,
     adapter: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
+    model: str = "toy",
 ) -> tuple[Path, bool]:
-    """Saves toy model ``base`` (None: the shipped one) with ``adapter`` fused in to
-    ``out_dir``; returns (the directory, whether it was written: False when an equal merge
-    is already there)."""
+    """Saves toy model ``base`` (None: toy-family ``model``'s shipped one) with ``adapter``
+    fused in to ``out_dir``; returns (the directory, whether it was written: False when an
+    equal merge is already there)."""
     from spatialalign.models.toy.pipeline import ToyPipeline
 
-    record = merge_record(base, adapter)
+    record = merge_record(base, adapter, model)
     if merged_record(out_dir) == record:
         return Path(out_dir), False
-    pipe = ToyPipeline.from_pretrained(base)
+    pipe = ToyPipeline.from_pretrained(toy_model_dir(model, base))
     fuse_adapter(pipe.transformer, adapter)
     pipe.metadata = {**pipe.metadata, MERGE_KEY: record}
     return pipe.save_pretrained(out_dir), True
@@ -66,9 +70,10 @@ def merge_model(
     adapter: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
 ) -> tuple[Path, bool]:
-    """The merged model of ``model`` (only the toy model for now)."""
-    if model != "toy":
+    """The merged model of ``model`` (only the toy-family models for now)."""
+    if not is_toy(model):
         raise SpatialAlignError(
-            f"--merge is implemented for the toy model only (got {model!r}); use --continue-adapter"
+            f"--merge is implemented for the toy model only (toy, toy-hard; got {model!r}); "
+            "use --continue-adapter"
         )
-    return merge_toy(base, adapter, out_dir)
+    return merge_toy(base, adapter, out_dir, model)

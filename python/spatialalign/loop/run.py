@@ -35,6 +35,7 @@ from spatialalign.loop.config import LoopConfig
 from spatialalign.loop.layout import LoopDir
 from spatialalign.loop.merge import merge_model
 from spatialalign.loop.table import RoundRow, eval_row, to_markdown
+from spatialalign.models.registry import is_toy
 from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
 
 Echo = Callable[[str], None]
@@ -225,10 +226,9 @@ def _loop_locked(layout: LoopDir, cfg: LoopConfig, echo: Echo, progress: bool) -
     check_state(layout, cfg)  # again, under the lock
     stages.ensure_prompts(layout.prompts_run, stages.train_prompts(cfg))
 
-    n = resolve_workers(
-        cfg.workers, cfg.backend.model, cfg.backend.device, cfg.train_prompts * cfg.seeds
-    )
-    with Workers(n, preload_for(cfg.backend.model)) as workers:
+    toy = is_toy(cfg.backend.model)
+    n = resolve_workers(cfg.workers, toy, cfg.backend.device, cfg.train_prompts * cfg.seeds)
+    with Workers(n, preload_for(toy)) as workers:
         if workers.n > 1:
             echo(f"loop: sampling and tracking in {workers.n} processes")
         t0 = time.perf_counter()

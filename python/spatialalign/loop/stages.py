@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.core.presets import preset_for, scoring_config
+from spatialalign.core.presets import scoring_config
 from spatialalign.loop.config import LoopConfig
 from spatialalign.models.backends import BackendConfig
+from spatialalign.models.registry import is_toy
 from spatialalign.parallel.workers import Workers
-from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.prompts.splits import model_split
 from spatialalign.rundir.layout import RunDir
 from spatialalign.training.config import TrainConfig
 
@@ -45,11 +46,13 @@ def backend_config(
 
 # ------------------------------------------------------------------ prompts
 def train_prompts(cfg: LoopConfig) -> list[DSRPrompt]:
-    """The first ``train_prompts`` TRAIN prompts of the toy split's draw (at least its 500
-    TRAIN prompts drawn, beside its 120 TEST ones, so seed 0 gives ``toy evaluate``'s TRAIN
-    split, disjoint from ``toy-test``)."""
-    n_train = max(cfg.train_prompts, TOY_SPLIT.n_train)
-    split = replace(TOY_SPLIT, n_train=n_train, seed=cfg.prompt_seed)
+    """The first ``train_prompts`` TRAIN prompts of the model's split's draw
+    (:func:`~spatialalign.prompts.splits.model_split`: the toy split, the hard split for
+    ``toy-hard``; at least its TRAIN prompts drawn, beside its 120 TEST ones, so seed 0 gives
+    ``toy evaluate``'s TRAIN split, disjoint from ``toy-test`` / ``toy-hard-test``)."""
+    base = model_split(cfg.backend.model)
+    n_train = max(cfg.train_prompts, base.n_train)
+    split = replace(base, n_train=n_train, seed=cfg.prompt_seed)
     return split.prompts("train")[: cfg.train_prompts]
 
 
@@ -96,10 +99,11 @@ def sample(
 
 
 def track_spec(cfg: LoopConfig) -> TrackSpec:
-    """How the loop tracks (as ``eval`` does with the same detector settings)."""
+    """How the loop tracks (as ``eval`` does with the same detector settings and model: the
+    model's preset)."""
     from spatialalign.detection.spec import TrackSpec
 
-    return TrackSpec(cfg.detection, device=cfg.backend.device)
+    return TrackSpec(cfg.detection, device=cfg.backend.device).for_model(cfg.backend.model)
 
 
 def track(run: RunDir, cfg: LoopConfig, workers: Workers, progress: bool):
@@ -116,7 +120,7 @@ def score(run: RunDir, cfg: LoopConfig):
     """``score-batch``: DSR-Score per video, summary.json."""
     from spatialalign.scoring.batch import score_run
 
-    preset = preset_for(cfg.detection.detector)  # as eval and track choose it
+    preset = track_spec(cfg).preset_name  # the preset track used, as eval chooses it
     return score_run(run.root, config=scoring_config(preset), preset=preset, progress=False)
 
 
@@ -139,7 +143,7 @@ def check_train_settings(cfg: LoopConfig) -> None:
     """What train would refuse only after a round of sampling, refused at the start: a
     LoRA rank above the smallest targeted layer of the toy model (a Wan model is checked by
     ``train`` itself, before it encodes anything: loading it here would cost minutes)."""
-    if cfg.backend.model != "toy":
+    if not is_toy(cfg.backend.model):
         return
     from spatialalign.training.run import load_model
     from spatialalign.training.trainer import check_rank
@@ -205,8 +209,8 @@ def train(
 
 # ------------------------------------------------------------------ eval
 def eval_split(cfg: LoopConfig) -> str:
-    """Which prompts of ``--test-prompts`` the loop evaluates: ``toy-test`` is the toy TEST
-    split; a file's ``test`` split, or the whole file when no prompt of it names a split
+    """Which prompts of ``--test-prompts`` the loop evaluates: ``toy-test`` /
+    ``toy-hard-test`` is a generated TEST split; a file's ``test`` split, or the whole file when no prompt of it names a split
     (the official CSV). A file with splits but no ``test`` one is refused: evaluating its
     other prompts (the TRAIN ones, say) would measure what the loop trains on."""
     from spatialalign.core.dsr.files import read_prompts
@@ -224,7 +228,7 @@ def eval_split(cfg: LoopConfig) -> str:
         return "all"
     raise SpatialAlignError(
         f"--test-prompts {path} has no test split (its splits: {', '.join(sorted(splits))}): "
-        "mark the evaluation prompts split=test, or use toy-test[:N]"
+        "mark the evaluation prompts split=test, or use toy-test[:N] / toy-hard-test[:N]"
     )
 
 

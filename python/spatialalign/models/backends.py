@@ -1,7 +1,7 @@
 """Sampling back ends: turn (prompt, seed) batches into uint8 videos.
 
-``toy`` wraps :class:`spatialalign.models.toy.pipeline.ToyPipeline` (the shipped toy T2V model);
-``wan`` wraps diffusers' ``WanPipeline`` loaded from a local directory. Both can carry a
+``toy`` and ``toy-hard`` wrap :class:`spatialalign.models.toy.pipeline.ToyPipeline` (the shipped
+toy T2V models: the toy world's and the hard world's); ``wan`` wraps diffusers' ``WanPipeline`` loaded from a local directory. Both can carry a
 LoRA adapter in diffusers format (``pytorch_lora_weights.safetensors``, what ``train``
 writes). A back end is a small object with the video geometry and one method,
 :meth:`Backend.generate`; the sampler does not care which model is behind it.
@@ -77,14 +77,16 @@ class BackendConfig:
 
     model: str = _f(
         DEFAULT_MODEL,
-        "Back end: the shipped toy model or a diffusers WanPipeline.",
+        "Back end: a shipped toy model (toy; toy-hard, the hard world's) or a diffusers "
+        "WanPipeline.",
         type=NamedChoice(MODELS, "model"),
     )
     model_path: str | None = _f(
         None,
         "toy: weights directory (default: shipped); wan: a local Wan directory, "
         "diffusers format (model_index.json) or the original Wan2.1 files.",
-        "toy: a directory of toy weights (default: the shipped ones); wan: the diffusers "
+        "toy, toy-hard: a directory of toy weights (default: the model's shipped ones); wan: "
+        "the diffusers "
         "WanPipeline directory (required).",
         flags=("--model-path", "--model-dir"),
         type=click.Path(),
@@ -249,6 +251,7 @@ class ToyBackend:
     """The toy T2V model (see :mod:`spatialalign.toy`)."""
 
     model = "toy"
+    """The model name (recorded in the manifest; it also picks the shipped weights)."""
     lossless = True
 
     def __init__(self, pipeline: Any, *, steps: int = 20, guidance: float = 3.0) -> None:
@@ -292,16 +295,18 @@ class ToyBackend:
                     "(the toy model has a fixed clip size and runs in float32)"
                 )
         from spatialalign.models.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.shipped import toy_model_dir
 
         if config.model_path is not None and not Path(config.model_path).exists():
             raise SpatialAlignError(f"toy model path not found: {config.model_path}")
+        model_dir = toy_model_dir(cls.model, config.model_path)
         if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # the toy model's ops are tiny: one thread is as fast, and several stall on
             # a busy CPU (measured: 17 min vs 1 min 50 s for the same evaluation)
             import torch
 
             torch.set_num_threads(1)
-        pipeline = ToyPipeline.from_pretrained(config.model_path, device=device)
+        pipeline = ToyPipeline.from_pretrained(model_dir, device=device)
         if config.adapter:
             load_lora_into_transformer(pipeline.transformer, config.adapter)
         return cls(
@@ -318,6 +323,14 @@ class ToyBackend:
             guidance_scale=self.guidance,
         )
         return np.asarray(videos)
+
+
+class ToyHardBackend(ToyBackend):
+    """The hard toy world's model (``--model toy-hard``): the same pipeline class with its
+    own shipped weights (12 frames of 20x20); its videos are scored with the ``toy-hard``
+    preset."""
+
+    model = "toy-hard"
 
 
 class WanBackend:

@@ -74,19 +74,27 @@ def usable_cores() -> int:
     return max(1, min(n, quota) if quota is not None else n)
 
 
-def default_workers(model: str, device: str | None = None, videos: int | None = None) -> int:
+def _check_toy(toy: bool) -> bool:
+    # the callers say it with models.registry.is_toy(model) (or detector == "toy"): this
+    # layer knows no model names
+    if not isinstance(toy, bool):
+        raise TypeError(f"toy must be a bool (is_toy(model)), got {toy!r}")
+    return toy
+
+
+def default_workers(toy: bool, device: str | None = None, videos: int | None = None) -> int:
     """How many processes share sampling and tracking when not told.
 
-    The toy model on the CPU runs one thread per process (its ops are tiny), so one process
-    per usable core (at most :data:`MAX_AUTO_WORKERS`), and no more than one per
-    :data:`VIDEOS_PER_WORKER` of the ``videos`` to make. Anything else, one: a GPU is
-    shared badly by several processes, and several GPUs are ``torchrun``'s job.
+    ``toy``: the work is a toy-family model's or the toy detector's
+    (:func:`spatialalign.models.registry.is_toy`). On the CPU that runs one thread per
+    process (its ops are tiny), so one process per usable core (at most
+    :data:`MAX_AUTO_WORKERS`), and no more than one per :data:`VIDEOS_PER_WORKER` of the
+    ``videos`` to make. Anything else, one: a GPU is shared badly by several processes, and
+    several GPUs are ``torchrun``'s job.
     """
     from spatialalign.parallel.ranks import env_rank_world
 
-    if env_rank_world()[1] > 1:  # already one rank of a launcher
-        return 1
-    if model != "toy":
+    if not _check_toy(toy) or env_rank_world()[1] > 1:  # or one rank of a launcher already
         return 1
     if device is None:
         import torch
@@ -106,7 +114,7 @@ def _plural(n: int, word: str) -> str:
 
 def resolve_workers(
     workers: int | None,
-    model: str,
+    toy: bool,
     device: str | None = None,
     videos: int | None = None,
     *,
@@ -114,10 +122,11 @@ def resolve_workers(
 ) -> int:
     """``workers`` checked (>= 1) and capped at the usable cores and at ``videos`` (the
     work items; each process needs one, and one core), or :func:`default_workers` when
-    None. A cap is said in one line (``say``, default: stderr): ``--workers 12 capped to 2
+    None (``toy``: as there). A cap is said in one line (``say``, default: stderr): ``--workers 12 capped to 2
     (2 cores, 6 videos)``."""
     if workers is None:
-        return default_workers(model, device, videos)
+        return default_workers(toy, device, videos)
+    _check_toy(toy)
     if workers < 1:
         raise SpatialAlignError(f"--workers must be >= 1, got {workers}")
     cores = usable_cores()
@@ -145,10 +154,11 @@ def _import_all(modules: tuple[str, ...]) -> None:
         importlib.import_module(name)
 
 
-def preload_for(model: str) -> tuple[str, ...]:
-    """Modules a worker sampling ``model`` needs (to import while the caller starts up)."""
+def preload_for(toy: bool) -> tuple[str, ...]:
+    """Modules a worker sampling a model needs (to import while the caller starts up);
+    ``toy``: a toy-family model (:func:`spatialalign.models.registry.is_toy`)."""
     mods = ("spatialalign.sampling.run", "spatialalign.detection.sharded")
-    return (*mods, "spatialalign.models.toy.pipeline") if model == "toy" else mods
+    return (*mods, "spatialalign.models.toy.pipeline") if _check_toy(toy) else mods
 
 
 class Workers:

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from spatialalign.core.dsr.files import read_prompts
 from spatialalign.core.dsr.grammar import FORMS
-from spatialalign.prompts.generate import generate_dataset
-from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.prompts.generate import MIXED
+from spatialalign.prompts.splits import HARD_SPLIT, TOY_SPLIT, WORLD_SPLITS, world_split
 from spatialalign.rundir.layout import RunDir
 
 
 @click.command("prompts")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--world", type=click.Choice(list(WORLD_SPLITS)), default="toy", show_default=True,
+              help="Whose split the defaults are: toy (the toy model's: 500 + 120, the six "
+              "paper types, 'then') or hard (toy-hard's: 600 + 120, all twelve types, both "
+              "phrasings).")  # fmt: skip
 @click.option("--train", "n_train", type=click.IntRange(min=0), default=None,
-              help=f"Training prompts to generate.  [default: {TOY_SPLIT.n_train}]")  # fmt: skip
+              help="Training prompts to generate.  [default: the world's, "
+              f"toy {TOY_SPLIT.n_train}, hard {HARD_SPLIT.n_train}]")  # fmt: skip
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=None,
               help=f"Test prompts to generate.  [default: {TOY_SPLIT.n_test}]")  # fmt: skip
-@click.option("--seed", type=int, default=TOY_SPLIT.seed, show_default=True, help="Generator seed.")
-@click.option("--form", type=click.Choice(FORMS), default=None,
-              help="Phrasing: 'then' (the paper's) or 'from-to'.  [default: then]")  # fmt: skip
-@click.option("--bottom", is_flag=True, help="Also generate the six DSR types with BOTTOM.")
+@click.option(
+    "--seed", type=int, default=None, help=f"Generator seed.  [default: {TOY_SPLIT.seed}]"
+)
+@click.option("--form", type=click.Choice((*FORMS, MIXED)), default=None,
+              help="Phrasing: 'then' (the paper's), 'from-to' or 'mixed' (both, half each).  "
+              "[default: the world's, toy then, hard mixed]")  # fmt: skip
+@click.option("--bottom", is_flag=True,
+              help="Also generate the six DSR types with BOTTOM (the hard world's always do).")  # fmt: skip
 @click.option("--official-csv", is_flag=True,
               help="Also write RUN_DIR/prompts_official.csv in the official format.")  # fmt: skip
 @click.option("--from", "source", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -32,30 +42,42 @@ from spatialalign.rundir.layout import RunDir
 @click.option("--force", is_flag=True, help="Overwrite prompt files that differ.")
 def prompts(
     run_dir: Path,
+    world: str,
     n_train: int | None,
     n_test: int | None,
-    seed: int,
+    seed: int | None,
     form: str | None,
     bottom: bool,
     official_csv: bool,
     source: Path | None,
     force: bool,
 ) -> None:
-    """Write RUN_DIR/prompts.parquet: the seeded DSR-Dataset, or the prompts of --from FILE."""
+    """Write RUN_DIR/prompts.parquet: the seeded DSR-Dataset, or the prompts of --from FILE.
+
+    The defaults are the toy split (what the toy model was pretrained on and is evaluated
+    with); --world hard makes them the hard world's split (toy-hard's)."""
     if source is not None:
-        if n_train is not None or n_test is not None or form is not None or bottom:
-            raise click.UsageError("--from cannot be combined with --train/--test/--form/--bottom")
+        given = (n_train, n_test, form, seed)
+        if any(v is not None for v in given) or bottom or world != "toy":
+            raise click.UsageError(
+                "--from cannot be combined with --world/--train/--test/--seed/--form/--bottom"
+            )
         items = read_prompts(source)
         origin = f"from {source}"
     else:
-        items = generate_dataset(
-            n_train=TOY_SPLIT.n_train if n_train is None else n_train,
-            n_test=TOY_SPLIT.n_test if n_test is None else n_test,
-            seed=seed,
-            form=form or "then",
-            include_bottom=bottom,
+        split = world_split(world)
+        split = replace(
+            split,
+            n_train=split.n_train if n_train is None else n_train,
+            n_test=split.n_test if n_test is None else n_test,
+            seed=split.seed if seed is None else seed,
+            form=form or split.form,
+            include_bottom=split.include_bottom or bottom,
         )
-        origin = f"seed {seed}, form {form or 'then'}"
+        items = split.prompts()
+        origin = f"seed {split.seed}, form {split.form}" + (
+            ", hard world" if world == "hard" else ""
+        )
     run = RunDir(run_dir)
     status = run.publish_prompts(items, official_csv=official_csv, force=force)
     stale = run.official_csv_path

@@ -5,7 +5,8 @@
 is the shipped toy model's; :data:`HARD_SPLIT` (600 / 120, all twelve types of the four
 relations, both phrasings) is the hard world's (``toy-hard``). ``toy-test:N`` is the TEST
 split of ``ToySplit(n_test=N)`` (the TEST prompts are drawn first from the seed alone, so
-they do not depend on ``n_train``).
+they do not depend on ``n_train``); ``toy-hard-test:N`` is the same of the hard split.
+:data:`WORLD_SPLITS` names them by toy world, :func:`model_split` by model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spatialalign.core.dsr.model import DSRPrompt
+from spatialalign.core.errors import SpatialAlignError
+from spatialalign.models.registry import model_world
 from spatialalign.prompts.generate import generate_dataset
 
 
@@ -48,3 +51,21 @@ TOY_SPLIT = ToySplit()
 HARD_SPLIT = ToySplit(n_train=600, n_test=120, seed=0, include_bottom=True, form="mixed")
 """The hard world's split: 600 TRAIN / 120 TEST prompts (10 per DSR type), all four
 relations, both phrasings, seed 0."""
+WORLD_SPLITS: dict[str, ToySplit] = {"toy": TOY_SPLIT, "hard": HARD_SPLIT}
+"""Toy world (``spatialalign.toy.world.WORLDS``' keys) -> its split."""
+
+
+def world_split(world: str) -> ToySplit:
+    """The split of toy world ``world`` (``toy``, ``hard``); one clear error otherwise."""
+    if world not in WORLD_SPLITS:
+        raise SpatialAlignError(
+            f"unknown toy world {world!r} (choose from {', '.join(WORLD_SPLITS)})"
+        )
+    return WORLD_SPLITS[world]
+
+
+def model_split(model: str) -> ToySplit:
+    """The split ``model``'s TRAIN and TEST prompts come from: its toy world's
+    (``toy-hard``: :data:`HARD_SPLIT`); :data:`TOY_SPLIT` for ``toy`` and for a model of no
+    toy world (``wan``, as before the hard world)."""
+    return WORLD_SPLITS[model_world(model) or "toy"]

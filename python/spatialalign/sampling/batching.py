@@ -8,16 +8,21 @@ from typing import Any
 
 import click
 
-DEFAULT_BATCH_SIZE = {"toy": 16, "wan": 1}
-"""Per model: the toy model's clips are tiny; 81 Wan frames at 480x832 fill a GPU quickly."""
+from spatialalign.models.registry import is_toy
+
+TOY_BATCH_SIZE = 16
+"""Default for a toy-family model (:func:`~spatialalign.models.registry.is_toy`): its clips
+are tiny."""
+OTHER_BATCH_SIZE = 1
+"""Default for any other model: 81 Wan frames at 480x832 fill a GPU quickly."""
 
 
 def batch_size_field() -> Any:
-    """The ``--batch-size`` setting (``None``: the model's :data:`DEFAULT_BATCH_SIZE`)."""
+    """The ``--batch-size`` setting (``None``: the model's default, :func:`resolve_batch_size`)."""
     return field(
         default=None,
         metadata={
-            "help": "Videos generated together [toy 16, wan 1].",
+            "help": "Videos generated together [toy, toy-hard 16; wan 1].",
             "type": click.IntRange(min=1),
         },
     )
@@ -31,5 +36,8 @@ class BatchSpec:
 
 
 def resolve_batch_size(batch_size: int | None, model: str) -> int:
-    """``batch_size``, or the model's default when None."""
-    return batch_size if batch_size is not None else DEFAULT_BATCH_SIZE.get(model, 1)
+    """``batch_size``, or the model's default when None (:data:`TOY_BATCH_SIZE` for a
+    toy-family model, else :data:`OTHER_BATCH_SIZE`)."""
+    if batch_size is not None:
+        return batch_size
+    return TOY_BATCH_SIZE if is_toy(model) else OTHER_BATCH_SIZE

@@ -54,14 +54,16 @@ def sample(
     processes share the work the same way. --batch-size N samples N videos of
     the same shape in one pipeline call (wan: prompts and seeds batched together).
     """
+    from spatialalign.models.registry import is_toy
     from spatialalign.parallel.workers import Workers, preload_for, resolve_workers
     from spatialalign.sampling.run import planned_videos, sample_on_workers
 
     seed_range = pop_seed_range(options)
     config = pop_backend_config(options)
     videos = planned_videos(run_dir, prompts_file, split, seed_range.seeds)
-    n = resolve_workers(workers, config.model, config.device, videos)
-    with Workers(n, preload_for(config.model)) as pool:
+    toy = is_toy(config.model)
+    n = resolve_workers(workers, toy, config.device, videos)
+    with Workers(n, preload_for(toy)) as pool:
         result = sample_on_workers(
             run_dir,
             config,

@@ -44,7 +44,7 @@ def run_sample(
     A prompt file from elsewhere is also written to ``RUN_DIR/prompts.parquet`` when that
     is absent, so later stages find the prompts of the run; an existing one must know
     every sampled prompt id, and manifest rows of prompts it no longer has are dropped.
-    ``batch_size`` defaults to the model's (:data:`~spatialalign.sampling.batching.DEFAULT_BATCH_SIZE`). ``rank``/``world_size`` (both or neither) make this one of several workers
+    ``batch_size`` defaults to the model's (:func:`~spatialalign.sampling.batching.resolve_batch_size`). ``rank``/``world_size`` (both or neither) make this one of several workers
     that coordinate through files; by default they come from ``torchrun``'s environment.
     """
     # every user error is refused here, before the model is loaded

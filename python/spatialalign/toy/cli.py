@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.prompts.splits import TOY_SPLIT, WORLD_SPLITS
 
 
 @click.group("toy")
@@ -99,11 +99,20 @@ def pretrain_cmd(
 
 @toy.command("evaluate")
 @click.option(
+    "--world",
+    type=click.Choice(list(WORLD_SPLITS)),
+    default="toy",
+    show_default=True,
+    help="The toy world: its model (toy; hard: toy-hard), its split's TEST prompts, its "
+    "validity preset and its renderer for --rendered.",
+)
+@click.option(
     "--model",
+    "--model-dir",
     "model_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Toy model directory (default: the weights shipped in the package).",
+    help="Toy model directory (default: the world's model's weights shipped in the package).",
 )
 @click.option(
     "--adapter",
@@ -112,7 +121,8 @@ def pretrain_cmd(
     help="A LoRA (diffusers format: file or directory) to load into the model first.",
 )
 @click.option("--seeds", type=int, default=5, show_default=True, help="Seeds 0..N-1 per prompt.")
-@click.option("--test-prompts", "n_test", type=int, default=TOY_SPLIT.n_test, show_default=True)
+@click.option("--test-prompts", "n_test", type=int, default=None,
+              help=f"TEST prompts of the world's split.  [default: {TOY_SPLIT.n_test}]")  # fmt: skip
 @click.option("--steps", type=int, default=20, show_default=True)
 @click.option("--guidance", type=float, default=3.0, show_default=True)
 @click.option(
@@ -130,10 +140,11 @@ def pretrain_cmd(
     help="Also draw one generated clip beside its rendered counterpart per DSR type (PNG).",
 )
 def evaluate_cmd(
+    world: str,
     model_dir: Path | None,
     adapter: Path | None,
     seeds: int,
-    n_test: int,
+    n_test: int | None,
     steps: int,
     guidance: float,
     out: Path | None,
@@ -141,7 +152,8 @@ def evaluate_cmd(
     threads: int | None,
     figure: Path | None,
 ) -> None:
-    """Sample generated TEST prompts x seeds and measure DSR prompt following."""
+    """Sample generated TEST prompts x seeds and measure DSR prompt following (--world hard:
+    the toy-hard model on the hard split's TEST prompts, preset toy-hard)."""
     if threads:
         import torch
 
@@ -156,6 +168,7 @@ def evaluate_cmd(
     )
 
     cfg = ToyEvalConfig(
+        world=world,
         n_test=n_test,
         seeds=tuple(range(seeds)),
         num_inference_steps=steps,
@@ -167,9 +180,11 @@ def evaluate_cmd(
     if rendered:
         summary, _ = evaluate_rendered(prompts, cfg)
     else:
+        from spatialalign.models.registry import world_model
         from spatialalign.models.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.shipped import toy_model_dir
 
-        pipe = ToyPipeline.from_pretrained(model_dir)
+        pipe = ToyPipeline.from_pretrained(toy_model_dir(world_model(world), model_dir))
         if adapter is not None:
             pipe.load_lora_weights(adapter)
         summary, _ = evaluate_pipeline(pipe, prompts, cfg)

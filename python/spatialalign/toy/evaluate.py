@@ -14,7 +14,7 @@ relation (``initial_right``, ``final_right``, ``both_right``: rates among valid 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.presets import ScoringConfig, scoring_config
-from spatialalign.prompts.splits import TOY_SPLIT, ToySplit
+from spatialalign.models.registry import scoring_preset, world_model
+from spatialalign.prompts.splits import world_split
 from spatialalign.scoring.summary import build_summary
 
 SHOWN_RELATIONS: tuple[str, ...] = ("L", "R", "T")
@@ -34,16 +35,35 @@ ENDS = 3
 @dataclass
 class ToyEvalConfig:
     """What `spatialalign toy evaluate` samples and how (the toy model's own evaluation, not
-    `spatialalign eval`'s :class:`~spatialalign.evaluation.eval_run.EvalRunConfig`)."""
+    `spatialalign eval`'s :class:`~spatialalign.evaluation.eval_run.EvalRunConfig`). ``None``
+    fields take the world's value (its split's, its model's preset)."""
 
-    n_test: int = TOY_SPLIT.n_test
-    n_train: int = TOY_SPLIT.n_train
-    prompt_seed: int = TOY_SPLIT.seed
+    n_test: int | None = None
+    """TEST prompts [the world's split's: 120]."""
+    n_train: int | None = None
+    """TRAIN prompts drawn before them [toy 500, hard 600]."""
+    prompt_seed: int | None = None
+    """The split's seed [0]."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     num_inference_steps: int = 20
     guidance_scale: float = 3.0
     batch_size: int = 100
-    preset: str = "toy"
+    preset: str | None = None
+    """Validity preset [the world's model's: toy, toy-hard]."""
+    world: str = "toy"
+    """The toy world (``toy``, ``hard``): its split's TEST prompts, its model's preset, its
+    renderer for ``--rendered``."""
+
+    def __post_init__(self) -> None:
+        split = world_split(self.world)
+        if self.n_test is None:
+            self.n_test = split.n_test
+        if self.n_train is None:
+            self.n_train = split.n_train
+        if self.prompt_seed is None:
+            self.prompt_seed = split.seed
+        if self.preset is None:
+            self.preset = scoring_preset(world_model(self.world))
 
 
 @dataclass
@@ -199,8 +219,18 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def eval_prompts(cfg: ToyEvalConfig) -> list[DSRPrompt]:
-    """The generated TEST split (disjoint from pretraining's TRAIN split)."""
-    return ToySplit(cfg.n_train, cfg.n_test, cfg.prompt_seed).prompts("test")
+    """The world's generated TEST split (disjoint from pretraining's TRAIN split)."""
+    split = replace(
+        world_split(cfg.world), n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.prompt_seed
+    )
+    return split.prompts("test")
+
+
+def render_world(cfg: ToyEvalConfig):
+    """The renderer's config of ``cfg.world`` (``spatialalign.toy.world.WORLDS``)."""
+    from spatialalign.toy.world import world_config
+
+    return world_config(cfg.world)
 
 
 def evaluate_pipeline(
@@ -232,11 +262,12 @@ def evaluate_pipeline(
 def evaluate_rendered(
     prompts: Sequence[DSRPrompt], cfg: ToyEvalConfig, world=None
 ) -> tuple[dict[str, Any], list[ClipJudgement]]:
-    """The same judgement on rendered clips (the toy world itself: the ceiling)."""
+    """The same judgement on rendered clips (the toy world itself: the ceiling); ``world``
+    defaults to ``cfg.world``'s renderer."""
     from spatialalign.detection.color import ColorDetector
-    from spatialalign.toy.world import ToyWorldConfig, render_clip
+    from spatialalign.toy.world import render_clip
 
-    world = world or ToyWorldConfig()
+    world = world or render_world(cfg)
     detector = ColorDetector()
     scoring = scoring_config(cfg.preset)
     results = [
@@ -263,7 +294,10 @@ def comparison_figure(pipe, prompts: Sequence[DSRPrompt], path, cfg: ToyEvalConf
         num_inference_steps=cfg.num_inference_steps,
         guidance_scale=cfg.guidance_scale,
     )
-    world = ToyWorldConfig(num_frames=pipe.num_frames, height=pipe.height, width=pipe.width)
+    if cfg.world == "toy":  # the pipeline's clip size (the shipped model's is the world's)
+        world = ToyWorldConfig(num_frames=pipe.num_frames, height=pipe.height, width=pipe.width)
+    else:
+        world = render_world(cfg)
     videos = []
     for p, g in zip(chosen, generated, strict=True):
         videos += [g, render_clip(p, seed, world).frames]

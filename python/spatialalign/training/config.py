@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from spatialalign.core.options import check_finite, document_fields
+from spatialalign.models.registry import MODELS, is_toy
 
 LossVariant = Literal["dpo+zo", "dpo", "dpo+sft", "sft", "rwr"]
 TimestepSampling = Literal["uniform", "shift", "logit-normal", "official-grid"]
@@ -282,8 +283,11 @@ DESIGN.md's loss (beta 1, clip 5, lambda_ZO 0.25), LoRA rank/alpha 16 and AdamW 
 0.9/0.999; precision (bf16 autocast on a GPU, fp32 LoRA) and gradient checkpointing (on for
 Wan) follow the model, as in the release."""
 
-RECIPE_FOR_MODEL: dict[str, str] = {"wan": "official", "toy": "toy"}
-"""The recipe ``train --model M`` uses unless ``--recipe`` says otherwise."""
+RECIPE_FOR_MODEL: dict[str, str] = {
+    m: "toy" if is_toy(m) else "official" for m in sorted(MODELS, key=is_toy)
+}
+"""The recipe ``train --model M`` uses unless ``--recipe`` says otherwise: ``toy`` for every
+toy-family model (:func:`spatialalign.models.registry.is_toy`), ``official`` for Wan."""
 
 ADDED_FIELDS: dict[str, Any] = {
     "pair_sampling": "pairs",

@@ -28,7 +28,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.fileio import read_parquet
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
 from spatialalign.core.schemas import validate_table
-from spatialalign.models.registry import MODELS
+from spatialalign.models.registry import MODELS, is_toy
 from spatialalign.parallel.ranks import env_rank_world
 from spatialalign.rundir.layout import RunDir
 from spatialalign.training.cache import CacheReport, build_cache, load_cache
@@ -172,12 +172,13 @@ def load_model(
     missing model directory is a :class:`SpatialAlignError`. ``dtype``,
     ``text_encoder_dir`` (original Wan2.1 layout) and ``vae_tiling`` are Wan loader
     options (:class:`spatialalign.models.wan.WanLoadOptions`); the toy model refuses them."""
-    if model == "toy":
+    if is_toy(model):
         if dtype is not None or text_encoder_dir is not None or vae_tiling:
             raise SpatialAlignError("--text-encoder-dir and --vae-tiling apply to --model wan only")
         from spatialalign.models.toy.pipeline import ToyPipeline
+        from spatialalign.models.toy.shipped import toy_model_dir
 
-        return ToyPipeline.from_pretrained(model_path, device=str(device))
+        return ToyPipeline.from_pretrained(toy_model_dir(model, model_path), device=str(device))
     if model == "wan":
         from spatialalign.models.backends import load_wan_pipeline
 
@@ -220,11 +221,11 @@ def cache_backend(
     moves each encoder there only while it encodes."""
     from spatialalign.training.cache import ToyCacheBackend, WanCacheBackend
 
-    if model == "toy":
+    if is_toy(model):
         from spatialalign.core.provenance import fingerprint
-        from spatialalign.models.toy.pipeline import WEIGHTS_DIR
+        from spatialalign.models.toy.shipped import toy_model_dir
 
-        return ToyCacheBackend(pipe, fingerprint(model_path or WEIGHTS_DIR))
+        return ToyCacheBackend(pipe, fingerprint(toy_model_dir(model, model_path or None)))
     identity = wan_encoder_identity(model_path, text_encoder_dir)
     return WanCacheBackend(pipe, identity, device=device)
 
