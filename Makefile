@@ -87,10 +87,17 @@ bench-wan-gpu: build
 bench-wan-estimate: build
 	mkdir -p .benchmarks && $(VPY) scripts/bench_wan_gpu.py --device cpu --estimate --json .benchmarks/bench_wan_estimate.json
 
-# the toy DPO+ZO experiment (docs/RESULTS.md): sample, track, score, pair, train, eval, compare
+# the toy DPO+ZO experiment (docs/RESULTS.md): sample, track, score, pair, train, eval, compare.
+# WORLD=hard: the same on the hard world's model (--model toy-hard, the hard split, best-of-4/8
+# rows; issue 22), in experiments/toy-hard
+WORLD ?= toy
+ifeq ($(WORLD),hard)
+EXPERIMENT_DIR ?= experiments/toy-hard
+else
 EXPERIMENT_DIR ?= experiments/toy
+endif
 experiment-toy: build
-	bash scripts/experiment_toy.sh $(EXPERIMENT_DIR)
+	WORLD=$(WORLD) bash scripts/experiment_toy.sh $(EXPERIMENT_DIR)
 
 # the sweep of docs/RESULTS.md on a finished experiment-toy (a setting per row, ROWS="..." a
 # subset in that order; ~6 min a row, two rows at once; all rows: about 100 min)
@@ -98,13 +105,21 @@ experiment-sweep: build
 	bash scripts/sweep_toy.sh $(EXPERIMENT_DIR)
 
 # three rounds of the self-improvement loop on the toy model (docs/RESULTS.md; ~30 min)
+# WORLD=hard: the hard world's model (--model toy-hard: its split and toy-hard-test), in
+# experiments/loop-hard
+ifeq ($(WORLD),hard)
+LOOP_DIR ?= experiments/loop-hard
+LOOP_MODEL := --model toy-hard
+else
 LOOP_DIR ?= experiments/loop
+LOOP_MODEL :=
+endif
 # the paper's pairs, fresh TRAIN seeds each round (issue 19): Correctness@0.7 0.938 at validness
 # 0.940 >= the base's 0.923 at round 3 (docs/RESULTS.md); LOOP_FLAGS=--invalid-losers is the
 # opt-in variant (not the paper's pairs)
 LOOP_FLAGS ?=
 experiment-loop: build
-	OMP_NUM_THREADS=1 $(VENV)/bin/spatialalign loop $(LOOP_DIR) --rounds 3 $(LOOP_FLAGS)
+	OMP_NUM_THREADS=1 $(VENV)/bin/spatialalign loop $(LOOP_DIR) --rounds 3 $(LOOP_MODEL) $(LOOP_FLAGS)
 
 # coverage-guided fuzzing of dsr_batch (cargo-fuzz, libFuzzer; needs a nightly
 # toolchain, or falls back to RUSTC_BOOTSTRAP=1 on stable). Opt-in; FUZZ_SECONDS=600.
@@ -129,3 +144,11 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf target $(VENV) .uv demo_out
+
+# online GRPO on the toy model (issue 23; docs/RESULTS.md): rl, then eval of the base model and
+# of the rl adapter on toy-test x seeds 0-4, and compare; RL_FLAGS="..." adds rl options
+RL_DIR ?= experiments/rl
+RL_FLAGS ?=
+.PHONY: experiment-rl
+experiment-rl: build
+	bash scripts/experiment_rl.sh $(RL_DIR) $(RL_FLAGS)

@@ -309,3 +309,23 @@ def test_toy_evaluate_rendered_world_hard_is_the_ceiling(tmp_path):
     assert summary["n_videos"] == 4 and summary["config"]["min_frames"] == 8
     # the hard world's own clips pass the toy-hard rules (the renderer's contract)
     assert summary["validness"] == 1.0
+
+
+def test_a_copied_best_of_run_grows_by_its_new_candidates_only(hard_model, tmp_path, capsys):
+    # scripts/experiment_toy.sh (WORLD=hard) evaluates best-of-8 in a copy of the best-of-4
+    # run: only the new candidates are sampled, and the selection is best-of-8's
+    import shutil
+
+    common = ["--model", "toy-hard", "--model-path", str(hard_model), "--prompts",
+              "toy-hard-test:2", "--seeds", "1", "--steps", "1", "--workers", "1"]  # fmt: skip
+    main(["eval", str(tmp_path / "bo2"), *common, "--best-of", "2"])
+    shutil.copytree(tmp_path / "bo2", tmp_path / "bo3", symlinks=True)
+    capsys.readouterr()
+    main(["eval", str(tmp_path / "bo3"), *common, "--best-of", "3"])
+    out = capsys.readouterr().out
+    assert "generated 2 video(s)" in out  # 2 prompts x 1 slot x the one new candidate
+    summary = read_json(RunDir(tmp_path / "bo3").summary_path)
+    assert summary["sampling"]["videos_sampled"] == 6 and summary["sampling"]["best_of"] == 3
+    assert summary["eval"]["preset"] == "toy-hard"
+    kept = RunDir(tmp_path / "bo3").read_manifest(["seed"]).to_pylist()
+    assert len(kept) == 2 and {r["seed"] for r in kept} == {0}
