@@ -10,7 +10,7 @@ import click
 from spatialalign.core.options import click_options, from_options
 from spatialalign.detection.spec import DetectorSpec
 from spatialalign.parallel.workers import WorkerSpec
-from spatialalign.prompts.splits import TOY_SPLIT
+from spatialalign.prompts.splits import HARD_SPLIT, TOY_SPLIT
 from spatialalign.sampling.batching import BatchSpec
 from spatialalign.sampling.model_options import model_options, pop_backend_config
 from spatialalign.sampling.seeds import SeedRange, pop_seed_range
@@ -24,7 +24,8 @@ def _str(path: Path | None) -> str | None:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prompts", default=None,
               help="Prompt file (Parquet/CSV/official CSV/JSONL), or toy-test[:N] for the toy "
-              f"TEST split ({TOY_SPLIT.n_test} prompts).  [default: RUN_DIR/prompts.parquet]")  # fmt: skip
+              f"TEST split ({TOY_SPLIT.n_test} prompts), toy-hard-test[:N] for the hard world's "
+              f"({HARD_SPLIT.n_test}).  [default: RUN_DIR/prompts.parquet]")  # fmt: skip
 @click.option("--split", default="auto", show_default=True,
               help="Prompts of the file to evaluate: auto (test when present, else all), "
               "all, train, test.")  # fmt: skip
