@@ -234,6 +234,7 @@ def test_the_cli_runs_end_to_end_and_its_adapter_serves_the_other_verbs(tmp_path
     assert "rl: iterations 1-2 (6 videos each)" in out
     rl = RLDir(root)
     assert len(list(rl.videos_dir(2).glob("*.mp4"))) == 6
+    assert list(rl.train.tensorboard_dir.glob("events.out.tfevents.*"))
     # the adapter is train's: sample --adapter loads it, export-adapter reads the checkpoint
     other = tmp_path / "sampled"
     RunDir(other).write_prompts(RunDir(root).read_prompts()[:1])
@@ -250,3 +251,28 @@ def test_the_cli_runs_end_to_end_and_its_adapter_serves_the_other_verbs(tmp_path
           "2", "--prompts-per-iteration", "2", "--group-size", "3", "--top-k", "1",
           "--train-steps", "2", "-q"])  # fmt: skip
     assert "already done" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_iteration_saves_and_exits_143(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "run"
+    cmd = [sys.executable, "-m", "spatialalign.cli", "rl", str(root), "--model", "toy",
+           "--device", "cpu", "--steps", "4", "--iterations", "1000",
+           "--prompts-per-iteration", "2", "--group-size", "2", "--train-steps", "1", "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    rl = RLDir(root)
+    deadline = time.monotonic() + 120
+    while not rl.rewards_paths() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "rerun the same command to continue" in err
+    last = rl.train.checkpoint_paths()[-1]
+    done = type(rl.train).checkpoint_step(last)
+    assert done >= 1 and rl.rewards_path(done).is_file()
