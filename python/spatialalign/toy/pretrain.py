@@ -41,7 +41,7 @@ from spatialalign.models.toy.codec import ToyCodec, ToyCodecConfig, frames_to_te
 from spatialalign.models.toy.model import ToyTransformerConfig, build_transformer
 from spatialalign.models.toy.pipeline import ToyPipeline, ToyVideoConfig
 from spatialalign.models.toy.text import ToyTextConfig, ToyTextEncoder, build_vocab
-from spatialalign.prompts.splits import HARD_SPLIT, TOY_SPLIT, ToySplit
+from spatialalign.prompts.splits import HARD_SPLIT, TOY_SPLIT, world_split
 from spatialalign.trainlib.checkpoint import (
     OPT_PREFIX,
     checkpoint_meta,
@@ -116,10 +116,6 @@ class PretrainConfig:
         return d
 
 
-SPLITS: dict[str, ToySplit] = {"toy": TOY_SPLIT, "hard": HARD_SPLIT}
-"""Each world's prompt split."""
-
-
 def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
     """A world's default pretraining run, with ``overrides`` (None values ignored).
 
@@ -130,9 +126,9 @@ def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
     so the base model follows the final relation of most combinations rarely
     (docs/TOY_MODEL.md, "The hard world").
     """
-    if world == "toy":
-        base = PretrainConfig()
-    elif world == "hard":
+    world_split(world)  # one clear error for an unknown world
+    base = PretrainConfig()
+    if world == "hard":
         base = PretrainConfig(
             world="hard",
             n_train_prompts=HARD_SPLIT.n_train,
@@ -143,8 +139,6 @@ def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
             video=ToyVideoConfig(num_frames=12, height=20, width=20),
             transformer=ToyTransformerConfig(patch_size=(1, 5, 5)),
         )
-    else:
-        raise SpatialAlignError(f"unknown toy world {world!r} (choose from {', '.join(SPLITS)})")
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -166,7 +160,7 @@ def mismatched(prompt: DSRPrompt, rng: random.Random, kind: str = "third") -> DS
 
 def train_prompts(cfg: PretrainConfig) -> list[DSRPrompt]:
     split = replace(
-        SPLITS[cfg.world],
+        world_split(cfg.world),
         n_train=cfg.n_train_prompts,
         n_test=cfg.n_test_prompts,
         seed=cfg.prompt_seed,
