@@ -40,8 +40,8 @@ from spatialalign.rl.advantages import group_advantages, rewards_of, top_k_mask
 from spatialalign.rl.config import RESUME_FREE, RLConfig
 from spatialalign.rl.policy import Policy
 from spatialalign.rl.records import rewards_table, sample_id, weights_hash, write_rewards
-from spatialalign.rl.reward import Scorer
-from spatialalign.rl.rollout import decode, rollout
+from spatialalign.rl.reward import Scorer, Verdicts
+from spatialalign.rl.rollout import Trajectories, decode, rollout
 from spatialalign.rl.update import Batch, iteration_rng, update
 from spatialalign.rundir.rl import RLDir
 
@@ -216,58 +216,111 @@ class Context:
     settings_key: str
 
 
-def run_iteration(ctx: Context, iteration: int) -> dict[str, float]:
-    """Samples, scores, records and updates once; returns the iteration's log record."""
-    import dsr_geom
+@dataclass
+class Sampled:
+    """An iteration's videos: their prompts, seeds, text embeddings, paths and frames."""
 
+    prompts: list[DSRPrompt]
+    """Per video (a group's videos share it)."""
+    seeds: list[int]
+    cond: torch.Tensor
+    uncond: torch.Tensor | None
+    traj: Trajectories
+    frames: np.ndarray
+    lora_hash: str
+    """The LoRA the videos were sampled with (recorded in the rewards table)."""
+
+
+@dataclass
+class Judged:
+    """An iteration's verdicts, rewards, advantages and the top-k filter's choice (flat)."""
+
+    verdicts: Verdicts
+    rewards: np.ndarray
+    advantages: np.ndarray
+    kept: np.ndarray
+    groups: int
+
+
+def sample_iteration(ctx: Context, iteration: int) -> Sampled:
+    """The iteration's prompts x ``group_size`` seeds through the SDE sampler, decoded."""
     cfg, policy = ctx.cfg, ctx.policy
-    t0 = time.perf_counter()
-    chosen = [ctx.prompts[i] for i in iteration_prompts(len(ctx.prompts),
-              cfg.prompts_per_iteration, cfg.seed, iteration)]  # fmt: skip
+    order = iteration_prompts(len(ctx.prompts), cfg.prompts_per_iteration, cfg.seed, iteration)
+    chosen = [ctx.prompts[i] for i in order]
     of_video = np.repeat(np.arange(len(chosen)), cfg.group_size)
     seeds = iteration_seeds(cfg, iteration)
     cond, uncond = policy.encode([p.text for p in chosen])
     index = torch.as_tensor(of_video, device=cond.device)
     cond_v, uncond_v = cond[index], None if uncond is None else uncond[index]
-    sampled_with = weights_hash(lora_state(policy.transformer))
+    lora_hash = weights_hash(lora_state(policy.transformer))
     with ctx.autocast():
         traj = rollout(policy, cond_v, uncond_v, seeds, noise_level=cfg.noise_level,
                        batch_size=cfg.sample_batch_size)  # fmt: skip
         frames = decode(policy, traj.final, cfg.sample_batch_size)
-    t1 = time.perf_counter()
-    video_prompts = [chosen[b] for b in of_video]
-    verdicts = ctx.scorer.score(frames, video_prompts)
-    t2 = time.perf_counter()
+    return Sampled([chosen[b] for b in of_video], seeds, cond_v, uncond_v, traj, frames, lora_hash)
+
+
+def judge(ctx: Context, sampled: Sampled) -> Judged:
+    """Verdicts (detector, tracker, DSR-Score) -> rewards -> advantages and the top-k filter."""
+    cfg = ctx.cfg
+    verdicts = ctx.scorer.score(sampled.frames, sampled.prompts)
     rewards = rewards_of(verdicts.valid, verdicts.dsr, cfg.invalid_reward)
-    grouped = rewards.reshape(len(chosen), cfg.group_size)
+    grouped = rewards.reshape(-1, cfg.group_size)
     adv = group_advantages(grouped, normalize_per_prompt=cfg.normalize_per_prompt)
     kept = top_k_mask(grouped, cfg.top_k, min_std=cfg.min_group_std)
-    prompt_ids = [p.prompt_id for p in video_prompts]
-    record = {"iteration": iteration, "settings": ctx.settings_key, "lora_before": sampled_with}
-    table = rewards_table(iteration, prompt_ids, seeds, verdicts, rewards, adv.ravel(),
-                          kept.ravel(), record)  # fmt: skip
+    return Judged(verdicts, rewards, adv.ravel(), kept.ravel(), len(grouped))
+
+
+def write_iteration(ctx: Context, iteration: int, sampled: Sampled, judged: Judged) -> None:
+    """The rewards table (and the videos with ``keep_videos``), atomically."""
+    prompt_ids = [p.prompt_id for p in sampled.prompts]
+    record = {"iteration": iteration, "settings": ctx.settings_key,
+              "lora_before": sampled.lora_hash}  # fmt: skip
+    table = rewards_table(iteration, prompt_ids, sampled.seeds, judged.verdicts, judged.rewards,
+                          judged.advantages, judged.kept, record)  # fmt: skip
     write_rewards(table, ctx.run.rewards_path(iteration))
-    if cfg.keep_videos:
-        _write_videos(ctx, iteration, prompt_ids, seeds, frames)
-    batch = Batch(traj, cond_v, uncond_v, torch.as_tensor(adv.ravel(), dtype=torch.float32),
-                  kept.ravel())  # fmt: skip
-    terms = update(policy.transformer, ctx.params, ctx.opt, ctx.sched, batch, cfg, iteration,
-                   policy.guidance, ctx.autocast())  # fmt: skip
-    t3 = time.perf_counter()
-    dsr = np.where(verdicts.valid, verdicts.dsr, np.nan)
+    if ctx.cfg.keep_videos:
+        _write_videos(ctx, iteration, prompt_ids, sampled.seeds, sampled.frames)
+
+
+def log_record(judged: Judged, cfg: RLConfig, iteration: int) -> dict[str, float]:
+    """What the log says of the iteration's videos: reward, validness, Correct@0.7 of the
+    samples (SDE: not the ODE sampler's evaluation), DSR of the valid ones, kept fractions."""
+    import dsr_geom
+
+    v = judged.verdicts
+    dsr = np.where(v.valid, v.dsr, np.nan)
     correct = dsr_geom.correctness_curve(dsr, [dsr_geom.OFFICIAL_THRESHOLDS[7]])[0]
-    valid_dsr = verdicts.dsr[verdicts.valid]
+    valid_dsr = v.dsr[v.valid]
     return {
-        "reward_mean": float(rewards.mean()),
-        "reward_std": float(rewards.std()),
-        "validness": float(verdicts.valid.mean()),
+        "reward_mean": float(judged.rewards.mean()),
+        "reward_std": float(judged.rewards.std()),
+        "validness": float(v.valid.mean()),
         "correct_0.7": float(correct),
         "dsr_mean_valid": float(valid_dsr.mean()) if len(valid_dsr) else float("nan"),
-        "kept_fraction": float(kept.mean()),
-        "groups_kept": float(kept.any(axis=1).mean()),
+        "kept_fraction": float(judged.kept.mean()),
+        "groups_kept": float(judged.kept.reshape(judged.groups, -1).any(axis=1).mean()),
+        "videos": float(iteration * cfg.videos_per_iteration()),
+    }
+
+
+def run_iteration(ctx: Context, iteration: int) -> dict[str, float]:
+    """Samples, scores, records and updates once; returns the iteration's log record."""
+    t0 = time.perf_counter()
+    sampled = sample_iteration(ctx, iteration)
+    t1 = time.perf_counter()
+    judged = judge(ctx, sampled)
+    write_iteration(ctx, iteration, sampled, judged)
+    t2 = time.perf_counter()
+    batch = Batch(sampled.traj, sampled.cond, sampled.uncond,
+                  torch.as_tensor(judged.advantages, dtype=torch.float32), judged.kept)  # fmt: skip
+    terms = update(ctx.policy.transformer, ctx.params, ctx.opt, ctx.sched, batch, ctx.cfg,
+                   iteration, ctx.policy.guidance, ctx.autocast())  # fmt: skip
+    t3 = time.perf_counter()
+    return {
+        **log_record(judged, ctx.cfg, iteration),
         **terms,
         "lr": float(ctx.opt.param_groups[0]["lr"]),
-        "videos": float(iteration * cfg.videos_per_iteration()),
         "sample_s": t1 - t0,
         "score_s": t2 - t1,
         "update_s": t3 - t2,
