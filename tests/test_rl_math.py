@@ -142,6 +142,20 @@ def test_kept_per_group_matches_the_mask():
         assert top_k_mask(r, k).sum(axis=1).tolist() == [cfg.kept_per_group()] * 3
 
 
+def test_items_are_kept_videos_on_steps_of_the_first_fraction():
+    from spatialalign.rl.update import select_items, trainable_steps
+
+    assert [trainable_steps(20, f) for f in (0.35, 0.5, 1.0, 0.01)] == [7, 10, 20, 1]
+    kept = np.array([True, False, True])
+    items = select_items(kept, 20, 3, np.random.default_rng(0), 0.35)
+    assert sorted(set(items[:, 0].tolist())) == [0, 2] and len(items) == 6
+    assert items[:, 1].max() < 7
+    for v in (0, 2):  # distinct steps per video
+        assert len(set(items[items[:, 0] == v, 1].tolist())) == 3
+    every = select_items(kept, 20, 0, np.random.default_rng(0), 1.0)
+    assert sorted(every[every[:, 0] == 0, 1].tolist()) == list(range(20))
+
+
 # ------------------------------------------------------------------ the objective
 def test_grpo_loss_by_hand_inside_and_outside_the_clip_range():
     lp_old = torch.zeros(4)

@@ -92,8 +92,8 @@ def _trained_log_prob(policy: Policy, batch: Batch, cfg: RLConfig) -> torch.Tens
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_an_update_moves_the_log_prob_of_a_trajectory_with_its_advantage(sign):
-    cfg = RLConfig(train_steps=0, updates_per_iteration=1, train_batch_size=16, kl_coef=0.0,
-                   learning_rate=1e-3)  # fmt: skip
+    cfg = RLConfig(train_steps=0, train_step_fraction=1.0, updates_per_iteration=1,
+                   train_batch_size=16, kl_coef=0.0, learning_rate=1e-3)  # fmt: skip
     policy = _policy()
     params = prepare_transformer(policy.transformer, run_mod.lora_train_config(cfg, False))
     opt, sched = run_mod.make_optimizer(params, cfg)

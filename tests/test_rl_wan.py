@@ -104,7 +104,7 @@ def test_an_iteration_with_ranked_rewards_updates_the_wan_lora(wan_dir, prompts,
     write_prompts(prompts, root / "prompts.parquet")
     monkeypatch.setattr(run_mod, "Scorer", _BrightnessScorer)
     cfg = RLConfig(iterations=1, prompts_per_iteration=2, group_size=2, train_steps=0,
-                   learning_rate=1e-3)  # fmt: skip
+                   train_step_fraction=1.0, learning_rate=1e-3)  # fmt: skip
     backend = BackendConfig(model="wan", model_path=str(wan_dir), num_frames=5, height=16,
                             width=16, steps=2, device="cpu")  # fmt: skip
     result = run_mod.rl_run(root, cfg, backend, progress=False)

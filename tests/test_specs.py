@@ -69,7 +69,8 @@ AFTER = {
     "--model-dir --model-path --negative-prompt --no-gradient-checkpointing --no-keep-videos "
     "--no-normalize-per-prompt --noise-level --normalize-per-prompt --num-frames --onnx-dir "
     "--preset --prompts-per-iteration --quiet --sam --sample-batch-size --seed --steps "
-    "--text-encoder-dir --text-threshold --top-k --train-batch-size --train-steps "
+    "--text-encoder-dir --text-threshold --top-k --train-batch-size --train-step-fraction "
+    "--train-steps "
     "--updates-per-iteration --vae-tiling --weight-decay --width -q",
 }
 DETECTOR_DEFAULTS = {"--detector": "toy", "--onnx-dir": None, "--gdino-dir": None, "--sam": None}

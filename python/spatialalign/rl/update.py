@@ -1,7 +1,7 @@
 """One iteration's update: the kept (trajectory, step) items through the GRPO objective.
 
 The items of the trajectories the top-k filter kept, on ``train_steps`` denoising steps
-drawn per trajectory, are shuffled (seeded by iteration) and split into
+drawn per trajectory from the first ``train_step_fraction`` of them, are shuffled (seeded by iteration) and split into
 ``updates_per_iteration`` mini-batches, each one AdamW step accumulated over micro-batches
 of ``train_batch_size`` items. Per item the policy's step mean is recomputed with gradients
 at the state the sampler visited (:func:`~spatialalign.rl.policy.guided_velocity`, the
@@ -50,15 +50,26 @@ class Batch:
     """``[N]`` bool: trained (the top-k filter's verdict)."""
 
 
+def trainable_steps(n_steps: int, fraction: float) -> int:
+    """How many of the first denoising steps train: ``ceil(fraction * n_steps)`` (at least 1)."""
+    return max(1, min(n_steps, math.ceil(fraction * n_steps - 1e-9)))
+
+
 def select_items(
-    kept: np.ndarray, n_steps: int, train_steps: int, rng: np.random.Generator
+    kept: np.ndarray,
+    n_steps: int,
+    train_steps: int,
+    rng: np.random.Generator,
+    fraction: float = 1.0,
 ) -> np.ndarray:
     """``[M, 2]`` (video, step) items: for each kept video, ``train_steps`` distinct steps
-    drawn from ``range(n_steps)`` (all when 0 or larger), then all items shuffled."""
-    k = n_steps if train_steps == 0 or train_steps >= n_steps else train_steps
+    drawn from the first :func:`trainable_steps` (all of those when 0 or more), then all
+    items shuffled."""
+    eligible = trainable_steps(n_steps, fraction)
+    k = eligible if train_steps == 0 or train_steps >= eligible else train_steps
     items = []
     for i in np.flatnonzero(kept):
-        steps = np.sort(rng.choice(n_steps, size=k, replace=False))
+        steps = np.sort(rng.choice(eligible, size=k, replace=False))
         items.extend((int(i), int(j)) for j in steps)
     out = np.array(items, dtype=np.int64).reshape(-1, 2)
     return out[rng.permutation(len(out))]
@@ -118,7 +129,9 @@ def update(
     (empty when the filter kept nothing: no step is taken). ``model`` is the transformer
     with its LoRA (the reference: the same module with the adapter disabled)."""
     rng = iteration_rng(cfg.seed, iteration, ITEM_STREAM)
-    items = select_items(batch.kept, batch.traj.grid.steps, cfg.train_steps, rng)
+    items = select_items(
+        batch.kept, batch.traj.grid.steps, cfg.train_steps, rng, cfg.train_step_fraction
+    )
     if len(items) == 0:
         return {}
     autocast = autocast if autocast is not None else contextlib.nullcontext()
