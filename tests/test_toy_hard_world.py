@@ -85,7 +85,7 @@ def test_hard_split_has_every_type_and_both_phrasings():
 def test_clip_shapes_determinism_and_config_checks():
     p = TEST[0]
     a, b = render_clip(p, 3, HARD), render_clip(p, 3, HARD)
-    assert a.frames.shape == (12, 20, 20, 3) and a.frames.dtype == np.uint8
+    assert a.frames.shape == (12, 16, 16, 3) and a.frames.dtype == np.uint8
     np.testing.assert_array_equal(a.frames, b.frames)
     np.testing.assert_array_equal(a.animal_boxes, b.animal_boxes)
     assert not np.array_equal(a.frames, render_clip(p, 4, HARD).frames)
@@ -93,7 +93,7 @@ def test_clip_shapes_determinism_and_config_checks():
     with pytest.raises(ValueError, match="unknown toy world"):
         world_config("medium")
     with pytest.raises(ValueError, match="minus the pan"):
-        HardWorldConfig(height=18, pan=3)
+        HardWorldConfig(height=16, pan=2)
     with pytest.raises(ValueError, match="distractors"):
         HardWorldConfig(distractors=(2, 1))
 
@@ -156,13 +156,13 @@ def test_camera_pan_moves_everything_together():
         panned += np.abs(shift[-1]).sum() >= 2
         # a background pixel far from every sprite box shows the same texture one
         # camera step later at its shifted place
-        free = np.ones((20, 20), bool)
+        free = np.ones((HARD.height, HARD.width), bool)
         for boxes in (c.animal_boxes, c.object_boxes, *c.distractor_boxes):
             for x0, y0, x1, y1 in boxes.astype(int):
                 free[max(y0 - 1, 0) : y1 + 1, max(x0 - 1, 0) : x1 + 1] = False
         dx, dy = (shift[-1, :2]).astype(int)
         ys, xs = np.nonzero(free)
-        ok = (ys + dy >= 0) & (ys + dy < 20) & (xs + dx >= 0) & (xs + dx < 20)
+        ok = (ys + dy >= 0) & (ys + dy < HARD.height) & (xs + dx >= 0) & (xs + dx < HARD.width)
         ys, xs = ys[ok], xs[ok]
         keep = free[ys + dy, xs + dx]
         np.testing.assert_array_equal(

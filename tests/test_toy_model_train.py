@@ -307,19 +307,15 @@ def test_training_state_round_trips_through_a_checkpoint(tmp_path):
 
 
 def test_hard_world_pretraining_config_and_smoke(tmp_path):
-    """``toy pretrain --world hard``: 12 frames of 20x20 from the hard world and its split,
-    2x2 tokens per frame (patch 1x5x5), a loadable model that samples clips of that shape."""
+    """``toy pretrain --world hard``: 12 frames of 16x16 from the hard world and its split,
+    2x2 tokens per frame, a loadable model that samples clips of that shape."""
     from spatialalign.core.errors import SpatialAlignError
     from spatialalign.toy.pretrain import pretrain_config, render_dataset, train_prompts
 
     cfg = pretrain_config("hard")
-    assert (cfg.world, cfg.video.num_frames, cfg.video.height, cfg.video.width) == (
-        "hard",
-        12,
-        20,
-        20,
-    )
-    assert cfg.transformer.patch_size == (1, 5, 5) and cfg.n_train_prompts == 600
+    video = (cfg.video.num_frames, cfg.video.height, cfg.video.width)
+    assert (cfg.world, video, cfg.n_train_prompts) == ("hard", (12, 16, 16), 600)
+    assert cfg.transformer == PretrainConfig().transformer  # the toy model's architecture
     assert pretrain_config("toy") == PretrainConfig()  # the toy world's defaults unchanged
     with pytest.raises(SpatialAlignError, match="unknown toy world"):
         pretrain_config("medium")
@@ -328,7 +324,7 @@ def test_hard_world_pretraining_config_and_smoke(tmp_path):
         video=cfg.video,
         n_train_prompts=12,
         transformer=ToyTransformerConfig(
-            patch_size=(1, 5, 5),
+            patch_size=(1, 4, 4),
             num_attention_heads=2,
             attention_head_dim=12,
             ffn_dim=32,
@@ -339,9 +335,9 @@ def test_hard_world_pretraining_config_and_smoke(tmp_path):
     prompts = train_prompts(tiny)
     assert {p.final for p in prompts} | {p.initial for p in prompts} == set("LRTB")
     clips, captions, _ = render_dataset(tiny, prompts)
-    assert clips.shape == (24, 12, 20, 20, 3) and len(captions) == 24
+    assert clips.shape == (24, 12, 16, 16, 3) and len(captions) == 24
     pipe = pretrain(tmp_path / "hard", tiny)
     assert pipe.metadata["pretrain"]["world"] == "hard"
-    assert tuple(pipe.transformer.config.patch_size) == (1, 5, 5)
+    assert tuple(pipe.transformer.config.patch_size) == (1, 4, 4)
     v = pipe([prompts[0].text], [0], num_inference_steps=2)
-    assert v.shape == (1, 12, 20, 20, 3)
+    assert v.shape == (1, 12, 16, 16, 3)

@@ -119,8 +119,8 @@ class PretrainConfig:
 def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
     """A world's default pretraining run, with ``overrides`` (None values ignored).
 
-    ``hard``: 12 frames of 20x20 (:class:`~spatialalign.toy.world.HardWorldConfig`), patch
-    (1, 5, 5) so a frame is still 2x2 tokens (48 per clip), the 600 TRAIN prompts of
+    ``hard``: 12 frames of 16x16 (:class:`~spatialalign.toy.world.HardWorldConfig`), the
+    toy model's architecture (2x2 tokens per frame, 48 per clip), the 600 TRAIN prompts of
     :data:`HARD_SPLIT`, and a stronger caption bias: 70 % of the (animal, final relation)
     combinations unreliable, 60 % of all clips mismatched (86 % within those combinations),
     so the base model follows the final relation of most combinations rarely
@@ -136,8 +136,7 @@ def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
             prompt_seed=HARD_SPLIT.seed,
             mismatch_frac=0.6,
             mismatch_keys_frac=0.7,
-            video=ToyVideoConfig(num_frames=12, height=20, width=20),
-            transformer=ToyTransformerConfig(patch_size=(1, 5, 5)),
+            video=ToyVideoConfig(num_frames=12, height=16, width=16),
         )
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

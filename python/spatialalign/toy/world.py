@@ -72,16 +72,18 @@ class HardWorldConfig:
       so the relation is unchanged, but the object's box moves;
     * with probability ``occlusion``, the animal takes the straight path between its two
       rest positions, passing behind the object (partly hidden) instead of around it;
-    * 12 frames (the ``toy-hard`` validity preset, :data:`spatialalign.core.presets.TOY_HARD`).
+    * 12 frames of 16x16 (the ``toy-hard`` validity preset,
+      :data:`spatialalign.core.presets.TOY_HARD`): the toy model's frame size, so a model
+      patching 8x8-pixel tokens sees the same token geometry as the toy model.
 
-    The prompt's sprites move inside the 17x17 stage that every panned view shows whole.
+    The prompt's sprites move inside the (size - pan) stage every panned view shows whole.
     """
 
     num_frames: int = 12
-    height: int = 20
-    width: int = 20
+    height: int = 16
+    width: int = 16
     fps: int = 8
-    pan: int = 3
+    pan: int = 1
     """Largest camera shift per axis over the clip, pixels."""
     distractors: tuple[int, int] = (1, 2)
     """Inclusive (min, max) distractor sprites per clip."""
@@ -95,9 +97,9 @@ class HardWorldConfig:
     def __post_init__(self) -> None:
         if self.num_frames < 5:
             raise ValueError(f"num_frames must be at least 5, got {self.num_frames}")
-        if self.height - self.pan < 16 or self.width - self.pan < 16:
+        if self.height - self.pan < 15 or self.width - self.pan < 15:
             raise ValueError(
-                f"frames minus the pan must be at least 16x16, got {self.height}x{self.width} "
+                f"frames minus the pan must be at least 15x15, got {self.height}x{self.width} "
                 f"with pan {self.pan}"
             )
         lo, hi = self.distractors
@@ -105,14 +107,19 @@ class HardWorldConfig:
             raise ValueError(f"distractors must be 0 <= min <= max, got {self.distractors}")
 
     @property
-    def stage(self) -> ToyWorldConfig:
+    def stage(self) -> _Stage:
         """The region every panned view shows, where the prompt's sprites move."""
-        return ToyWorldConfig(
-            num_frames=self.num_frames,
-            height=self.height - self.pan,
-            width=self.width - self.pan,
-            fps=self.fps,
-        )
+        return _Stage(self.num_frames, self.height - self.pan, self.width - self.pan)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """The geometry the layout and path helpers read (a :class:`ToyWorldConfig`'s fields);
+    the hard world's stage may be 15 px, below a toy world's 16-px minimum."""
+
+    num_frames: int
+    height: int
+    width: int
 
 
 WORLDS: dict[str, ToyWorldConfig | HardWorldConfig] = {
