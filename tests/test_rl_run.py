@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -276,3 +277,19 @@ def test_sigterm_finishes_the_iteration_saves_and_exits_143(tmp_path):
     last = rl.train.checkpoint_paths()[-1]
     done = type(rl.train).checkpoint_step(last)
     assert done >= 1 and rl.rewards_path(done).is_file()
+
+
+def test_the_train_prompts_follow_the_model(tmp_path):
+    hard = run_mod.train_prompts(RLDir(tmp_path / "hard"), "toy-hard")
+    assert len(hard) == 600 and {p.split for p in hard} == {"train"}
+    assert "B" in {p.initial for p in hard} | {p.final for p in hard}  # the hard split's types
+    toy = run_mod.train_prompts(RLDir(tmp_path / "toy"), "toy")
+    assert len(toy) == 500 and RunDir(tmp_path / "toy").prompts_path.is_file()
+    with pytest.raises(SpatialAlignError, match="spatialalign prompts"):
+        run_mod.train_prompts(RLDir(tmp_path / "wan"), "wan")
+    # a file with splits but no train split is refused; one without splits is used whole
+    RunDir(tmp_path / "test").write_prompts([replace(p, split="test") for p in toy[:3]])
+    with pytest.raises(SpatialAlignError, match="no train split"):
+        run_mod.train_prompts(RLDir(tmp_path / "test"), "toy")
+    RunDir(tmp_path / "none").write_prompts([replace(p, split="") for p in toy[:3]])
+    assert len(run_mod.train_prompts(RLDir(tmp_path / "none"), "wan")) == 3

@@ -40,8 +40,8 @@ def rl(run_dir: Path, gradient_checkpointing: bool | None, quiet: bool, **option
     for rejected ones), keeps each group's top-k and bottom-k videos, and updates a LoRA
     with the clipped policy ratio and a KL term to the model without the adapter.
 
-    RUN_DIR's prompts.parquet gives the TRAIN prompts (toy: the toy TRAIN split is written
-    there when absent). Writes RUN_DIR/rl/iter-NNNNNNN.parquet (every video's verdict,
+    RUN_DIR's prompts.parquet gives the TRAIN prompts (toy, toy-hard: the model's TRAIN split
+    is written there when absent); the validity preset is the model's unless --preset. Writes RUN_DIR/rl/iter-NNNNNNN.parquet (every video's verdict,
     reward, advantage, kept), RUN_DIR/run/ (the LoRA as train writes it: sample --adapter,
     eval, export-adapter --step ITERATION, convert-lora; checkpoints; train_log.jsonl and
     TensorBoard) and rl_config.json. A rerun continues from the last finished iteration

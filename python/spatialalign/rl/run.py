@@ -72,18 +72,21 @@ class RLResult:
 # ------------------------------------------------------------------ prompts
 def train_prompts(run: RLDir, model: str) -> list[DSRPrompt]:
     """The run's TRAIN prompts: ``prompts.parquet``'s ``train`` split (all its prompts when
-    none names a split); without the file, the toy model writes the toy TRAIN split there
-    (the loop's prompts), Wan refuses."""
+    none names a split); without the file, a toy-family model writes its toy world's TRAIN
+    split there (``toy``: the toy split, ``toy-hard``: the hard one, as the loop does), Wan
+    refuses."""
+    from spatialalign.models.registry import is_toy
+
     rd = run.run
     if not rd.prompts_path.is_file():
-        if model != "toy":
+        if not is_toy(model):
             raise SpatialAlignError(
                 f"no prompts in {run.root}: run `spatialalign prompts {run.root}` first"
             )
-        from spatialalign.prompts.splits import TOY_SPLIT
+        from spatialalign.prompts.splits import model_split
 
         rd.root.mkdir(parents=True, exist_ok=True)
-        rd.write_prompts(TOY_SPLIT.prompts("train"))
+        rd.write_prompts(model_split(model).prompts("train"))
     prompts = rd.read_prompts()
     splits = {p.split for p in prompts}
     if "train" in splits:
@@ -353,7 +356,8 @@ def rl_run(
     cfg.validate()
     if backend.adapter:
         raise SpatialAlignError("rl trains its own LoRA from the model: --adapter is not taken")
-    track = track or TrackSpec()
+    # the validity preset of the model's videos unless --preset says otherwise (as eval, loop)
+    track = (track or TrackSpec()).for_model(backend.model)
     run = RLDir(run_dir)
     run.root.mkdir(parents=True, exist_ok=True)
     with run.run.lock("rl"):
