@@ -4,7 +4,7 @@ weights (or one clear error), its scoring preset through the whole chain (prompt
 and ``toy evaluate --world hard``.
 
 The shipped hard weights need not be installed: a tiny random ``ToyPipeline`` of the hard
-video shape (12 frames of 20x20) stands in, passed as ``--model-path`` (or put in place of
+video shape (12 frames of 16x16) stands in, passed as ``--model-path`` (or put in place of
 the shipped directory with ``monkeypatch``)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from spatialalign.training.config import default_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-HARD_SHAPE = {"num_frames": 12, "height": 20, "width": 20}
+HARD_SHAPE = {"num_frames": 12, "height": 16, "width": 16}
 """The hard world's clips (the shipped toy-hard model's video config)."""
 
 
@@ -122,7 +122,7 @@ def test_model_path_overrides_the_shipped_weights(hard_model, tmp_path, monkeypa
         BackendConfig(model="toy-hard", device="cpu", steps=2, model_path=str(hard_model))
     )
     assert backend.model == "toy-hard"
-    assert (backend.num_frames, backend.height, backend.width) == (12, 20, 20)
+    assert (backend.num_frames, backend.height, backend.width) == (12, 16, 16)
     assert shipped.SHIPPED_WEIGHTS["toy"] == shipped.WEIGHTS_DIR
     assert shipped.HARD_WEIGHTS_DIR.name == "weights_hard"
 
@@ -171,7 +171,7 @@ def test_sample_track_score_pairs_use_the_toy_hard_preset(hard_model, tmp_path, 
     rows = rd.read_manifest(["model", "num_frames", "height", "width"]).to_pylist()
     assert len(rows) == 4
     assert {(r["model"], r["num_frames"], r["height"], r["width"]) for r in rows} == {
-        ("toy-hard", 12, 20, 20)
+        ("toy-hard", 12, 16, 16)
     }
     assert manifest_preset(run) == "toy-hard"
 
@@ -258,7 +258,7 @@ def test_merge_fuses_into_the_hard_model(hard_model, shipped_hard, tmp_path):
     out, written = merge_model("toy-hard", None, adapter, tmp_path / "merged")
     assert written and merged_record(out)["base"] == fingerprint(hard_model)
     merged = ToyPipeline.from_pretrained(out)
-    assert (merged.num_frames, merged.height, merged.width) == (12, 20, 20)
+    assert (merged.num_frames, merged.height, merged.width) == (12, 16, 16)
 
 
 @pytest.mark.parametrize(

@@ -313,7 +313,7 @@ TRACKER_PRESETS: dict[str, TrackerConfig] = {
     # moves up to ~2.4 box diagonals per frame and eases in and out, so the centre gate
     # spans the whole frame (there is nothing else to confuse it with).
     "toy": TrackerConfig(centre_gate=6.0, fill_single=True),
-    # The hard world (toy-hard: 12 frames of 20x20, one animal and one object per prompt as in
+    # The hard world (toy-hard: 12 frames of 16x16, one animal and one object per prompt as in
     # the toy world): the toy world's settings. Filling uses only frames with exactly one
     # detection of the class, so a frame where the animal is split behind the object (two
     # detections) is left to the preset's redundant-frame rule.

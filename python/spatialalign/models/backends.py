@@ -327,7 +327,7 @@ class ToyBackend:
 
 class ToyHardBackend(ToyBackend):
     """The hard toy world's model (``--model toy-hard``): the same pipeline class with its
-    own shipped weights (12 frames of 20x20); its videos are scored with the ``toy-hard``
+    own shipped weights (12 frames of 16x16); its videos are scored with the ``toy-hard``
     preset."""
 
     model = "toy-hard"

@@ -14,7 +14,7 @@ from spatialalign.lora.adapter import LORA_WEIGHT_NAME
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 """The pretrained toy model shipped inside the package."""
 HARD_WEIGHTS_DIR = Path(__file__).parent / "weights_hard"
-"""The pretrained model of the hard toy world (``--model toy-hard``: 12 frames of 20x20)."""
+"""The pretrained model of the hard toy world (``--model toy-hard``: 12 frames of 16x16)."""
 ALIGNED_DIR = WEIGHTS_DIR / "aligned"
 """The shipped DPO+ZO-aligned LoRA, as ``train`` left it (adapter, config, train log)."""
 SHIPPED_WEIGHTS: dict[str, Path] = {"toy": WEIGHTS_DIR, "toy-hard": HARD_WEIGHTS_DIR}
