@@ -50,7 +50,8 @@ PROMPT_STREAM = 0
 """Generator stream of the prompt order (:func:`spatialalign.rl.update.iteration_rng`;
 the epoch takes the iteration's place)."""
 BACKEND_FREE = ("device", "attention", "compile", "offload", "vae_slicing")
-"""Back-end settings that do not change a video's content: not part of the settings key."""
+"""Back-end settings that do not change a video's content: not part of the settings key
+(nor is the detector's device)."""
 
 
 @dataclass
@@ -127,7 +128,7 @@ def settings_of(
         "config": {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE},
         "backend": {k: v for k, v in asdict(backend).items() if k not in BACKEND_FREE},
         "model_identity": identity,
-        "detection": asdict(track),
+        "detection": {k: v for k, v in asdict(track).items() if k != "device"},
         "prompts": h.hexdigest(),
     }
 
