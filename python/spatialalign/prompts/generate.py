@@ -114,9 +114,7 @@ def generate_dataset(
     if n_train + n_test == 0:
         raise SpatialAlignError("nothing to generate: train and test are both 0")
     if form not in (*FORMS, MIXED):
-        raise SpatialAlignError(
-            f"unknown prompt form {form!r} (expected one of {(*FORMS, MIXED)})"
-        )
+        raise SpatialAlignError(f"unknown prompt form {form!r} (expected one of {(*FORMS, MIXED)})")
     limit = capacity()
     if n_train + n_test > limit:
         raise SpatialAlignError(
