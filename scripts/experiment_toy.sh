@@ -57,20 +57,7 @@ TRAIN_FIRST_SEED=${TRAIN_FIRST_SEED:-1000}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
 TR=$RUN/train
-mkdir -p "$RUN"
-TIMES=$RUN/timings.tsv
-printf 'stage\tseconds\n' > "$TIMES"
-T_START=$(date +%s.%N)
-
-stage() {  # stage NAME CMD...: run, time, record
-  local name=$1; shift
-  echo "== [$name] $*"
-  local t0; t0=$(date +%s.%N)
-  "$@"
-  local dt; dt=$(echo "$(date +%s.%N) - $t0" | bc)
-  printf '%s\t%.1f\n' "$name" "$dt" >> "$TIMES"
-  printf '== [%s] %.1f s\n' "$name" "$dt"
-}
+source "$(dirname "$0")/stages.sh"  # stage NAME CMD...; $TIMES, $T_START
 
 eval_base() {  # beside the training: one process
   "$SA" eval "$RUN/eval_base" --model "$MODEL" --prompts "$TEST" --seeds "$EVAL_SEEDS" --workers 1
