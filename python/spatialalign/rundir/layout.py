@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,6 +29,7 @@ from spatialalign.core.fileio import atomic_path, exclusive_lock, read_parquet, 
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id, id_problem, refuse_duplicates
 from spatialalign.core.provenance import record_of
 from spatialalign.core.schemas import validate_table
+from spatialalign.rundir.base import DirLayout
 from spatialalign.rundir.train import CacheDir, TrainDir
 
 PROMPTS_FILE = "prompts.parquet"
@@ -69,18 +69,8 @@ def check_manifest(
     return table
 
 
-@dataclass(frozen=True)
-class RunDir:
+class RunDir(DirLayout):
     """One experiment's directory and the names of every file the stages write in it."""
-
-    root: Path
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "root", Path(root))
-
-    def __fspath__(self) -> str:
-        """A RunDir is accepted wherever a path to the run directory is."""
-        return os.fspath(self.root)
 
     # ------------------------------------------------------------------ paths
     @property

@@ -9,11 +9,10 @@ rewards table per iteration (every sampled video's verdict, reward and advantage
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from spatialalign.core.ids import MAX_SAMPLE_ID_LENGTH, check_id
+from spatialalign.rundir.base import DirLayout
 from spatialalign.rundir.layout import VIDEO_SUFFIX, RunDir
 from spatialalign.rundir.train import TrainDir
 
@@ -21,17 +20,8 @@ ITERATION_PREFIX = "iter-"
 REWARDS_SUFFIX = ".parquet"
 
 
-@dataclass(frozen=True)
-class RLDir:
+class RLDir(DirLayout):
     """``rl``'s files in run directory ``root`` (beside the run's prompts)."""
-
-    root: Path
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "root", Path(root))
-
-    def __fspath__(self) -> str:
-        return os.fspath(self.root)
 
     @property
     def run(self) -> RunDir:

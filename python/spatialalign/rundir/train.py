@@ -8,28 +8,17 @@ decided here; its file name is the adapter format's (:data:`LORA_WEIGHT_NAME`, d
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from spatialalign.lora.adapter import LORA_WEIGHT_NAME
+from spatialalign.rundir.base import DirLayout
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_SUFFIX = ".safetensors"
 
 
-@dataclass(frozen=True)
-class TrainDir:
+class TrainDir(DirLayout):
     """``train``'s output directory (``RUN/run/``): the LoRA, checkpoints, logs, settings."""
-
-    root: Path
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "root", Path(root))
-
-    def __fspath__(self) -> str:
-        """A TrainDir is accepted wherever a path to the directory is."""
-        return os.fspath(self.root)
 
     @property
     def adapter_path(self) -> Path:
@@ -90,18 +79,9 @@ class TrainDir:
         return self.adapter_dir(step) / LORA_WEIGHT_NAME
 
 
-@dataclass(frozen=True)
-class CacheDir:
+class CacheDir(DirLayout):
     """``train``'s cache (``RUN/cache/``): latents and text embeddings, one safetensors
     file per item under a directory per kind, and the index that says what each is of."""
-
-    root: Path
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "root", Path(root))
-
-    def __fspath__(self) -> str:
-        return os.fspath(self.root)
 
     @property
     def index_path(self) -> Path:
