@@ -319,19 +319,7 @@ def test_hard_world_pretraining_config_and_smoke(tmp_path):
     assert pretrain_config("toy") == PretrainConfig()  # the toy world's defaults unchanged
     with pytest.raises(SpatialAlignError, match="unknown toy world"):
         pretrain_config("medium")
-    tiny = _tiny_cfg(
-        world="hard",
-        video=cfg.video,
-        n_train_prompts=12,
-        transformer=ToyTransformerConfig(
-            patch_size=(1, 4, 4),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            ffn_dim=32,
-            num_layers=1,
-            freq_dim=16,
-        ),
-    )
+    tiny = _tiny_cfg(world="hard", video=cfg.video, n_train_prompts=12)
     prompts = train_prompts(tiny)
     assert {p.final for p in prompts} | {p.initial for p in prompts} == set("LRTB")
     clips, captions, _ = render_dataset(tiny, prompts)
