@@ -263,6 +263,38 @@ def test_peft_lora_adapter_changes_sampling_and_round_trips(tmp_path):
 
 
 # ------------------------------------------------------------------- shipped weights
+def test_shipped_hard_model_is_the_hard_defaults_run_and_draws_the_prompts_sprites():
+    """The toy-hard weights inside the package (--model toy-hard): the hard world's
+    pretraining defaults within the budget, float16 under 10 MB, and on one TEST prompt of
+    each DSR type its clips hold the prompt's animal and object in most frames."""
+    from spatialalign.detection.color import ColorDetector
+    from spatialalign.models.toy.shipped import shipped_weights
+    from spatialalign.toy.evaluate import ToyEvalConfig, eval_prompts
+    from spatialalign.toy.pretrain import pretrain_config
+
+    root = shipped_weights("toy-hard")
+    assert sum(f.stat().st_size for f in root.iterdir()) < 10 * 2**20
+    pipe = ToyPipeline.from_pretrained(root)
+    assert (pipe.num_frames, pipe.height, pipe.width) == (12, 16, 16)
+    meta, defaults = pipe.metadata, pretrain_config("hard")
+    for name in ("world", "mismatch_frac", "mismatch_kind", "mismatch_keys_frac", "minutes",
+                 "seed", "n_train_prompts", "batch_size"):  # fmt: skip
+        assert meta["pretrain"][name] == getattr(defaults, name), name
+    assert meta["train_minutes"] <= 60
+    chosen = {}
+    for p in eval_prompts(ToyEvalConfig(world="hard")):
+        chosen.setdefault(p.dsr_type, p)
+    ps = list(chosen.values())
+    assert len(ps) == 12
+    videos = pipe([p.text for p in ps], [0] * len(ps))
+    assert videos.shape == (12, 12, 16, 16, 3)
+    found = 0
+    for v, p in zip(videos, ps, strict=True):
+        for d in ColorDetector().detect(v, [p.animal, p.object]):
+            found += p.animal in d.labels and p.object in d.labels
+    assert found >= 0.6 * 12 * 12, found  # both sprites in most frames (random weights: ~0)
+
+
 def test_shipped_model_loads_and_follows_prompts():
     """The pretrained weights inside the package: load offline, sample, judge with the
     colour detector (a real behaviour check, on held-out TEST prompts)."""

@@ -85,11 +85,11 @@ class HardWorldConfig:
     fps: int = 8
     pan: int = 1
     """Largest camera shift per axis over the clip, pixels."""
-    distractors: tuple[int, int] = (1, 2)
+    distractors: tuple[int, int] = (1, 1)
     """Inclusive (min, max) distractor sprites per clip."""
     distractor_distance: float = 120.0
     """Least RGB distance of a distractor's colour from the prompt's animal and object."""
-    occlusion: float = 0.5
+    occlusion: float = 0.3
     """Probability that the animal passes behind the object (opposite and perpendicular types)."""
     texture: int = 12
     """Amplitude of the scene texture, grey levels."""
