@@ -56,7 +56,11 @@ def read_parquet(path: str | os.PathLike[str], what: str | None = None) -> pa.Ta
     if not path.is_file():
         raise SpatialAlignError(f"{label}file not found: {path}")
     try:
-        return pq.read_table(path)
+        # one open file: another process may atomically replace ``path`` meanwhile (a
+        # sampling worker rewriting its manifest part), and reading by name opens it more
+        # than once (footer, then pages), which can mix the old file with the new one
+        with open(path, "rb") as f:
+            return pq.read_table(f)
     except (pa.ArrowException, OSError) as e:
         raise SpatialAlignError(f"cannot read {label}{path}: {e}") from e
 
