@@ -18,7 +18,7 @@ from spatialalign.cli import main
 from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.video import read_video, write_video
 from spatialalign.report.build import build_report
-from spatialalign.report.figures import per_type_bars_png, training_curves_png
+from spatialalign.report.figures import per_type_bars_png, train_panels, training_curves_png
 from spatialalign.report.grid import shared_samples
 from spatialalign.report.media import display_frames, write_browser_video
 from spatialalign.report.page import markdown_table
@@ -184,6 +184,21 @@ def test_markdown_table() -> None:
     assert head == ["a", "b"] and rows == [["1", "x y"], ["2", "—"]]
 
 
+def test_an_rl_logs_reward_kl_and_kept_panels() -> None:
+    """An rl run's log (spatialalign rl's keys) gets its own panels beside loss and lr; a
+    train run's log does not."""
+    rl = [{"step": i, "loss": 0.1, "policy_loss": 0.1, "reward_mean": 0.6, "validness": 0.9,
+           "correct_0.7": 0.5, "kl": 1e-3, "approx_kl": 1e-4, "kept_fraction": 0.5,
+           "groups_kept": 1.0, "clip_fraction": 0.2, "lr": 3e-3} for i in (1, 2)]  # fmt: skip
+    panels = dict(train_panels(rl))
+    assert panels["rl: samples"] == ["reward_mean", "correct_0.7", "validness"]
+    assert panels["rl: KL to the reference"] == ["kl", "approx_kl"]
+    assert panels["rl: kept and clipped"] == ["kept_fraction", "groups_kept", "clip_fraction"]
+    assert panels["loss terms"] == ["loss", "policy_loss"]
+    dpo = [{"step": 1, "loss": 0.7, "loss_dpo": 0.6, "accuracy": 0.5, "lr": 1e-4}]
+    assert not any(t.startswith("rl:") for t, _ in train_panels(dpo))
+
+
 def test_train_log_reading_and_figures(tmp_path) -> None:
     path = tmp_path / "log.jsonl"
     path.write_text('{"step": 1, "loss": 0.7}\n\n{"step": 2, "loss": 0.6, "note": "x"}\n')
@@ -254,6 +269,32 @@ def test_train_log_found_beside_the_adapter(runs, tmp_path) -> None:
     assert loaded.train_log_path == trained.log_path
     assert loaded.train_log == [{"step": 1, "margin": 0.5}]
     assert load_report_run(base, "base").train_log_path is None  # no adapter, no log
+
+
+def test_an_rl_runs_latest_highest_reward_sheet_is_shown(runs, tmp_path) -> None:
+    """The reward-hacking watch: a run whose train log is an rl run's shows that run's last
+    iteration's sheet of highest-reward samples under its training curves."""
+    from spatialalign.rl.watch import top_sheet_png
+    from spatialalign.rundir.rl import RLDir
+
+    base, other, _ = runs
+    rl = RLDir(tmp_path / "rl")
+    rl.train.root.mkdir(parents=True)
+    rl.config_path.write_text("{}")
+    rl.train.log_path.write_text('{"step": 1, "reward_mean": 0.5, "kl": 0.001}\n')
+    frames = np.stack([toy_frames(k) for k in range(3)])
+    for it in (1, 2):
+        png = top_sheet_png(frames, np.array([0.1, 0.9, 0.5]), ["a", "b", "c"], it)
+        rl.top_sheet_path(it).parent.mkdir(parents=True, exist_ok=True)
+        rl.top_sheet_path(it).write_bytes(png)
+    out = tmp_path / "report"
+    build_report([base, other], out, n_grid=0, train_logs={"aligned": rl.train.log_path})
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert (out / "rl_top_r1.png").read_bytes() == rl.top_sheet_path(2).read_bytes()
+    assert "highest-reward samples of aligned" in html and "rl/iter-0000002-top.png" in html
+    # a train run's log (no rl_config.json beside its run/) has no sheet
+    build_report([base, other], out, n_grid=0)
+    assert "highest-reward samples" not in (out / "index.html").read_text(encoding="utf-8")
 
 
 def test_report_refuses_other_prompt_texts_and_says_what_it_rests_on(

@@ -191,6 +191,53 @@ def test_config_validation_names_the_field():
         ({"top_k": -1}, "top_k"),
         ({"learning_rate": float("nan")}, "learning_rate"),
         ({"adam_beta1": 1.0}, "adam_beta1"),
+        ({"lr_schedule": "linear"}, "lr_schedule"),
     ]:
         with pytest.raises(ValueError, match=match):
             RLConfig(**bad).validate()
+
+
+def _lrs(cfg: RLConfig) -> list[float]:
+    from spatialalign.rl.run import make_optimizer
+
+    opt, sched = make_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
+    out = []
+    for _ in range(cfg.total_updates()):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_the_cosine_schedule_decays_to_zero_over_the_runs_updates():
+    cfg = RLConfig(iterations=5, updates_per_iteration=4, learning_rate=2e-3,
+                   lr_schedule="cosine")  # fmt: skip
+    lrs = _lrs(cfg)
+    assert len(lrs) == 20 and lrs[0] == pytest.approx(2e-3)
+    # half-way: half the rate (cos(pi/2) = 0); strictly falling; near 0 at the last update
+    assert lrs[10] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[-1] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * 19 / 20)))
+    assert _lrs(RLConfig(iterations=5, updates_per_iteration=4)) == [3e-3] * 20
+
+
+def test_a_decaying_schedule_makes_iterations_part_of_the_settings():
+    assert "iterations" in RLConfig().resume_free()
+    assert "iterations" not in RLConfig(lr_schedule="cosine").resume_free()
+    assert "keep_videos" in RLConfig(lr_schedule="cosine").resume_free()
+
+
+def test_the_watch_sheet_shows_the_highest_rewards_first_as_frame_strips():
+    from spatialalign.rl.watch import frame_strip, top_indices, top_sheet_png
+
+    assert top_indices(np.array([0.2, 0.9, 0.5, 0.9, 0.0]), 3) == [1, 3, 2]  # ties: lower index
+    video = np.arange(12 * 4 * 6 * 3, dtype=np.uint8).reshape(12, 4, 6, 3)
+    strip = frame_strip(video, max_frames=3)
+    # frames 0, 6 (5.5 rounds to 6), 11 side by side with white one-pixel gaps
+    assert strip.shape == (4, 3 * 6 + 2, 3)
+    assert np.array_equal(strip[:, :6], video[0]) and np.array_equal(strip[:, 14:], video[11])
+    assert np.array_equal(strip[:, 7:13], video[6]) and (strip[:, 6] == 255).all()
+    big = np.zeros((2, 200, 300, 3), np.uint8)
+    assert frame_strip(big, max_side=96).shape == (50, 2 * 75 + 1, 3)  # strided by 4
+    png = top_sheet_png(np.stack([video] * 3), np.array([0.1, 0.8, 0.3]), ["a", "b", "c"], 7)
+    assert png[:4] == b"\x89PNG"

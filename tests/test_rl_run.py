@@ -211,6 +211,9 @@ def test_the_rewards_table_and_log_record_every_video(uninterrupted):
         assert key in records[-1], key
     assert records[-1]["videos"] == 3 * SMALL.videos_per_iteration()
     assert json.loads(rl.config_path.read_text())["settings"]["config"]["group_size"] == 4
+    # the reward-hacking watch: a sheet of the highest-reward videos per iteration
+    assert [rl.top_sheet_path(i).read_bytes()[:4] for i in (1, 2, 3)] == [b"\x89PNG"] * 3
+    assert rl.latest_top_sheet() == rl.top_sheet_path(3)
 
 
 def test_rl_names_are_spelled_in_rundir_only():

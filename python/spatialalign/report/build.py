@@ -35,12 +35,14 @@ from spatialalign.report.grid import Sample, shared_samples
 from spatialalign.report.media import WEB_VIDEO_SUFFIX, ssr_curve_pngs, write_browser_video
 from spatialalign.report.page import GENERATOR, Cell, Image, Page, Row, markdown_table, render
 from spatialalign.report.runs import ReportRun, load_report_run
+from spatialalign.rundir.rl import RLDir
 from spatialalign.scoring.plots import plot_name
 
 INDEX = "index.html"
 MEDIA = "media"
 _OWN_FILES = re.compile(
     r"index\.html|comparison\.(md|json)|correctness_curves\.png|per_type\.png|train_r\d+\.png"
+    r"|rl_top_r\d+\.png"
     rf"|{MEDIA}|\..*\.tmp.*"
 )
 """Names of what a report writes in its directory (and atomic writes' leftovers)."""
@@ -103,7 +105,8 @@ def _check_out(out: Path, force: bool) -> bool:
 
 
 def _figures(runs: list[ReportRun], out: Path) -> tuple[Image | None, list[Image]]:
-    """per_type.png from the summaries and train_rN.png from the train logs."""
+    """per_type.png from the summaries, train_rN.png from the train logs and, for an rl
+    run's log, rl_top_rN.png: its latest highest-reward sheet."""
     summaries = [(r.name, r.summary) for r in runs if r.summary]
     png = per_type_bars_png(summaries) if summaries else None
     per_type = None
@@ -118,7 +121,21 @@ def _figures(runs: list[ReportRun], out: Path) -> tuple[Image | None, list[Image
             _write(png, out / name)
             caption = _shown(r.train_log_path, r) if r.train_log_path else ""
             training.append(Image(name, f"training curves of {r.name}", caption))
+        sheet = _rl_top_sheet(r)
+        if sheet is not None:
+            name = f"rl_top_r{i}.png"
+            _write(sheet.read_bytes(), out / name)
+            training.append(Image(name, f"highest-reward samples of {r.name}", _shown(sheet, r)))
     return per_type, training
+
+
+def _rl_top_sheet(run: ReportRun) -> Path | None:
+    """The latest highest-reward sheet of the rl run that wrote ``run``'s train log (the
+    reward-hacking watch, :mod:`spatialalign.rl.watch`); None for a ``train`` run's log."""
+    if run.train_log_path is None:
+        return None
+    rl = RLDir.of_train_log(run.train_log_path)
+    return None if rl is None else rl.latest_top_sheet()
 
 
 @dataclass

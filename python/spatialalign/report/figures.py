@@ -16,10 +16,14 @@ from spatialalign.scoring.plots import png_bytes
 
 # panels of the training figure: (title, keys drawn when logged)
 TRAIN_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("loss terms", ("loss", "loss_dpo", "loss_zo", "loss_sft", "loss_rwr")),
+    ("loss terms", ("loss", "loss_dpo", "loss_zo", "loss_sft", "loss_rwr", "policy_loss")),
     ("implicit rewards", ("score_w", "score_l", "margin")),
     ("implicit accuracy", ("accuracy",)),
     ("learning rate", ("lr",)),
+    # rl runs (spatialalign rl): the iteration's samples and the update's terms
+    ("rl: samples", ("reward_mean", "correct_0.7", "validness")),
+    ("rl: KL to the reference", ("kl", "approx_kl")),
+    ("rl: kept and clipped", ("kept_fraction", "groups_kept", "clip_fraction")),
 )
 
 
@@ -57,17 +61,25 @@ def per_type_bars_png(runs: Sequence[tuple[str, dict[str, Any]]]) -> bytes | Non
     return png_bytes(fig)
 
 
-def training_curves_png(name: str, records: Sequence[dict[str, Any]]) -> bytes | None:
-    """The logged loss terms, implicit rewards and margin, implicit accuracy and lr over
-    steps (a panel per group, only the keys present); None when nothing is drawable."""
-    from matplotlib.figure import Figure
-
-    steps = np.array([_value(r.get("step", i)) for i, r in enumerate(records)])
+def train_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The panels of :data:`TRAIN_PANELS` that ``records`` log a number of, each with the
+    keys it draws."""
     panels = []
     for title, keys in TRAIN_PANELS:
         present = [k for k in keys if any(isinstance(r.get(k), int | float) for r in records)]
         if present:
             panels.append((title, present))
+    return panels
+
+
+def training_curves_png(name: str, records: Sequence[dict[str, Any]]) -> bytes | None:
+    """The logged loss terms, implicit rewards and margin, implicit accuracy and lr over
+    steps, and an rl run's reward, KL and kept fractions over iterations (a panel per group
+    of :data:`TRAIN_PANELS`, only the keys present); None when nothing is drawable."""
+    from matplotlib.figure import Figure
+
+    steps = np.array([_value(r.get("step", i)) for i, r in enumerate(records)])
+    panels = train_panels(records)
     if not panels:
         return None
     cols = 2 if len(panels) > 1 else 1

@@ -119,6 +119,11 @@ class RLConfig:
         "see the iterations' noisy policy gradients (toy: 1e-4 and 1e-3 moved nothing in 15 "
         "iterations, 3e-3 did; the KL to the reference stayed ~0.003).",
     )
+    lr_schedule: Literal["constant", "cosine"] = _f(
+        "constant",
+        "Learning rate after warm-up: constant, or cosine decay to 0 at the last iteration "
+        "(diffusers' schedules; cosine makes ``iterations`` part of the run's settings).",
+    )
     lr_warmup_steps: int = _f(0, "Linear warm-up, in AdamW steps.")
     weight_decay: float = _f(0.0, "AdamW weight decay on the LoRA weights.")
     adam_beta1: float = _f(0.9, "AdamW beta1.")
@@ -180,10 +185,23 @@ class RLConfig:
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise ValueError(
                 f"mixed_precision must be auto, no or bf16, got {self.mixed_precision!r}"
             )
+
+    def total_updates(self) -> int:
+        """AdamW steps of the whole run (the cosine schedule's length)."""
+        return self.iterations * self.updates_per_iteration
+
+    def resume_free(self) -> tuple[str, ...]:
+        """The fields a rerun may change (:data:`RESUME_FREE`, less ``iterations`` under a
+        decaying schedule: more iterations would mean another learning rate at each)."""
+        if self.lr_schedule == "constant":
+            return RESUME_FREE
+        return tuple(f for f in RESUME_FREE if f != "iterations")
 
     def kept_per_group(self) -> int:
         """Videos of a group the top-k filter keeps (all when ``top_k`` is 0 or too large)."""

@@ -33,16 +33,17 @@ import torch
 
 from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.errors import SpatialAlignError
-from spatialalign.core.fileio import read_json, write_json
+from spatialalign.core.fileio import atomic_path, read_json, write_json
 from spatialalign.detection.spec import TrackSpec
 from spatialalign.models.backends import BackendConfig, load_backend
 from spatialalign.rl.advantages import group_advantages, rewards_of, top_k_mask
-from spatialalign.rl.config import RESUME_FREE, RLConfig
+from spatialalign.rl.config import RLConfig
 from spatialalign.rl.policy import Policy
 from spatialalign.rl.records import rewards_table, sample_id, weights_hash, write_rewards
 from spatialalign.rl.reward import Scorer, Verdicts
 from spatialalign.rl.rollout import Trajectories, decode, rollout
 from spatialalign.rl.update import Batch, iteration_rng, update
+from spatialalign.rl.watch import top_sheet_png
 from spatialalign.rundir.rl import RLDir
 
 FORMAT = "spatialalign-rl/1"
@@ -125,7 +126,7 @@ def settings_of(
     for p in prompts:
         h.update(f"{p.prompt_id}\t{p.text}\n".encode())
     return {
-        "config": {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE},
+        "config": {k: v for k, v in cfg.to_dict().items() if k not in cfg.resume_free()},
         "backend": {k: v for k, v in asdict(backend).items() if k not in BACKEND_FREE},
         "model_identity": identity,
         "detection": {k: v for k, v in asdict(track).items() if k != "device"},
@@ -176,7 +177,8 @@ def lora_train_config(cfg: RLConfig, gradient_checkpointing: bool) -> Any:
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: RLConfig) -> tuple[Any, Any]:
-    """AdamW and a constant learning rate after ``lr_warmup_steps`` (diffusers' schedule)."""
+    """AdamW and the learning rate schedule (diffusers'): ``lr_warmup_steps`` of linear
+    warm-up, then constant or cosine decay to 0 over the run's AdamW steps."""
     from diffusers.optimization import get_scheduler
 
     opt = torch.optim.AdamW(
@@ -185,8 +187,12 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: RLConfig) -> tuple[Any
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         weight_decay=cfg.weight_decay,
     )
+    name = "constant_with_warmup" if cfg.lr_schedule == "constant" else "cosine"
     return opt, get_scheduler(
-        "constant_with_warmup", optimizer=opt, num_warmup_steps=cfg.lr_warmup_steps
+        name,
+        optimizer=opt,
+        num_warmup_steps=cfg.lr_warmup_steps,
+        num_training_steps=cfg.total_updates(),
     )
 
 
@@ -276,13 +282,19 @@ def judge(ctx: Context, sampled: Sampled) -> Judged:
 
 
 def write_iteration(ctx: Context, iteration: int, sampled: Sampled, judged: Judged) -> None:
-    """The rewards table (and the videos with ``keep_videos``), atomically."""
+    """The rewards table, the sheet of the highest-reward videos (and all videos with
+    ``keep_videos``), atomically."""
     prompt_ids = [p.prompt_id for p in sampled.prompts]
     record = {"iteration": iteration, "settings": ctx.settings_key,
               "lora_before": sampled.lora_hash}  # fmt: skip
     table = rewards_table(iteration, prompt_ids, sampled.seeds, judged.verdicts, judged.rewards,
                           judged.advantages, judged.kept, record)  # fmt: skip
     write_rewards(table, ctx.run.rewards_path(iteration))
+    titles = [f"{p.text} [{'valid' if ok else why}]" for p, ok, why in
+              zip(sampled.prompts, judged.verdicts.valid, judged.verdicts.reason, strict=True)]  # fmt: skip
+    png = top_sheet_png(sampled.frames, judged.rewards, titles, iteration)
+    with atomic_path(ctx.run.top_sheet_path(iteration)) as tmp:
+        tmp.write_bytes(png)
     if ctx.cfg.keep_videos:
         _write_videos(ctx, iteration, prompt_ids, sampled.seeds, sampled.frames)
 

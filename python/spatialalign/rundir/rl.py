@@ -18,6 +18,7 @@ from spatialalign.rundir.train import TrainDir
 
 ITERATION_PREFIX = "iter-"
 REWARDS_SUFFIX = ".parquet"
+TOP_SHEET_SUFFIX = "-top.png"
 
 
 class RLDir(DirLayout):
@@ -48,6 +49,24 @@ class RLDir(DirLayout):
         """``rl/iter-NNNNNNN.parquet``: iteration ``iteration``'s sampled videos (prompt,
         seed, verdict, DSR terms, reward, advantage, kept by the top-k filter)."""
         return self.iterations_dir / f"{ITERATION_PREFIX}{int(iteration):07d}{REWARDS_SUFFIX}"
+
+    def top_sheet_path(self, iteration: int) -> Path:
+        """``rl/iter-NNNNNNN-top.png``: the iteration's highest-reward videos, a row of frames
+        each (:mod:`spatialalign.rl.watch`, the reward-hacking watch)."""
+        return self.iterations_dir / f"{ITERATION_PREFIX}{int(iteration):07d}{TOP_SHEET_SUFFIX}"
+
+    def latest_top_sheet(self) -> Path | None:
+        """The last iteration's sheet, when there is one."""
+        d = self.iterations_dir
+        sheets = sorted(d.glob(f"{ITERATION_PREFIX}*{TOP_SHEET_SUFFIX}")) if d.is_dir() else []
+        return sheets[-1] if sheets else None
+
+    @classmethod
+    def of_train_log(cls, log_path: Path) -> RLDir | None:
+        """The rl run whose ``run/train_log.jsonl`` is ``log_path``; None for a ``train``
+        run's log (no ``rl_config.json`` beside its ``run/``)."""
+        rl = cls(Path(log_path).parent.parent)
+        return rl if rl.config_path.is_file() else None
 
     def videos_dir(self, iteration: int) -> Path:
         """``rl/iter-NNNNNNN/``: the iteration's videos (``rl --keep-videos``)."""
