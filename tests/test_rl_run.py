@@ -39,7 +39,8 @@ PROMPTS = [
 ]
 # small runs of the shipped toy model: 2 prompts x 4 videos, 8 denoising steps
 SMALL = RLConfig(iterations=3, prompts_per_iteration=2, group_size=4, top_k=1, train_steps=2,
-                 sample_batch_size=8, train_batch_size=8)  # fmt: skip
+                 sample_batch_size=8, train_batch_size=8, min_group_std=1e-6,
+                 lr_schedule="constant")  # fmt: skip
 TOY = BackendConfig(model="toy", device="cpu", steps=8)
 
 

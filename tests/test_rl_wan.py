@@ -103,8 +103,9 @@ def test_an_iteration_with_ranked_rewards_updates_the_wan_lora(wan_dir, prompts,
     root = tmp_path / "run"
     write_prompts(prompts, root / "prompts.parquet")
     monkeypatch.setattr(run_mod, "Scorer", _BrightnessScorer)
+    # brightness rewards differ by less than the default min_group_std: keep every group
     cfg = RLConfig(iterations=1, prompts_per_iteration=2, group_size=2, train_steps=0,
-                   train_step_fraction=1.0, learning_rate=1e-3)  # fmt: skip
+                   train_step_fraction=1.0, learning_rate=1e-3, min_group_std=1e-6)  # fmt: skip
     backend = BackendConfig(model="wan", model_path=str(wan_dir), num_frames=5, height=16,
                             width=16, steps=2, device="cpu")  # fmt: skip
     result = run_mod.rl_run(root, cfg, backend, progress=False)

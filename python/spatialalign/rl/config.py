@@ -3,8 +3,10 @@
 The ``spatialalign rl`` options are derived from these fields
 (:func:`spatialalign.core.options.click_options`). The defaults are for the shipped toy model
 (20 Euler steps, guidance 3) on 2 CPU cores: 16 prompts x 8 videos an iteration, half of
-each group kept by the top-k filter, the first 7 of the 20 denoising steps of each kept
-trajectory trained, four AdamW steps an iteration at 3e-3. ``--model wan`` takes the same
+each group kept by the top-k filter (groups whose rewards spread by less than 0.05
+dropped), the first 7 of the 20 denoising steps of each kept trajectory trained, four AdamW
+steps an iteration at 3e-3 decaying to 0 (cosine) over 60 iterations: the run of
+docs/RESULTS.md's headline row (the constant rate collapsed). ``--model wan`` takes the same
 fields (its sampler steps and guidance come from ``--steps``/``--guidance``, Wan's defaults
 otherwise); they were not tuned there.
 """
@@ -38,9 +40,9 @@ class RLConfig:
 
     # the schedule of iterations
     iterations: int = _f(
-        80,
+        60,
         "Iterations (sample -> score -> update). With the defaults an iteration samples "
-        "prompts_per_iteration x group_size = 128 videos.",
+        "prompts_per_iteration x group_size = 128 videos (7,680 in all).",
     )
     prompts_per_iteration: int = _f(
         16,
@@ -79,9 +81,12 @@ class RLConfig:
         "rewards are all equal (std <= min_group_std) are dropped whole.",
     )
     min_group_std: float = _f(
-        1e-6,
+        0.05,
         "A group whose reward std is at most this carries no ranking (all invalid, all "
-        "equal): dropped, not trained.",
+        "scored alike): dropped, not trained. Per-prompt normalisation would blow a "
+        "saturated group's DSR differences of 0.01 up to advantages of +-1 (noise trained "
+        "as signal: on the toy, 12 of 16 groups at the peak before the constant-rate run "
+        "collapsed); 1e-6 drops only exactly equal groups.",
     )
     advantage_clip: float = _f(5.0, "Advantages are clipped to [-advantage_clip, advantage_clip].")
     # the update
@@ -115,12 +120,12 @@ class RLConfig:
     )
     learning_rate: float = _f(
         3e-3,
-        "AdamW learning rate (constant after warm-up). High for a LoRA, as few AdamW steps "
+        "AdamW peak learning rate (after warm-up; see lr_schedule). High for a LoRA, as few AdamW steps "
         "see the iterations' noisy policy gradients (toy: 1e-4 and 1e-3 moved nothing in 15 "
         "iterations, 3e-3 did; the KL to the reference stayed ~0.003).",
     )
     lr_schedule: Literal["constant", "cosine"] = _f(
-        "constant",
+        "cosine",
         "Learning rate after warm-up: constant, or cosine decay to 0 at the last iteration "
         "(diffusers' schedules; cosine makes ``iterations`` part of the run's settings).",
     )
