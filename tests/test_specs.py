@@ -65,7 +65,7 @@ AFTER = {
     "--detector --detector-batch-size --device --dtype --first-seed --fps --gdino-dir "
     "--gradient-checkpointing --group-size --guidance --height --invalid-reward --iterations "
     "--keep-checkpoints --keep-videos --kl-coef --learning-rate --log-every --lora-alpha "
-    "--lora-rank --lr-warmup-steps --max-grad-norm --min-group-std --mixed-precision --model "
+    "--lora-rank --lr-schedule --lr-warmup-steps --max-grad-norm --min-group-std --mixed-precision --model "
     "--model-dir --model-path --negative-prompt --no-gradient-checkpointing --no-keep-videos "
     "--no-normalize-per-prompt --noise-level --normalize-per-prompt --num-frames --onnx-dir "
     "--preset --prompts-per-iteration --quiet --sam --sample-batch-size --seed --steps "
