@@ -213,12 +213,24 @@ def test_cli_pretrain_and_evaluate(tmp_path):
             "2",
             "--batch-size",
             "4",
+            "--patch-size",
+            "1",
+            "2",
+            "2",
+            "--num-layers",
+            "1",
             "--threads",
             "1",
         ],
     )
     assert res.exit_code == 0, res.output
     assert "pretrained toy model: 2 transformer steps" in res.output
+    tcfg = ToyPipeline.from_pretrained(run / "model").transformer.config
+    assert (tuple(tcfg.patch_size), tcfg.num_layers, tuple(tcfg.pos_grid)) == (
+        (1, 2, 2),
+        1,
+        (9, 4, 4),
+    )
     out, fig = tmp_path / "eval.json", tmp_path / "fig.png"
     res = runner.invoke(
         cli,
@@ -310,6 +322,7 @@ def test_hard_world_pretraining_config_and_smoke(tmp_path):
     """``toy pretrain --world hard``: 12 frames of 16x16 from the hard world and its split,
     2x2 tokens per frame, a loadable model that samples clips of that shape."""
     from spatialalign.core.errors import SpatialAlignError
+    from spatialalign.toy import pretrain as pt
     from spatialalign.toy.pretrain import pretrain_config, render_dataset, train_prompts
 
     cfg = pretrain_config("hard")
@@ -317,6 +330,13 @@ def test_hard_world_pretraining_config_and_smoke(tmp_path):
     assert (cfg.world, video, cfg.n_train_prompts) == ("hard", (12, 16, 16), 600)
     assert cfg.transformer == PretrainConfig().transformer  # the toy model's architecture
     assert pretrain_config("toy") == PretrainConfig()  # the toy world's defaults unchanged
+    arch = pretrain_config("hard", patch_size=(2, 2, 2), num_layers=6, batch_size=16)
+    assert (arch.transformer.patch_size, arch.transformer.num_layers) == ((2, 2, 2), 6)
+    assert (arch.batch_size, pt.transformer_config(arch).pos_grid) == (16, (6, 4, 4))
+    for patch in ((5, 2, 2), (1, 3, 2), (0, 2, 2)):
+        with pytest.raises(SpatialAlignError, match="does not tile"):
+            pt.pretrain(tmp_path / "bad", pretrain_config("hard", patch_size=patch))
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
     with pytest.raises(SpatialAlignError, match="unknown toy world"):
         pretrain_config("medium")
     tiny = _tiny_cfg(world="hard", video=cfg.video, n_train_prompts=12)

@@ -50,6 +50,13 @@ def toy() -> None:
 @click.option("--clips-per-prompt", type=int, default=None)
 @click.option("--train-prompts", "n_train", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
+@click.option(
+    "--patch-size",
+    type=(int, int, int),
+    default=None,
+    help="The transformer's patch (frames rows columns of the latent), e.g. 2 2 2.",
+)
+@click.option("--num-layers", type=int, default=None, help="The transformer's blocks.")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 def pretrain_cmd(
     out_dir: Path,
@@ -65,6 +72,8 @@ def pretrain_cmd(
     clips_per_prompt: int | None,
     n_train: int | None,
     batch_size: int | None,
+    patch_size: tuple[int, int, int] | None,
+    num_layers: int | None,
     threads: int | None,
 ) -> None:
     """Train the toy codec and transformer from scratch into OUT_DIR (resumable).
@@ -88,7 +97,7 @@ def pretrain_cmd(
         "batch_size": batch_size,
         "threads": threads,
     }
-    cfg = pretrain_config(world, **overrides)
+    cfg = pretrain_config(world, patch_size=patch_size, num_layers=num_layers, **overrides)
     pipe = pretrain(out_dir, cfg)
     meta = pipe.metadata
     click.echo(

@@ -116,8 +116,14 @@ class PretrainConfig:
         return d
 
 
-def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
-    """A world's default pretraining run, with ``overrides`` (None values ignored).
+def pretrain_config(
+    world: str = "toy",
+    patch_size: tuple[int, int, int] | None = None,
+    num_layers: int | None = None,
+    **overrides,
+) -> PretrainConfig:
+    """A world's default pretraining run, with ``overrides`` of its fields and the
+    transformer's ``patch_size`` / ``num_layers`` (None values ignored).
 
     ``hard``: 12 frames of 16x16 (:class:`~spatialalign.toy.world.HardWorldConfig`), the
     toy model's architecture (2x2 tokens per frame, 48 per clip), the 600 TRAIN prompts of
@@ -140,7 +146,10 @@ def pretrain_config(world: str = "toy", **overrides) -> PretrainConfig:
             video=ToyVideoConfig(num_frames=12, height=16, width=16),
             minutes=58.0,
         )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    arch = {"patch_size": patch_size, "num_layers": num_layers}
+    arch = {k: (tuple(v) if k == "patch_size" else v) for k, v in arch.items() if v is not None}
+    return replace(cfg, transformer=replace(cfg.transformer, **arch)) if arch else cfg
 
 
 # ---------------------------------------------------------------------------------- data
@@ -489,7 +498,16 @@ def _train_transformer(
 
 
 def _check_config(cfg: PretrainConfig) -> None:
-    """Refuses fractions outside ``[0, 1)``."""
+    """Refuses fractions outside ``[0, 1)`` and a patch that does not tile the latent."""
+    pt, ph, pw = cfg.transformer.patch_size
+    r = cfg.codec.downsample
+    latent = (cfg.video.num_frames, cfg.video.height // r, cfg.video.width // r)
+    if min(pt, ph, pw) < 1 or any(n % k for n, k in zip(latent, (pt, ph, pw), strict=True)):
+        raise SpatialAlignError(
+            f"patch size {(pt, ph, pw)} does not tile the latent (frames, rows, columns) {latent}"
+        )
+    if cfg.transformer.num_layers < 1:
+        raise SpatialAlignError(f"num_layers must be >= 1, got {cfg.transformer.num_layers}")
     if not 0.0 <= cfg.mismatch_frac < 1.0:
         raise SpatialAlignError(f"mismatch fraction must be in [0, 1), got {cfg.mismatch_frac}")
     if not 0.0 <= cfg.caption_dropout < 1.0:
