@@ -280,6 +280,9 @@ def test_shipped_hard_model_is_the_hard_defaults_run_and_draws_the_prompts_sprit
     for name in ("world", "mismatch_frac", "mismatch_kind", "mismatch_keys_frac", "minutes",
                  "seed", "n_train_prompts", "batch_size"):  # fmt: skip
         assert meta["pretrain"][name] == getattr(defaults, name), name
+    arch = meta["pretrain"]["transformer"]
+    assert (tuple(arch["patch_size"]), arch["num_layers"]) == (defaults.transformer.patch_size,
+                                                               defaults.transformer.num_layers)  # fmt: skip
     assert meta["train_minutes"] <= 60
     chosen = {}
     for p in eval_prompts(ToyEvalConfig(world="hard")):

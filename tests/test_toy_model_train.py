@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -320,7 +321,8 @@ def test_training_state_round_trips_through_a_checkpoint(tmp_path):
 
 def test_hard_world_pretraining_config_and_smoke(tmp_path):
     """``toy pretrain --world hard``: 12 frames of 16x16 from the hard world and its split,
-    2x2 tokens per frame, a loadable model that samples clips of that shape."""
+    the toy transformer with a 2x2x2 patch (6x4x4 tokens), the architecture overrides, and
+    a loadable model that samples clips of that shape."""
     from spatialalign.core.errors import SpatialAlignError
     from spatialalign.toy import pretrain as pt
     from spatialalign.toy.pretrain import pretrain_config, render_dataset, train_prompts
@@ -328,7 +330,9 @@ def test_hard_world_pretraining_config_and_smoke(tmp_path):
     cfg = pretrain_config("hard")
     video = (cfg.video.num_frames, cfg.video.height, cfg.video.width)
     assert (cfg.world, video, cfg.n_train_prompts) == ("hard", (12, 16, 16), 600)
-    assert cfg.transformer == PretrainConfig().transformer  # the toy model's architecture
+    toy_arch = PretrainConfig().transformer
+    assert cfg.transformer == replace(toy_arch, patch_size=(2, 2, 2))
+    assert pt.transformer_config(cfg).pos_grid == (6, 4, 4)
     assert pretrain_config("toy") == PretrainConfig()  # the toy world's defaults unchanged
     arch = pretrain_config("hard", patch_size=(2, 2, 2), num_layers=6, batch_size=16)
     assert (arch.transformer.patch_size, arch.transformer.num_layers) == ((2, 2, 2), 6)

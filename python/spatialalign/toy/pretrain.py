@@ -126,12 +126,13 @@ def pretrain_config(
     transformer's ``patch_size`` / ``num_layers`` (None values ignored).
 
     ``hard``: 12 frames of 16x16 (:class:`~spatialalign.toy.world.HardWorldConfig`), the
-    toy model's architecture (2x2 tokens per frame, 48 per clip), the 600 TRAIN prompts of
-    :data:`HARD_SPLIT`, and a stronger caption bias: 70 % of the (animal, final relation)
-    combinations unreliable, 60 % of all clips mismatched (86 % within those combinations),
-    so the base model follows the final relation of most combinations rarely
-    (docs/TOY_MODEL.md, "The hard world"); 58 minutes in all (the shipped ``toy-hard``
-    model's run, on both cores: ``--threads 2``).
+    toy model's transformer with a 2x2x2 patch (4x4 tokens per pair of frames, 96 per clip:
+    the toy's 2x2 tokens per frame drew a moving animal in pieces where it crossed a token
+    boundary), the 600 TRAIN prompts of :data:`HARD_SPLIT`, and a stronger caption bias:
+    70 % of the (animal, final relation) combinations unreliable, 60 % of all clips
+    mismatched (86 % within those combinations), so the base model follows the final
+    relation of most combinations rarely (docs/TOY_MODEL.md, "The hard world"); 58 minutes
+    in all (the shipped ``toy-hard`` model's run, on both cores: ``--threads 2``).
     """
     world_split(world)  # one clear error for an unknown world
     base = PretrainConfig()
@@ -144,6 +145,7 @@ def pretrain_config(
             mismatch_frac=0.6,
             mismatch_keys_frac=0.7,
             video=ToyVideoConfig(num_frames=12, height=16, width=16),
+            transformer=ToyTransformerConfig(patch_size=(2, 2, 2)),
             minutes=58.0,
         )
     cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
