@@ -149,8 +149,8 @@ def pretrain_config(
             minutes=58.0,
         )
     cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    arch = {"patch_size": patch_size, "num_layers": num_layers}
-    arch = {k: (tuple(v) if k == "patch_size" else v) for k, v in arch.items() if v is not None}
+    arch = {"patch_size": tuple(patch_size) if patch_size else None, "num_layers": num_layers}
+    arch = {k: v for k, v in arch.items() if v is not None}
     return replace(cfg, transformer=replace(cfg.transformer, **arch)) if arch else cfg
 
 
@@ -323,15 +323,16 @@ def text_config(cfg: PretrainConfig, prompts: list[DSRPrompt]) -> ToyTextConfig:
     )
 
 
+def latent_shape(cfg: PretrainConfig) -> tuple[int, int, int]:
+    """(frames, rows, columns) of the codec's latent for the run's video size."""
+    r = cfg.codec.downsample
+    return cfg.video.num_frames, cfg.video.height // r, cfg.video.width // r
+
+
 def transformer_config(cfg: PretrainConfig) -> ToyTransformerConfig:
     """The transformer config with channels, text width and position grid filled in."""
-    pt, ph, pw = cfg.transformer.patch_size
-    r = cfg.codec.downsample
-    grid = (
-        cfg.video.num_frames // pt,
-        cfg.video.height // r // ph,
-        cfg.video.width // r // pw,
-    )
+    patch = cfg.transformer.patch_size
+    grid = tuple(n // k for n, k in zip(latent_shape(cfg), patch, strict=True))
     return ToyTransformerConfig(
         **{
             **asdict(cfg.transformer),
@@ -501,12 +502,10 @@ def _train_transformer(
 
 def _check_config(cfg: PretrainConfig) -> None:
     """Refuses fractions outside ``[0, 1)`` and a patch that does not tile the latent."""
-    pt, ph, pw = cfg.transformer.patch_size
-    r = cfg.codec.downsample
-    latent = (cfg.video.num_frames, cfg.video.height // r, cfg.video.width // r)
-    if min(pt, ph, pw) < 1 or any(n % k for n, k in zip(latent, (pt, ph, pw), strict=True)):
+    patch, latent = tuple(cfg.transformer.patch_size), latent_shape(cfg)
+    if min(patch) < 1 or any(n % k for n, k in zip(latent, patch, strict=True)):
         raise SpatialAlignError(
-            f"patch size {(pt, ph, pw)} does not tile the latent (frames, rows, columns) {latent}"
+            f"patch size {patch} does not tile the latent (frames, rows, columns) {latent}"
         )
     if cfg.transformer.num_layers < 1:
         raise SpatialAlignError(f"num_layers must be >= 1, got {cfg.transformer.num_layers}")
