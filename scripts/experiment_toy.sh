@@ -35,9 +35,11 @@
 # seeds TRAIN_FIRST_SEED.. , disjoint from the evaluation's 0..EVAL_SEEDS-1; docs/RESULTS.md's
 # numbers and the shipped adapter were made with TRAIN seeds 0-7, TRAIN_FIRST_SEED=0; a RUN_DIR
 # made then keeps those videos in its manifest beside new ones: use a new RUN_DIR).
-# With PROCS > 1 the base model's evaluation also runs beside the
-# training (which is one process) instead of after it. The results do not depend on PROCS:
-# every video is a function of its prompt and seed, and training is one process.
+# With PROCS > 1 the base model's evaluations (eval_base, then best-of-N, in one process) run
+# on a core of their own beside the training (which is one process) instead of after it; their
+# log is RUN/base_evals.log. The results do not depend on PROCS: every video is a function of
+# its prompt and seed, and training is one process. Sampling uses the model's default steps
+# (toy 20, toy-hard 10) and guidance 3.
 set -euo pipefail
 
 WORLD=${WORLD:-toy}
@@ -59,15 +61,33 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 TR=$RUN/train
 source "$(dirname "$0")/stages.sh"  # stage NAME CMD...; $TIMES, $T_START
 
-eval_base() {  # beside the training: one process
-  "$SA" eval "$RUN/eval_base" --model "$MODEL" --prompts "$TEST" --seeds "$EVAL_SEEDS" --workers 1
+eval_base() {  # WORKERS: processes
+  "$SA" eval "$RUN/eval_base" --model "$MODEL" --prompts "$TEST" --seeds "$EVAL_SEEDS" \
+    --workers "$1"
 }
-train_and_eval_base() {  # the base evaluation on a second core while training runs on one
-  eval_base > "$RUN/eval_base.log" 2>&1 &
+eval_best_of() {  # N WORKERS: the base model's best of N; starts from a copy of the previous
+  local n=$1                                            # (smaller) N's candidates
+  if [[ -n $PREV && ! -e $RUN/eval_bo$n ]]; then
+    cp -a "$RUN/eval_bo$PREV" "$RUN/eval_bo$n"
+  fi
+  "$SA" eval "$RUN/eval_bo$n" --model "$MODEL" --prompts "$TEST" --seeds "$EVAL_SEEDS" \
+    --workers "$2" --best-of "$n"
+  PREV=$n
+}
+base_evals() {  # every evaluation of the base model, one after the other in one process
+  eval_base 1
+  PREV=
+  for N in $BEST_OF; do eval_best_of "$N" 1; done
+}
+train_and_base_evals() {  # the base model's evaluations on a second core while training runs on one
+  base_evals > "$RUN/base_evals.log" 2>&1 &
   local pid=$!
   "$SA" train "$TR" --model "$MODEL" --loss dpo+zo -q "$@"
-  wait "$pid" || { tail -20 "$RUN/eval_base.log"; return 1; }
-  tail -1 "$RUN/eval_base.log"
+  local t0; t0=$(date +%s.%N)
+  wait "$pid" || { tail -20 "$RUN/base_evals.log"; return 1; }
+  printf 'training done; waited %.0f s more for the base evaluations\n' \
+    "$(echo "$(date +%s.%N) - $t0" | bc)"
+  grep '^eval: ' "$RUN/base_evals.log"
 }
 
 # the world's split (its defaults): toy 500 TRAIN + 120 TEST, hard 600 + 120; seed 0
@@ -78,27 +98,21 @@ stage track       "$SA" track "$TR" --detector toy --workers "$PROCS"
 stage score-batch "$SA" score-batch "$TR" -q
 stage pairs       "$SA" pairs "$TR" --tau 0.7 --max-per-prompt 6
 if (( PROCS > 1 )); then
-  stage train+eval-base train_and_eval_base "$@"
+  stage train+base-evals train_and_base_evals "$@"
 else
   stage train     "$SA" train "$TR" --model "$MODEL" --loss dpo+zo -q "$@"
-  stage eval-base "$SA" eval "$RUN/eval_base" --model "$MODEL" --prompts "$TEST" \
-                     --seeds "$EVAL_SEEDS" --workers "$PROCS"
+  stage eval-base eval_base "$PROCS"
+  PREV=
+  for N in $BEST_OF; do stage "eval-best-of-$N" eval_best_of "$N" "$PROCS"; done
 fi
 stage eval-aligned "$SA" eval "$RUN/eval_aligned" --model "$MODEL" --prompts "$TEST" \
                      --seeds "$EVAL_SEEDS" --workers "$PROCS" \
                      --adapter "$TR/run/pytorch_lora_weights.safetensors"
 RUNS=("$RUN/eval_base" "$RUN/eval_aligned")
 NAMES=base,aligned
-PREV=
-for N in $BEST_OF; do  # ascending: each run starts from a copy of the previous one's candidates
-  if [[ -n $PREV && ! -e $RUN/eval_bo$N ]]; then
-    cp -a "$RUN/eval_bo$PREV" "$RUN/eval_bo$N"
-  fi
-  stage "eval-best-of-$N" "$SA" eval "$RUN/eval_bo$N" --model "$MODEL" --prompts "$TEST" \
-                     --seeds "$EVAL_SEEDS" --workers "$PROCS" --best-of "$N"
+for N in $BEST_OF; do
   RUNS+=("$RUN/eval_bo$N")
   NAMES+=",best-of-$N"
-  PREV=$N
 done
 stage compare     "$SA" compare "${RUNS[@]}" --names "$NAMES" --out "$RUN/compare"
 

@@ -21,7 +21,13 @@ from spatialalign.evaluation.eval_prompts import default_test_set, toy_test_coun
 from spatialalign.loop import stages
 from spatialalign.loop.config import LoopConfig
 from spatialalign.models.backends import BackendConfig, load_backend
-from spatialalign.models.registry import is_toy, model_world, scoring_preset, world_model
+from spatialalign.models.registry import (
+    default_steps,
+    is_toy,
+    model_world,
+    scoring_preset,
+    world_model,
+)
 from spatialalign.models.toy import shipped
 from spatialalign.models.toy.pipeline import ToyPipeline
 from spatialalign.prompts.splits import HARD_SPLIT, TOY_SPLIT, model_split
@@ -125,6 +131,25 @@ def test_model_path_overrides_the_shipped_weights(hard_model, tmp_path, monkeypa
     assert (backend.num_frames, backend.height, backend.width) == (12, 16, 16)
     assert shipped.SHIPPED_WEIGHTS["toy"] == shipped.WEIGHTS_DIR
     assert shipped.HARD_WEIGHTS_DIR.name == "weights_hard"
+
+
+def test_each_toy_model_samples_with_its_own_default_steps(hard_model, shipped_hard):
+    """toy-hard samples with 10 steps unless told (docs/TOY_MODEL.md: as good as 20 on its
+    model), the toy model with 20; --steps overrides; Wan keeps its back end's 50."""
+    from spatialalign.toy.evaluate import ToyEvalConfig
+
+    assert (default_steps("toy"), default_steps("toy-hard"), default_steps("wan")) == (20, 10, None)
+    hard = load_backend(BackendConfig(model="toy-hard", device="cpu"))
+    toy = load_backend(BackendConfig(model="toy", device="cpu"))
+    told = load_backend(BackendConfig(model="toy-hard", device="cpu", steps=3))
+    assert (hard.settings()["steps"], toy.settings()["steps"], told.settings()["steps"]) == (
+        10,
+        20,
+        3,
+    )
+    assert ToyEvalConfig(world="hard").num_inference_steps == 10
+    assert ToyEvalConfig(world="toy").num_inference_steps == 20
+    assert ToyEvalConfig(world="hard", num_inference_steps=4).num_inference_steps == 4
 
 
 # ------------------------------------------------------------------ prompts

@@ -22,7 +22,7 @@ from spatialalign.core.errors import SpatialAlignError
 from spatialalign.core.options import NamedChoice, document_fields
 from spatialalign.core.provenance import fingerprint
 from spatialalign.lora.adapter import load_lora_into_pipeline, load_lora_into_transformer
-from spatialalign.models.registry import DEFAULT_MODEL, MODELS, backend_class
+from spatialalign.models.registry import DEFAULT_MODEL, MODELS, backend_class, default_steps
 from spatialalign.models.wan.runtime import ATTENTION, OFFLOAD
 
 # The negative prompt of the official SpatialAlign inference script (Wan's English one).
@@ -98,7 +98,7 @@ class BackendConfig:
     )
     steps: int | None = _f(
         None,
-        "Denoising steps [toy 20, wan 50].",
+        "Denoising steps [toy 20, toy-hard 10, wan 50].",
         type=click.IntRange(min=1),
     )
     guidance: float | None = _f(
@@ -311,7 +311,7 @@ class ToyBackend:
             load_lora_into_transformer(pipeline.transformer, config.adapter)
         return cls(
             pipeline,
-            steps=20 if config.steps is None else config.steps,
+            steps=default_steps(cls.model) if config.steps is None else config.steps,
             guidance=3.0 if config.guidance is None else config.guidance,
         )
 

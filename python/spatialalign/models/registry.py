@@ -25,6 +25,10 @@ class ModelEntry:
     preset: str
     """The scoring preset (:data:`spatialalign.core.presets.PRESETS`) its videos are
     tracked and scored with: the validity rules are scaled to its clip length."""
+    steps: int | None = None
+    """A toy-family model's default denoising steps (``--steps`` overrides): toy 20; toy-hard
+    10, whose clips are judged as 20 steps' are (validness 0.868 vs 0.863, Correctness@0.7
+    0.335 vs 0.330: docs/TOY_MODEL.md) at half the cost. None: the back end's own (Wan's 50)."""
     world: str | None = None
     """The toy world it was pretrained on (``toy``, ``hard``: the keys of
     ``spatialalign.toy.world.WORLDS`` and :data:`spatialalign.prompts.splits.WORLD_SPLITS`);
@@ -32,9 +36,11 @@ class ModelEntry:
 
 
 REGISTRY: dict[str, ModelEntry] = {
-    "toy": ModelEntry("spatialalign.models.backends:ToyBackend", preset="toy", world="toy"),
+    "toy": ModelEntry(
+        "spatialalign.models.backends:ToyBackend", preset="toy", steps=20, world="toy"
+    ),
     "toy-hard": ModelEntry(
-        "spatialalign.models.backends:ToyHardBackend", preset="toy-hard", world="hard"
+        "spatialalign.models.backends:ToyHardBackend", preset="toy-hard", steps=10, world="hard"
     ),
     "wan": ModelEntry("spatialalign.models.backends:WanBackend", preset="official"),
 }
@@ -79,6 +85,12 @@ def scoring_preset(model: str) -> str:
     """The scoring preset ``model``'s videos are judged with (``toy``, ``toy-hard``,
     ``official``)."""
     return REGISTRY[check_model(model)].preset
+
+
+def default_steps(model: str) -> int | None:
+    """The denoising steps toy-family ``model`` samples with unless told
+    (:attr:`ModelEntry.steps`); None for a model whose back end sets its own."""
+    return REGISTRY[check_model(model)].steps
 
 
 def backend_class(model: str) -> Any:

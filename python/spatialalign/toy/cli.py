@@ -132,7 +132,8 @@ def pretrain_cmd(
 @click.option("--seeds", type=int, default=5, show_default=True, help="Seeds 0..N-1 per prompt.")
 @click.option("--test-prompts", "n_test", type=int, default=None,
               help=f"TEST prompts of the world's split.  [default: {TOY_SPLIT.n_test}]")  # fmt: skip
-@click.option("--steps", type=int, default=20, show_default=True)
+@click.option("--steps", type=int, default=None,
+              help="Denoising steps [the world's model's: toy 20, hard 10].")  # fmt: skip
 @click.option("--guidance", type=float, default=3.0, show_default=True)
 @click.option(
     "--out",
@@ -154,7 +155,7 @@ def evaluate_cmd(
     adapter: Path | None,
     seeds: int,
     n_test: int | None,
-    steps: int,
+    steps: int | None,
     guidance: float,
     out: Path | None,
     rendered: bool,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from spatialalign.core.dsr.model import DSRPrompt
 from spatialalign.core.presets import ScoringConfig, scoring_config
-from spatialalign.models.registry import scoring_preset, world_model
+from spatialalign.models.registry import default_steps, scoring_preset, world_model
 from spatialalign.prompts.splits import world_split
 from spatialalign.scoring.summary import build_summary
 
@@ -45,7 +45,8 @@ class ToyEvalConfig:
     prompt_seed: int | None = None
     """The split's seed [0]."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    num_inference_steps: int = 20
+    num_inference_steps: int | None = None
+    """Denoising steps [the world's model's: toy 20, toy-hard 10]."""
     guidance_scale: float = 3.0
     batch_size: int = 100
     preset: str | None = None
@@ -64,6 +65,8 @@ class ToyEvalConfig:
             self.prompt_seed = split.seed
         if self.preset is None:
             self.preset = scoring_preset(world_model(self.world))
+        if self.num_inference_steps is None:
+            self.num_inference_steps = default_steps(world_model(self.world))
 
 
 @dataclass
