@@ -89,7 +89,7 @@ bench-wan-estimate: build
 
 # the toy DPO+ZO experiment (docs/RESULTS.md): sample, track, score, pair, train, eval, compare.
 # WORLD=hard: the same on the hard world's model (--model toy-hard, the hard split, best-of-4/8
-# rows; issue 22), in experiments/toy-hard
+# rows; issue 22), in experiments/toy-hard (~18 min on 2 cores)
 WORLD ?= toy
 ifeq ($(WORLD),hard)
 EXPERIMENT_DIR ?= experiments/toy-hard
@@ -106,7 +106,7 @@ experiment-sweep: build
 
 # three rounds of the self-improvement loop on the toy model (docs/RESULTS.md; ~30 min)
 # WORLD=hard: the hard world's model (--model toy-hard: its split and toy-hard-test), in
-# experiments/loop-hard
+# experiments/loop-hard (~27 min)
 ifeq ($(WORLD),hard)
 LOOP_DIR ?= experiments/loop-hard
 LOOP_MODEL := --model toy-hard
