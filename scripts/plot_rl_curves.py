@@ -35,7 +35,10 @@ WORLDS = {
     },
     "hard": {
         "out": "docs/rl_curves_hard.png",
-        "runs": {"rl --model toy-hard, groups of 8 for 16 prompts": "experiments/rl_hard"},
+        "runs": {
+            "rl --model toy-hard, groups of 8 for 16 prompts": "experiments/rl_hard",
+            "rl --model toy-hard, groups of 4 for 32 prompts": "experiments/rl_hard_g4",
+        },
         # toy-hard-test x seeds 0-4 (experiments/rl_hard_compare/comparison.md)
         "points": {
             "base": (0, 0.342, 0.868, "o"),
@@ -45,6 +48,7 @@ WORLDS = {
             "loop r3": (14400, 0.518, 0.855, "D"),
             "best-of-8 (inference)": (4800, 0.635, 1.000, "^"),
             "rl 8x16 (eval)": (7680, 0.475, 0.807, "o", "C0"),
+            "rl 4x32 (eval)": (7680, 0.442, 0.835, "o", "C2"),
         },
     },
 }
