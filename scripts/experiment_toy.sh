@@ -65,8 +65,10 @@ eval_base() {  # WORKERS: processes
   "$SA" eval "$RUN/eval_base" --model "$MODEL" --prompts "$TEST" --seeds "$EVAL_SEEDS" \
     --workers "$1"
 }
-eval_best_of() {  # N WORKERS: the base model's best of N; starts from a copy of the previous
-  local n=$1                                            # (smaller) N's candidates
+# N WORKERS: the base model's best of N, starting from a copy of the previous (smaller) N's
+# candidates ($PREV), so it samples only the new ones
+eval_best_of() {
+  local n=$1
   if [[ -n $PREV && ! -e $RUN/eval_bo$n ]]; then
     cp -a "$RUN/eval_bo$PREV" "$RUN/eval_bo$n"
   fi

@@ -147,6 +147,8 @@ def test_each_toy_model_samples_with_its_own_default_steps(hard_model, shipped_h
         20,
         3,
     )
+    # a back end built directly takes its model's default too
+    assert type(hard)(hard.pipeline).steps == 10 and type(toy)(toy.pipeline).steps == 20
     assert ToyEvalConfig(world="hard").num_inference_steps == 10
     assert ToyEvalConfig(world="toy").num_inference_steps == 20
     assert ToyEvalConfig(world="hard", num_inference_steps=4).num_inference_steps == 4

@@ -254,9 +254,10 @@ class ToyBackend:
     """The model name (recorded in the manifest; it also picks the shipped weights)."""
     lossless = True
 
-    def __init__(self, pipeline: Any, *, steps: int = 20, guidance: float = 3.0) -> None:
+    def __init__(self, pipeline: Any, *, steps: int | None = None, guidance: float = 3.0) -> None:
         self.pipeline = pipeline
-        self.steps = steps
+        self.steps = default_steps(self.model) if steps is None else steps
+        """Denoising steps (None: the model's registry default, toy 20, toy-hard 10)."""
         self.guidance = guidance
         self.num_frames = int(pipeline.num_frames)
         self.height = int(pipeline.height)
@@ -311,7 +312,7 @@ class ToyBackend:
             load_lora_into_transformer(pipeline.transformer, config.adapter)
         return cls(
             pipeline,
-            steps=default_steps(cls.model) if config.steps is None else config.steps,
+            steps=config.steps,
             guidance=3.0 if config.guidance is None else config.guidance,
         )
 
